@@ -1,0 +1,64 @@
+"""What every ranker takes and returns, and the filters they all apply.
+
+A ranker maps a :class:`RankRequest` to :class:`Ranked` items; callers never
+care which ranker (popularity, ALS, hybrid) they hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from recsys.catalog import Catalog
+
+
+@dataclass(frozen=True)
+class RankRequest:
+    user_id: str
+    k: int
+    categories: tuple[str, ...] = ()
+    exclude_categories: tuple[str, ...] = ()
+    exclude_garment_ids: tuple[str, ...] = ()
+    include_out_of_stock: bool = False
+
+
+@dataclass
+class Ranked:
+    """One ranked garment; ``channels`` maps channel name to (score, 1-based rank)."""
+
+    position: int
+    score: float
+    channels: dict[str, tuple[float, int]] = field(default_factory=dict)
+
+
+class Ranker(Protocol):
+    name: str
+    version: str
+
+    def rank(self, request: RankRequest) -> list[Ranked]: ...
+
+
+def eligible_mask(catalog: Catalog, request: RankRequest, bought: np.ndarray) -> np.ndarray:
+    """Garments a request may return: in stock, in the wanted categories, not excluded or bought."""
+    mask = (
+        np.ones(len(catalog), dtype=bool)
+        if request.include_out_of_stock
+        else catalog.in_stock.copy()
+    )
+    if request.categories:
+        mask &= catalog.category_mask(request.categories)
+    if request.exclude_categories:
+        mask &= ~catalog.category_mask(request.exclude_categories)
+    if request.exclude_garment_ids:
+        excluded = catalog.positions(request.exclude_garment_ids)
+        mask[excluded[excluded >= 0]] = False
+    if bought.size:
+        mask[bought] = False
+    return mask
+
+
+def top_k(order: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` positions of ``order`` that ``mask`` allows."""
+    return order[mask[order]][:k]

@@ -1,0 +1,78 @@
+"""`drape bench NAME`: benchmarks print a table and write JSON (never timed test assertions)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+BENCHMARKS = {"events": "services.bench.events"}
+
+
+def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
+    """p50/p90/p99/max of per-call latencies, in milliseconds."""
+    ms = np.asarray(seconds, dtype=np.float64) * 1000
+    if ms.size == 0:
+        return {
+            "p50_ms": float("nan"),
+            "p90_ms": float("nan"),
+            "p99_ms": float("nan"),
+            "max_ms": float("nan"),
+        }
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return {
+        "p50_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+        "max_ms": float(ms.max()),
+    }
+
+
+def format_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> str:
+    def cell(value: Any) -> str:
+        return f"{value:,.1f}" if isinstance(value, float) else str(value)
+
+    cells = [[cell(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def write_report(
+    name: str, rows: list[dict[str, Any]], out: Path | None, extra: dict[str, Any]
+) -> Path:
+    out = out or Path("bench-results") / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "benchmark": name,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cpus": _cpus(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        **extra,
+        "results": rows,
+    }
+    out.write_text(json.dumps(report, indent=2))
+    return out
+
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def run_benchmark(args: argparse.Namespace) -> int:
+    module = importlib.import_module(BENCHMARKS[args.name])
+    return module.run(args)

@@ -1,0 +1,142 @@
+"""`drape`: the one command line for Drape.
+
+drape up                 start every service on localhost (Ctrl-C stops them)
+drape serve SERVICE      run one service (what a Kubernetes pod runs)
+drape demo               the whole flow on generated data; exits when done
+drape bench NAME         a benchmark: prints a table, writes JSON
+drape doctor             check the installation
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from services.runtime.config import SERVICE_NAMES, ConfigError, load_config
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from services.registry import build_service
+    from services.runtime.logs import configure_logging
+    from services.runtime.server import RunningService, serve_until_signalled
+
+    config = load_config(args.config)
+    server = config.server(args.service)
+    if args.port is not None:
+        server.port = args.port
+    configure_logging(args.service, config.log_level)
+    spec = build_service(args.service, config)
+    serve_until_signalled(RunningService(spec, server), args.ready_file)
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from services.stack import Stack, StackError
+
+    config = load_config(args.config)
+    services = args.services.split(",") if args.services else SERVICE_NAMES
+    stack = Stack(config, services, run_dir=args.run_dir, log_to_files=False)
+    try:
+        stack.start()
+    except StackError as exc:
+        print(f"drape up: {exc}", file=sys.stderr)
+        return 1
+    for name, endpoint in stack.endpoints.items():
+        metrics = f"http://{endpoint.address.rsplit(':', 1)[0]}:{endpoint.metrics_port}/metrics"
+        print(f"{name:<10} grpc {endpoint.address:<22} {metrics}", flush=True)
+    print("all services up; Ctrl-C to stop", flush=True)
+    try:
+        exited = stack.wait()
+        print(f"drape up: {exited} exited; stopping the others", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stopping...", flush=True)
+        return 0
+    finally:
+        stack.stop()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from services.demo import run_demo
+
+    return run_demo(args)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from services.bench import run_benchmark
+
+    return run_benchmark(args)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from services.doctor import run_doctor
+
+    return run_doctor()
+
+
+def _install_sigterm_as_interrupt() -> None:
+    import signal
+
+    def _raise(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _raise)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="drape", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run one service")
+    serve.add_argument("service", choices=SERVICE_NAMES)
+    serve.add_argument("--config", type=Path, help="TOML/YAML/JSON config file")
+    serve.add_argument("--port", type=int, help="override the service's port")
+    serve.add_argument("--ready-file", type=Path, help="write the bound address here once serving")
+    serve.set_defaults(func=_serve)
+
+    up = sub.add_parser("up", help="start every service on localhost")
+    up.add_argument("--config", type=Path)
+    up.add_argument("--services", help="comma-separated subset (default: all)")
+    up.add_argument("--run-dir", type=Path, help="where ready files go (default: a temp dir)")
+    up.set_defaults(func=_up)
+
+    demo = sub.add_parser("demo", help="run the whole flow on generated data")
+    demo.add_argument("--users", type=int, default=300)
+    demo.add_argument("--garments", type=int, default=2000)
+    demo.add_argument("--events", type=int, default=5000)
+    demo.add_argument("--data-dir", type=Path, help="keep the demo's data here (default: temp)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(func=_demo)
+
+    bench = sub.add_parser("bench", help="run a benchmark; prints a table and writes JSON")
+    bench.add_argument("name", choices=("events",))
+    bench.add_argument("--out", type=Path, help="JSON output (default: bench-results/NAME.json)")
+    bench.add_argument("--seconds", type=float, default=5.0, help="duration of each phase")
+    bench.add_argument(
+        "--store-url", help="event store to benchmark (default: SQLite in a temp dir)"
+    )
+    bench.set_defaults(func=_bench)
+
+    doctor = sub.add_parser("doctor", help="check the installation")
+    doctor.set_defaults(func=_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command in ("up", "demo", "bench"):
+        _install_sigterm_as_interrupt()
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"drape {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""`drape doctor`: checks that the installation can run Drape."""
+
+from __future__ import annotations
+
+import importlib
+from importlib import metadata
+
+REQUIRED = (
+    "grpc",
+    "grpc_tools",
+    "torch",
+    "tritonclient.grpc",
+    "faiss",
+    "implicit",
+    "pandas",
+    "prometheus_client",
+    "pydantic",
+    "psycopg",
+)
+FAISS_DISTRIBUTIONS = ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "faiss-gpu-cu11")
+
+
+def installed_faiss_distributions() -> list[str]:
+    found = []
+    for name in FAISS_DISTRIBUTIONS:
+        try:
+            found.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def run_doctor() -> int:
+    problems = []
+    for module in REQUIRED:
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            problems.append(f"cannot import {module}: {exc}")
+    faiss = installed_faiss_distributions()
+    if len(faiss) != 1:
+        # Both install the same `faiss` module; whichever came last silently won.
+        problems.append(
+            f"exactly one faiss distribution must be installed, found {faiss or 'none'}: "
+            "pip uninstall all of them, then install drape[cpu] or drape[gpu]"
+        )
+    from services.protogen import stale_files
+
+    if stale := stale_files():
+        problems.append(f"API stubs are stale: {stale}; run `python -m services.protogen`")
+    if problems:
+        print("drape doctor found problems:", *problems, sep="\n  ")
+        return 1
+    import torch
+
+    gpu = "yes" if torch.cuda.is_available() else "no"
+    print(f"drape doctor: ok (torch {torch.__version__}, CUDA {gpu}, {faiss[0]})")
+    return 0

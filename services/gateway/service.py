@@ -1,0 +1,149 @@
+"""GatewayService: the storefront's single entry point.
+
+Recommend asks the recommend service for the ranking and attaches a preview
+status to every item; Track forwards feedback to the events service. Deadlines
+and request ids flow to both through the runtime's client channels.
+"""
+
+from __future__ import annotations
+
+import grpc
+from drape.v1 import (
+    common_pb2,
+    events_pb2,
+    events_pb2_grpc,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    recommend_pb2,
+    recommend_pb2_grpc,
+)
+from prometheus_client import CollectorRegistry, Counter
+
+from services.runtime import (
+    DrapeConfig,
+    InvalidArgument,
+    ResourceExhausted,
+    ServiceSpec,
+    Unimplemented,
+    connect,
+)
+
+MAX_PREVIEWS = 16
+
+
+class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
+    def __init__(
+        self,
+        recommend: recommend_pb2_grpc.RecommendServiceStub,
+        events: events_pb2_grpc.EventsServiceStub,
+        max_photo_bytes: int,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.recommend = recommend
+        self.events = events
+        self.max_photo_bytes = max_photo_bytes
+        self.previews = Counter(
+            "drape_previews",
+            "Try-on previews attached to recommendations, by status and experiment variant.",
+            ["status", "experiment", "variant"],
+            registry=registry,
+        )
+
+    def _check_photo(self, photo: common_pb2.Image, field: str) -> None:
+        if len(photo.data) > self.max_photo_bytes:
+            raise ResourceExhausted(
+                f"{field} is {len(photo.data) / 2**20:.1f} MiB; the limit is "
+                f"{self.max_photo_bytes / 2**20:.0f} MiB: downscale it before sending"
+            )
+
+    def Recommend(
+        self, request: gateway_pb2.GatewayServiceRecommendRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.GatewayServiceRecommendResponse:
+        self._check_photo(request.photo, "photo")
+        if request.preview_limit < 0:
+            raise InvalidArgument("preview_limit", "must not be negative")
+        ranked = self.recommend.Recommend(
+            recommend_pb2.RecommendRequest(
+                user_id=request.user_id, k=request.k, context=request.context
+            )
+        )
+        response = gateway_pb2.GatewayServiceRecommendResponse(
+            recommendation_id=ranked.recommendation_id,
+            assignment=ranked.assignment,
+            items=ranked.items,
+            model_version=ranked.model_version,
+        )
+        self._attach_previews(request, response)
+        return response
+
+    def _attach_previews(
+        self,
+        request: gateway_pb2.GatewayServiceRecommendRequest,
+        response: gateway_pb2.GatewayServiceRecommendResponse,
+    ) -> None:
+        assignment = response.assignment
+        limit = min(request.preview_limit or MAX_PREVIEWS, MAX_PREVIEWS)
+        for item in response.items[:limit]:
+            if not request.previews:
+                status, reason = common_pb2.PREVIEW_STATUS_SKIPPED, "previews were not requested"
+            elif not assignment.previews_enabled:
+                status = common_pb2.PREVIEW_STATUS_SKIPPED
+                reason = f"variant {assignment.variant!r} does not show previews"
+            elif not request.photo.data:
+                status, reason = common_pb2.PREVIEW_STATUS_SKIPPED, "no photo was sent"
+            else:
+                status = common_pb2.PREVIEW_STATUS_UNAVAILABLE
+                reason = "try-on generation is not deployed in this release"
+            item.preview.status = status
+            item.preview.reason = reason
+            self.previews.labels(
+                common_pb2.PreviewStatus.Name(status).removeprefix("PREVIEW_STATUS_").lower(),
+                assignment.experiment,
+                assignment.variant,
+            ).inc()
+
+    def TryOn(
+        self, request: gateway_pb2.TryOnRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.TryOnResponse:
+        self._check_photo(request.photo, "photo")
+        raise Unimplemented("try-on generation is not deployed in this release")
+
+    def Track(
+        self, request: gateway_pb2.TrackRequest, context: grpc.ServicerContext
+    ) -> gateway_pb2.TrackResponse:
+        recorded = self.events.Record(
+            events_pb2.RecordRequest(events=request.events, allow_partial=request.allow_partial)
+        )
+        return gateway_pb2.TrackResponse(
+            stored=recorded.stored,
+            duplicates=recorded.duplicates,
+            rejected=recorded.rejected,
+            results=recorded.results,
+        )
+
+
+def build(config: DrapeConfig) -> ServiceSpec:
+    cfg = config.gateway
+    recommend_channel = connect(cfg.recommend_address, cfg.server)
+    events_channel = connect(cfg.events_address, cfg.server)
+    registry = CollectorRegistry()
+    servicer = GatewayServicer(
+        recommend_pb2_grpc.RecommendServiceStub(recommend_channel),
+        events_pb2_grpc.EventsServiceStub(events_channel),
+        cfg.max_photo_mb * 2**20,
+        registry,
+    )
+
+    def stop() -> None:
+        recommend_channel.close()
+        events_channel.close()
+
+    return ServiceSpec(
+        name="gateway",
+        grpc_services=[gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name],
+        register=lambda server: gateway_pb2_grpc.add_GatewayServiceServicer_to_server(
+            servicer, server
+        ),
+        registry=registry,
+        on_stop=stop,
+    )

@@ -1,0 +1,147 @@
+"""RecommendService: ranks the catalog for a shopper and assigns the experiment variant."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import grpc
+from drape.v1 import common_pb2, recommend_pb2, recommend_pb2_grpc
+from prometheus_client import CollectorRegistry, Counter
+
+from recsys.catalog import Catalog
+from recsys.experiments import Experiment, default_experiment, load_experiment
+from recsys.ranking import Ranked, RankRequest
+from services.events.store import open_event_store
+from services.recommend.state import RecommendState
+from services.runtime import DrapeConfig, FailedPrecondition, InvalidArgument, NotFound, ServiceSpec
+
+CHANNELS = {
+    "popularity": common_pb2.CHANNEL_POPULARITY,
+    "category_popularity": common_pb2.CHANNEL_CATEGORY_POPULARITY,
+    "collaborative": common_pb2.CHANNEL_COLLABORATIVE,
+    "visual": common_pb2.CHANNEL_VISUAL,
+    "photo": common_pb2.CHANNEL_PHOTO,
+    "similar": common_pb2.CHANNEL_SIMILAR,
+}
+
+
+def garment_proto(catalog: Catalog, position: int) -> common_pb2.Garment:
+    row = catalog.row(position)
+    return common_pb2.Garment(
+        garment_id=row["garment_id"],
+        title=row["title"],
+        category=row["category"],
+        price_minor=int(row["price_minor"]),
+        currency=row["currency"],
+        in_stock=bool(row["in_stock"]),
+        attributes={"colour": row["colour"], "pattern": row["pattern"]},
+        image_uri=row["image_uri"] or "",
+    )
+
+
+def ranked_proto(catalog: Catalog, rank: int, item: Ranked) -> common_pb2.RecommendedGarment:
+    return common_pb2.RecommendedGarment(
+        garment=garment_proto(catalog, item.position),
+        score=item.score,
+        rank=rank,
+        channels=[
+            common_pb2.ChannelScore(channel=CHANNELS[name], score=score, rank=r)
+            for name, (score, r) in item.channels.items()
+        ],
+    )
+
+
+def rank_request(user_id: str, k: int, context: common_pb2.RecommendContext) -> RankRequest:
+    return RankRequest(
+        user_id=user_id,
+        k=k,
+        categories=tuple(context.categories),
+        exclude_categories=tuple(context.exclude_categories),
+        exclude_garment_ids=tuple(context.exclude_garment_ids),
+        include_out_of_stock=context.include_out_of_stock,
+    )
+
+
+class RecommendServicer(recommend_pb2_grpc.RecommendServiceServicer):
+    def __init__(
+        self, state: RecommendState, experiment: Experiment, max_k: int, registry: CollectorRegistry
+    ) -> None:
+        self.state = state
+        self.experiment = experiment
+        self.max_k = max_k
+        self.served = Counter(
+            "drape_recommendations",
+            "Recommendation lists served, by experiment variant and strategy.",
+            ["experiment", "variant", "strategy"],
+            registry=registry,
+        )
+
+    def _check_k(self, k: int) -> None:
+        if not 1 <= k <= self.max_k:
+            raise InvalidArgument("k", f"must be between 1 and {self.max_k} (got {k})")
+
+    def Recommend(
+        self, request: recommend_pb2.RecommendRequest, context: grpc.ServicerContext
+    ) -> recommend_pb2.RecommendResponse:
+        if not request.user_id:
+            raise InvalidArgument("user_id", "is required (use a stable anonymous id for guests)")
+        self._check_k(request.k)
+        state = self.state.current()
+        variant = self.experiment.assign(request.user_id)
+        ranker = state.ranker(variant.strategy)
+        items = ranker.rank(rank_request(request.user_id, request.k, request.context))
+        self.served.labels(self.experiment.name, variant.name, variant.strategy).inc()
+        return recommend_pb2.RecommendResponse(
+            recommendation_id=uuid.uuid4().hex,
+            assignment=common_pb2.ExperimentAssignment(
+                experiment=self.experiment.name,
+                variant=variant.name,
+                strategy=variant.strategy,
+                previews_enabled=variant.previews,
+            ),
+            items=[ranked_proto(state.catalog, i + 1, item) for i, item in enumerate(items)],
+            model_version=ranker.version,
+        )
+
+    def SimilarGarments(
+        self, request: recommend_pb2.SimilarGarmentsRequest, context: grpc.ServicerContext
+    ) -> recommend_pb2.SimilarGarmentsResponse:
+        if not request.garment_id:
+            raise InvalidArgument("garment_id", "is required")
+        self._check_k(request.k)
+        state = self.state.current()
+        if request.garment_id not in state.catalog:
+            raise NotFound(f"garment {request.garment_id!r} is not in the catalog")
+        raise FailedPrecondition(
+            "similar garments need the garment embedding index; "
+            "build it with `drape ingest` and `drape train recsys`"
+        )
+
+
+def build(config: DrapeConfig) -> ServiceSpec:
+    cfg = config.recommend
+    store = open_event_store(cfg.events_store_url or config.events_store_url())
+    state = RecommendState(config.catalog_path(), store, cfg)
+    experiment = (
+        load_experiment(Path(cfg.experiments_path))
+        if cfg.experiments_path
+        else default_experiment()
+    )
+    registry = CollectorRegistry()
+    servicer = RecommendServicer(state, experiment, cfg.max_k, registry)
+    state.start()
+
+    def stop() -> None:
+        state.stop()
+        store.close()
+
+    return ServiceSpec(
+        name="recommend",
+        grpc_services=[recommend_pb2.DESCRIPTOR.services_by_name["RecommendService"].full_name],
+        register=lambda server: recommend_pb2_grpc.add_RecommendServiceServicer_to_server(
+            servicer, server
+        ),
+        registry=registry,
+        on_stop=stop,
+    )

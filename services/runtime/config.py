@@ -1,0 +1,226 @@
+"""Typed configuration: validated defaults, overridden by a file, then by the environment.
+
+    DRAPE_CONFIG=drape.toml            # optional file (TOML, YAML or JSON)
+    DRAPE_EVENTS__SERVER__PORT=6000    # any field, path joined by "__"
+    DRAPE_DATA_DIR=/var/lib/drape
+
+Every value is checked at start-up; a bad one stops the process with a message
+that names the setting, never a traceback from deep inside a service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "DRAPE_"
+SERVICE_NAMES = ("gateway", "recommend", "features", "tryon", "splice", "events")
+
+
+class ConfigError(ValueError):
+    """Raised when configuration is missing, unreadable or invalid."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ServerConfig(_Strict):
+    """How one gRPC service listens and behaves; shared by every service."""
+
+    host: str = "127.0.0.1"
+    # 0 = an ephemeral port (the bound port is reported in the ready file).
+    port: int = Field(0, ge=0, le=65535)
+    # Prometheus /metrics port; 0 = ephemeral, -1 = disabled.
+    metrics_port: int = Field(0, ge=-1, le=65535)
+    max_workers: int = Field(16, ge=1, le=1024)
+    # Largest request or response message accepted.
+    max_message_mb: int = Field(16, ge=1, le=512)
+    # Seconds in-flight calls get to finish on shutdown.
+    grace_s: float = Field(10.0, ge=0, le=300)
+    # Seconds between reporting NOT_SERVING and refusing new calls, so load
+    # balancers stop routing first (Kubernetes: keep below the pod's grace period).
+    drain_delay_s: float = Field(0.0, ge=0, le=60)
+    # Deadline for downstream calls when the caller set none.
+    default_deadline_s: float = Field(10.0, gt=0, le=600)
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.max_message_mb * 1024 * 1024
+
+
+def _server(port: int, metrics_port: int) -> Any:
+    return Field(default_factory=lambda: ServerConfig(port=port, metrics_port=metrics_port))
+
+
+class EventsConfig(_Strict):
+    server: ServerConfig = _server(50056, 9106)
+    # sqlite:///relative/or/absolute.db, or postgresql://user@host:port/db.
+    # Empty = <data_dir>/events.db.
+    store_url: str = ""
+    max_batch: int = Field(1000, ge=1, le=100_000)
+    # FULL survives power loss; NORMAL only process crashes (both keep every
+    # acknowledged event when the process is killed).
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    # How far in the future (client clock skew) an event's time may be.
+    max_future_skew_s: float = Field(300.0, ge=0)
+
+
+class EventWeights(_Strict):
+    """Confidence an interaction of each type adds (implicit feedback)."""
+
+    impression: float = Field(0.0, ge=0)
+    view: float = Field(1.0, ge=0)
+    tryon_view: float = Field(2.0, ge=0)
+    add_to_cart: float = Field(4.0, ge=0)
+    purchase: float = Field(8.0, ge=0)
+    rating: float = Field(0.0, ge=0)
+
+
+class RecommendConfig(_Strict):
+    server: ServerConfig = _server(50052, 9102)
+    # Catalog database; empty = <data_dir>/catalog.db.
+    catalog_path: str = ""
+    # Event store the popularity statistics are read from; empty = the events
+    # service's store.
+    events_store_url: str = ""
+    # Seconds between refreshes of the statistics from the event store.
+    refresh_s: float = Field(60.0, gt=0)
+    half_life_days: float = Field(14.0, gt=0)
+    weights: EventWeights = Field(default_factory=EventWeights)
+    # Experiments YAML; empty = a single "control" variant (popularity).
+    experiments_path: str = ""
+    max_k: int = Field(200, ge=1, le=1000)
+
+
+class GatewayConfig(_Strict):
+    server: ServerConfig = _server(50051, 9101)
+    recommend_address: str = "127.0.0.1:50052"
+    features_address: str = "127.0.0.1:50053"
+    tryon_address: str = "127.0.0.1:50054"
+    splice_address: str = "127.0.0.1:50055"
+    events_address: str = "127.0.0.1:50056"
+    max_photo_mb: int = Field(10, ge=1, le=64)
+
+
+class PlainServiceConfig(_Strict):
+    server: ServerConfig
+
+
+class DrapeConfig(_Strict):
+    data_dir: Path = Path(".drape")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    recommend: RecommendConfig = Field(default_factory=RecommendConfig)
+    features: PlainServiceConfig = Field(
+        default_factory=lambda: PlainServiceConfig(
+            server=ServerConfig(port=50053, metrics_port=9103)
+        )
+    )
+    tryon: PlainServiceConfig = Field(
+        default_factory=lambda: PlainServiceConfig(
+            server=ServerConfig(port=50054, metrics_port=9104)
+        )
+    )
+    splice: PlainServiceConfig = Field(
+        default_factory=lambda: PlainServiceConfig(
+            server=ServerConfig(port=50055, metrics_port=9105)
+        )
+    )
+    events: EventsConfig = Field(default_factory=EventsConfig)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().absolute()
+
+    def server(self, service: str) -> ServerConfig:
+        if service not in SERVICE_NAMES:
+            raise ConfigError(f"unknown service {service!r}; expected one of {SERVICE_NAMES}")
+        return getattr(self, service).server
+
+    def events_store_url(self) -> str:
+        return self.events.store_url or f"sqlite:///{self.data_dir / 'events.db'}"
+
+    def catalog_path(self) -> Path:
+        path = self.recommend.catalog_path
+        return Path(path) if path else self.data_dir / "catalog.db"
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(f"config file {path}: use .toml, .yaml or .json")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"config file {path} is not valid: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+            continue
+        path = key[len(ENV_PREFIX) :].lower().split("__")
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key} conflicts with another DRAPE_ variable")
+        node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError, env: Mapping[str, str]) -> str:
+    lines = []
+    for item in error.errors():
+        dotted = ".".join(str(p) for p in item["loc"])
+        env_key = ENV_PREFIX + "__".join(str(p) for p in item["loc"]).upper()
+        origin = f" (from {env_key})" if env_key in env else ""
+        lines.append(f"  {dotted}{origin}: {item['msg']}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None
+) -> DrapeConfig:
+    """Builds the configuration from defaults, ``path`` (or $DRAPE_CONFIG), then env."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    file_path = path or env.get(ENV_PREFIX + "CONFIG")
+    if file_path:
+        data = _read_file(Path(file_path))
+    data = _merge(data, _env_overrides(env))
+    try:
+        return DrapeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, env)) from None

@@ -1,0 +1,76 @@
+"""Prometheus metrics: RED metrics per RPC method, and the /metrics endpoint.
+
+Each service owns a ``CollectorRegistry`` (no process-global state), so several
+services can run in one process (tests) without their series mixing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from threading import Thread
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+# Buckets from 1 ms to 30 s: covers cached lookups through cold GAN previews.
+LATENCY_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+)
+
+
+@dataclass
+class RpcMetrics:
+    """Rate, errors and duration of every gRPC method a server handles."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        labels = ["grpc_service", "grpc_method"]
+        self.handled = Counter(
+            "drape_rpc_handled",
+            "RPCs completed on the server, by status code.",
+            [*labels, "grpc_code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "drape_rpc_duration_seconds",
+            "Server-side handling time of RPCs.",
+            labels,
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "drape_rpc_in_flight", "RPCs being handled now.", labels, registry=self.registry
+        )
+
+    def observe(self, service: str, method: str, code: str, seconds: float) -> None:
+        self.handled.labels(service, method, code).inc()
+        self.latency.labels(service, method).observe(seconds)
+
+
+class MetricsEndpoint:
+    """Serves a registry at http://host:port/metrics on a daemon thread."""
+
+    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
+        server, thread = start_http_server(port, addr=host, registry=registry)
+        self._server: WSGIServer = server
+        self._thread: Thread = thread
+        self.port: int = server.server_port
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,164 @@
+"""Server bootstrap shared by every service.
+
+A service is described by a :class:`ServiceSpec` (its gRPC name, how to add its
+servicer, what to close on shutdown); :class:`RunningService` gives it health,
+reflection, the interceptors, message-size limits, a /metrics endpoint and a
+graceful shutdown that drains in-flight calls.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
+
+from services.runtime.config import ServerConfig
+from services.runtime.interceptors import ServerInterceptor
+from services.runtime.metrics import MetricsEndpoint, RpcMetrics
+
+log = logging.getLogger("drape.server")
+
+
+@dataclass
+class ServiceSpec:
+    """What a service contributes; the runtime does the rest."""
+
+    name: str
+    # Fully-qualified gRPC service names served (for health and reflection).
+    grpc_services: Sequence[str]
+    register: Callable[[grpc.Server], None]
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    # Called after the server stopped (close stores, stop background threads).
+    on_stop: Callable[[], None] = lambda: None
+
+
+def server_options(config: ServerConfig) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+class RunningService:
+    """A started gRPC server with health, reflection and metrics."""
+
+    def __init__(self, spec: ServiceSpec, config: ServerConfig) -> None:
+        self.spec = spec
+        self.config = config
+        self.metrics = RpcMetrics(spec.registry)
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(
+                max_workers=config.max_workers, thread_name_prefix=f"{spec.name}-rpc"
+            ),
+            interceptors=[ServerInterceptor(self.metrics)],
+            options=server_options(config),
+            maximum_concurrent_rpcs=config.max_workers * 8,
+        )
+        spec.register(self._server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (*spec.grpc_services, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self.port = self._server.add_insecure_port(f"{config.host}:{config.port}")
+        if self.port == 0:
+            raise OSError(f"{spec.name}: cannot listen on {config.host}:{config.port}")
+        self._metrics_endpoint: MetricsEndpoint | None = None
+        self._stopped = threading.Event()
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.host}:{self.port}"
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self._metrics_endpoint.port if self._metrics_endpoint else None
+
+    def start(self) -> RunningService:
+        if self.config.metrics_port >= 0:
+            self._metrics_endpoint = MetricsEndpoint(
+                self.spec.registry, self.config.host, self.config.metrics_port
+            )
+        self._server.start()
+        for name in ("", *self.spec.grpc_services):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "serving",
+            extra={
+                "service": self.spec.name,
+                "address": self.address,
+                "metrics": self.metrics_port,
+            },
+        )
+        return self
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stops taking calls, lets in-flight ones finish within ``grace`` seconds."""
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        grace = self.config.grace_s if grace is None else grace
+        self.health.enter_graceful_shutdown()
+        if self.config.drain_delay_s:
+            time.sleep(self.config.drain_delay_s)
+        self._server.stop(grace).wait(grace + 5)
+        try:
+            self.spec.on_stop()
+        finally:
+            if self._metrics_endpoint:
+                self._metrics_endpoint.close()
+        log.info("stopped", extra={"service": self.spec.name})
+
+    def wait(self) -> None:
+        self._server.wait_for_termination()
+
+
+def write_ready_file(path: Path, service: RunningService) -> None:
+    """Tells a supervisor where the service listens (atomically: write, then rename)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(
+        json.dumps(
+            {
+                "service": service.spec.name,
+                "address": service.address,
+                "port": service.port,
+                "metrics_port": service.metrics_port,
+                "pid": os.getpid(),
+            }
+        )
+    )
+    tmp.replace(path)
+
+
+def serve_until_signalled(service: RunningService, ready_file: Path | None = None) -> None:
+    """Runs ``service`` until SIGTERM or SIGINT, then shuts it down gracefully."""
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        log.info("signal received, draining", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        service.start()
+        if ready_file is not None:
+            write_ready_file(ready_file, service)
+        while not stop.wait(1.0):
+            pass
+    finally:
+        service.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

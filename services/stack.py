@@ -1,0 +1,198 @@
+"""Runs Drape services as child processes on this machine: `drape up`, the demo,
+benchmarks and the integration tests all use it.
+
+Leaf services start first; each writes a ready file with the port it bound
+(port 0 = ephemeral) once it serves. The gateway starts last, pointed at them.
+Stopping sends SIGTERM (graceful drain), then SIGKILL after a bounded wait.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from services.runtime.config import SERVICE_NAMES, DrapeConfig
+
+# The gateway depends on every other service, so it goes last.
+START_ORDER = ("events", "recommend", "features", "tryon", "splice", "gateway")
+
+
+class StackError(RuntimeError):
+    """A service failed to start; the message includes the end of its log."""
+
+
+@dataclass
+class Endpoint:
+    name: str
+    address: str
+    metrics_port: int | None
+    pid: int
+
+
+class Stack:
+    """A set of Drape services running as child processes."""
+
+    def __init__(
+        self,
+        config: DrapeConfig,
+        services: Sequence[str] = SERVICE_NAMES,
+        run_dir: Path | None = None,
+        log_to_files: bool = True,
+    ) -> None:
+        unknown = set(services) - set(SERVICE_NAMES)
+        if unknown:
+            raise ValueError(f"unknown services {sorted(unknown)}")
+        self.config = config.model_copy(deep=True)
+        self.services = [s for s in START_ORDER if s in services]
+        self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="drape-run-"))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_to_files = log_to_files
+        self.endpoints: dict[str, Endpoint] = {}
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[IO[bytes]] = []
+
+    def log_path(self, name: str) -> Path:
+        return self.run_dir / f"{name}.log"
+
+    def start(self, timeout: float = 60.0) -> Stack:
+        try:
+            leaves = [s for s in self.services if s != "gateway"]
+            for name in leaves:
+                self._spawn(name)
+            for name in leaves:
+                self._await_ready(name, timeout)
+            if "gateway" in self.services:
+                gateway = self.config.gateway
+                for name, endpoint in self.endpoints.items():
+                    setattr(gateway, f"{name}_address", endpoint.address)
+                self._spawn("gateway")
+                self._await_ready("gateway", timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _spawn(self, name: str) -> None:
+        config_file = self.run_dir / f"{name}.config.json"
+        config_file.write_text(json.dumps(self.config.model_dump(mode="json")))
+        ready = self.run_dir / f"{name}.ready"
+        ready.unlink(missing_ok=True)
+        out: IO[bytes] | None = None
+        if self.log_to_files:
+            out = open(self.log_path(name), "ab")  # noqa: SIM115 (closed in stop())
+            self._logs.append(out)
+        # The config file is the whole truth for the child: drop DRAPE_ overrides.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DRAPE_")}
+        env.setdefault("OPENBLAS_NUM_THREADS", "1")
+        self._procs[name] = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "services.cli",
+                "serve",
+                name,
+                "--config",
+                str(config_file),
+                "--ready-file",
+                str(ready),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT if out else None,
+            env=env,
+            start_new_session=True,
+        )
+
+    def _await_ready(self, name: str, timeout: float) -> None:
+        ready = self.run_dir / f"{name}.ready"
+        proc = self._procs[name]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready.exists():
+                info = json.loads(ready.read_text())
+                self.endpoints[name] = Endpoint(
+                    name, info["address"], info["metrics_port"], info["pid"]
+                )
+                return
+            if proc.poll() is not None:
+                raise StackError(f"{name} exited with code {proc.returncode}:\n{self._tail(name)}")
+            time.sleep(0.05)
+        raise StackError(f"{name} was not ready within {timeout:.0f} s:\n{self._tail(name)}")
+
+    def _tail(self, name: str, lines: int = 30) -> str:
+        path = self.log_path(name)
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def address(self, name: str) -> str:
+        return self.endpoints[name].address
+
+    def process(self, name: str) -> subprocess.Popen[bytes]:
+        return self._procs[name]
+
+    def restart(self, name: str, timeout: float = 60.0) -> None:
+        """Starts ``name`` again on the same port (after it died or was killed)."""
+        proc = self._procs[name]
+        if proc.poll() is None:
+            self._terminate([name], grace=self.config.server(name).grace_s + 5)
+        server = self.config.server(name)
+        server.port = int(self.endpoints[name].address.rsplit(":", 1)[1])
+        self._spawn(name)
+        self._await_ready(name, timeout)
+
+    def wait(self) -> str:
+        """Blocks until any service exits; returns its name."""
+        while True:
+            for name, proc in self._procs.items():
+                if proc.poll() is not None:
+                    return name
+            time.sleep(0.2)
+
+    def _terminate(self, names: Sequence[str], grace: float) -> None:
+        for name in names:
+            proc = self._procs[name]
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for name in names:
+            proc = self._procs[name]
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """Gateway first (no new work comes in), then the rest; every child is reaped."""
+        running = [n for n in reversed(START_ORDER) if n in self._procs]
+        grace = max((self.config.server(n).grace_s for n in running), default=0) + 5
+        if "gateway" in running:
+            self._terminate(["gateway"], grace)
+        self._terminate([n for n in running if n != "gateway"], grace)
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def ephemeral(config: DrapeConfig) -> DrapeConfig:
+    """A copy of ``config`` with every service (and /metrics) on ephemeral loopback ports."""
+    config = config.model_copy(deep=True)
+    for name in SERVICE_NAMES:
+        server = config.server(name)
+        server.host, server.port, server.metrics_port = "127.0.0.1", 0, 0
+    return config

@@ -1,0 +1,103 @@
+"""Both event stores honour one contract (SQLite always; PostgreSQL against a real server)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.events.store import EventStore, SqliteEventStore, StoredEvent, open_event_store
+
+
+def _event(
+    event_id: str,
+    type_: str = "view",
+    user: str = "u1",
+    garment: str = "g1",
+    at: int = 1_800_000_000_000_000,
+) -> StoredEvent:
+    return StoredEvent(event_id, type_, user, garment, at, at, "exp", "a", 0, "", 0)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
+    if request.param == "sqlite":
+        opened = open_event_store(f"sqlite:///{tmp_path / 'events.db'}")
+    else:
+        base = request.getfixturevalue("postgres_url")
+        import psycopg
+
+        schema = f"s{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        opened = open_event_store(f"{base}?options=-csearch_path%3D{schema}")
+    yield opened
+    opened.close()
+
+
+def test_append_then_read_back(store: EventStore):
+    events = [_event(f"e{i}", user=f"u{i % 3}") for i in range(10)]
+    assert store.append(events) == [True] * 10
+    frame = store.read_frame()
+    assert sorted(frame["event_id"]) == sorted(e.event_id for e in events)
+    assert frame["occurred_at_us"].dtype == "int64"
+    assert store.count() == 10
+
+
+def test_idempotent_on_event_id(store: EventStore):
+    assert store.append([_event("a"), _event("b")]) == [True, True]
+    # A retry of "a", a new "c", and "c" again within the same batch.
+    assert store.append([_event("a", type_="purchase"), _event("c"), _event("c")]) == [
+        False,
+        True,
+        False,
+    ]
+    frame = store.read_frame().set_index("event_id")
+    assert frame.loc["a", "type"] == "view"  # the duplicate changed nothing
+    assert store.count() == 3
+
+
+def test_read_since(store: EventStore):
+    store.append([_event("old", at=1_000), _event("new", at=5_000)])
+    assert list(store.read_frame(since_us=2_000)["event_id"]) == ["new"]
+
+
+def test_empty_batch_and_empty_store(store: EventStore):
+    assert store.append([]) == []
+    assert store.read_frame().empty
+    assert store.count() == 0
+
+
+def test_concurrent_writers_never_double_store(store: EventStore):
+    ids = [f"shared-{i}" for i in range(200)]
+    outcomes: list[list[bool]] = []
+    lock = threading.Lock()
+
+    def writer() -> None:
+        flags = store.append([_event(i) for i in ids])
+        with lock:
+            outcomes.append(flags)
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    # Each id was stored by exactly one writer.
+    assert [sum(column) for column in zip(*outcomes, strict=True)] == [1] * len(ids)
+    assert store.count() == len(ids)
+
+
+def test_sqlite_is_in_wal_mode_with_full_sync(tmp_path: Path):
+    store = SqliteEventStore(tmp_path / "e.db")
+    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    store.close()
+
+
+def test_unknown_url_scheme():
+    with pytest.raises(ValueError, match="unsupported event store URL"):
+        open_event_store("mysql://x")

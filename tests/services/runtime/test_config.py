@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import pytest
+
+from services.runtime.config import ConfigError, load_config
+
+
+def test_defaults_are_valid_and_distinct_ports():
+    config = load_config(env={})
+    ports = [
+        config.server(s).port
+        for s in ("gateway", "recommend", "features", "tryon", "splice", "events")
+    ]
+    assert len(set(ports)) == 6
+    assert config.events.sqlite_synchronous == "FULL"
+    assert config.events_store_url().startswith("sqlite:///")
+
+
+def test_file_then_env_override(tmp_path: Path):
+    path = tmp_path / "drape.toml"
+    path.write_text("[events]\nmax_batch = 50\n[events.server]\nport = 7000\n")
+    config = load_config(path, env={"DRAPE_EVENTS__SERVER__PORT": "7001"})
+    assert config.events.max_batch == 50
+    assert config.events.server.port == 7001  # env wins over file
+
+
+def test_yaml_file(tmp_path: Path):
+    path = tmp_path / "drape.yaml"
+    path.write_text("recommend:\n  half_life_days: 3.5\n")
+    assert load_config(path, env={}).recommend.half_life_days == 3.5
+
+
+def test_invalid_env_value_names_the_variable():
+    with pytest.raises(ConfigError) as err:
+        load_config(env={"DRAPE_EVENTS__SERVER__PORT": "70000"})
+    assert "events.server.port (from DRAPE_EVENTS__SERVER__PORT)" in str(err.value)
+    assert "less than or equal to 65535" in str(err.value)
+
+
+def test_unknown_setting_is_rejected(tmp_path: Path):
+    path = tmp_path / "drape.json"
+    path.write_text('{"events": {"max_bacth": 10}}')
+    with pytest.raises(ConfigError, match=r"events\.max_bacth"):
+        load_config(path, env={})
+
+
+def test_bad_choice_and_missing_file(tmp_path: Path):
+    with pytest.raises(ConfigError, match="sqlite_synchronous"):
+        load_config(env={"DRAPE_EVENTS__SQLITE_SYNCHRONOUS": "OFF"})
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(tmp_path / "missing.toml", env={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("events = [")
+    with pytest.raises(ConfigError, match="not valid"):
+        load_config(bad, env={})
+
+
+def test_unknown_service_name():
+    with pytest.raises(ConfigError, match="unknown service"):
+        load_config(env={}).server("billing")

@@ -1,0 +1,89 @@
+"""The command line as a user runs it: `drape demo`, `drape bench events`, `drape doctor`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _drape(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _children_named(fragment: str) -> list[int]:
+    """Pids of Drape service processes whose command line mentions ``fragment``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if "services.cli serve" in cmd and fragment in cmd:
+            found.append(int(entry.name))
+    return found
+
+
+def test_demo_runs_the_flow_and_leaves_nothing_running(tmp_path: Path):
+    result = _drape(
+        "demo", "--data-dir", str(tmp_path / "demo"), "--users", "120", "--events", "3000"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "3000 stored, 0 duplicates" in out
+    assert "0 stored, 500 duplicates" in out
+    assert "experiment demo-previews/" in out
+    assert out.count("-> 7 stored") == 4
+    assert "INVALID_ARGUMENT: k: must be between 1 and 200" in out
+    assert "all services stopped" in out
+    assert not _children_named(str(tmp_path)), "demo left services running"
+
+
+def test_bench_events_writes_json(tmp_path: Path):
+    out = tmp_path / "events.json"
+    result = _drape("bench", "events", "--seconds", "0.5", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert [(r["batch"], r["clients"]) for r in report["results"]] == [
+        (1, 1),
+        (1, 8),
+        (100, 1),
+        (100, 4),
+    ]
+    for row in report["results"]:
+        assert row["errors"] == 0 and row["events_per_s"] > 0 and row["p99_ms"] >= row["p50_ms"] > 0
+    assert "events_per_s" in result.stdout
+
+
+def test_doctor_passes_on_this_install():
+    result = _drape("doctor", timeout=120)
+    assert result.returncode == 0, result.stdout
+    assert "drape doctor: ok" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("serve", "events", "--config", "/nonexistent/drape.toml"), "cannot read config file"),
+        (("serve", "billing"), "invalid choice"),
+    ],
+)
+def test_cli_errors_are_clear(args, fragment):
+    result = _drape(*args, timeout=60)
+    assert result.returncode != 0
+    assert fragment in result.stderr
+
+
+def test_serve_rejects_bad_env_config(monkeypatch):
+    monkeypatch.setenv("DRAPE_EVENTS__MAX_BATCH", "0")
+    result = _drape("serve", "events", timeout=60)
+    assert result.returncode == 2
+    assert "events.max_batch (from DRAPE_EVENTS__MAX_BATCH)" in result.stderr
