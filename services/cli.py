@@ -33,6 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
+    import signal
+
     from services.stack import Stack, StackError
 
     config = load_config(args.config)
@@ -40,21 +42,23 @@ def _up(args: argparse.Namespace) -> int:
     stack = Stack(config, services, run_dir=args.run_dir, log_to_files=False)
     try:
         stack.start()
-    except StackError as exc:
-        print(f"drape up: {exc}", file=sys.stderr)
-        return 1
-    for name, endpoint in stack.endpoints.items():
-        metrics = f"http://{endpoint.address.rsplit(':', 1)[0]}:{endpoint.metrics_port}/metrics"
-        print(f"{name:<10} grpc {endpoint.address:<22} {metrics}", flush=True)
-    print("all services up; Ctrl-C to stop", flush=True)
-    try:
+        for name, endpoint in stack.endpoints.items():
+            metrics = f"http://{endpoint.address.rsplit(':', 1)[0]}:{endpoint.metrics_port}/metrics"
+            print(f"{name:<10} grpc {endpoint.address:<22} {metrics}", flush=True)
+        print("all services up; Ctrl-C to stop", flush=True)
         exited = stack.wait()
         print(f"drape up: {exited} exited; stopping the others", file=sys.stderr)
+        return 1
+    except StackError as exc:
+        print(f"drape up: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("stopping...", flush=True)
         return 0
     finally:
+        # A second Ctrl-C must not interrupt the drain and orphan children.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         stack.stop()
 
 

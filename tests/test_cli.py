@@ -87,3 +87,43 @@ def test_serve_rejects_bad_env_config(monkeypatch):
     result = _drape("serve", "events", timeout=60)
     assert result.returncode == 2
     assert "events.max_batch (from DRAPE_EVENTS__MAX_BATCH)" in result.stderr
+
+
+def test_up_starts_everything_and_sigterm_stops_it_cleanly(tmp_path: Path):
+    import os
+    import signal
+
+    config = tmp_path / "drape.toml"
+    lines = [f'data_dir = "{tmp_path / "data"}"']
+    for name in ("gateway", "recommend", "features", "tryon", "splice", "events"):
+        lines += [f"[{name}.server]", "port = 0", "metrics_port = 0", "grace_s = 2"]
+    config.write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "up",
+            "--config",
+            str(config),
+            "--run-dir",
+            str(tmp_path / "run"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        seen = []
+        for line in proc.stdout:  # bounded: `drape up` prints 7 lines then waits
+            seen.append(line)
+            if "all services up" in line or len(seen) > 20:
+                break
+        assert any(line.startswith("gateway") for line in seen), seen
+        assert len(_children_named(str(tmp_path / "run"))) == 6
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not _children_named(str(tmp_path / "run")), "services outlived `drape up`"
