@@ -1,11 +1,16 @@
-"""Implicit-feedback strength of events: weighted by type, decayed with age."""
+"""Implicit feedback: event strength (weighted by type, decayed with age) and the
+users x items confidence matrix that collaborative filtering trains on."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
+
+from recsys.idmap import IdMap
 
 US_PER_DAY = 86_400 * 1_000_000
 
@@ -24,3 +29,49 @@ def interaction_strength(
     type_weight = events["type"].map(weights).fillna(0.0).to_numpy(dtype=np.float64)
     age_days = np.maximum(now_us - events["occurred_at_us"].to_numpy(), 0) / US_PER_DAY
     return type_weight * np.exp2(-age_days / half_life_days)
+
+
+@dataclass
+class InteractionMatrix:
+    """Users x items CSR of summed interaction strength, with the id maps that index it."""
+
+    matrix: sp.csr_matrix
+    users: IdMap
+    items: IdMap
+
+    @classmethod
+    def build(
+        cls,
+        events: pd.DataFrame,
+        weights: Mapping[str, float],
+        half_life_days: float,
+        now_us: int,
+        users: IdMap | None = None,
+        items: IdMap | None = None,
+    ) -> InteractionMatrix:
+        """Aggregates events into a CSR matrix (vectorised; duplicates are summed).
+
+        Given maps are extended, never renumbered: a user or item keeps its row or
+        column across rebuilds, and new ones are appended. Events whose strength
+        is zero (impressions, ratings by default) do not create entries, but their
+        users and items still get ids.
+        """
+        users = users if users is not None else IdMap()
+        items = items if items is not None else IdMap()
+        rows = users.extend(events["user_id"])
+        cols = items.extend(events["garment_id"])
+        strength = interaction_strength(events, weights, half_life_days, now_us)
+        keep = strength > 0
+        matrix = sp.csr_matrix(
+            (strength[keep].astype(np.float32), (rows[keep], cols[keep])),
+            shape=(len(users), len(items)),
+        )
+        matrix.sum_duplicates()
+        return cls(matrix, users, items)
+
+    def user_row(self, user_id: str) -> sp.csr_matrix:
+        """The user's row (empty 1 x items for an unknown user)."""
+        index = self.users.index_of(user_id)
+        if index < 0:
+            return sp.csr_matrix((1, len(self.items)), dtype=np.float32)
+        return self.matrix[index]

@@ -1,0 +1,344 @@
+"""Hybrid ranking: candidates from several channels, a learned linear blend, MMR diversity.
+
+Channels (each proposes up to ``n_candidates`` eligible garments with its own score):
+
+- ``collaborative``: implicit ALS (see :mod:`recsys.als`), by maximum inner product
+  search over the item factors; users unseen at training time are folded in;
+- ``visual``: embedding neighbours of the user's visual profile, the
+  strength-weighted (so time-decayed) mean of the embeddings of their garments;
+- ``photo``: embedding neighbours of the garment in the request's photo;
+- ``category_popularity``: popular garments of the categories the user engages with;
+- ``popularity``: globally popular garments (cold start).
+
+Each channel's scores are min-max normalised over its candidates, blended with
+weights chosen on a validation split (:func:`recsys.evaluation.tune_blend`), then
+re-ranked with maximal marginal relevance (Carbonell & Goldstein, 1998) over
+embedding cosine similarity. New garments without interactions are reached by
+the embedding channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsys.als import ALSModel
+from recsys.catalog import Catalog
+from recsys.index import EmbeddingIndex, IndexSpec
+from recsys.interactions import InteractionMatrix
+from recsys.ranking import Ranked, RankRequest, eligible_mask, top_k
+
+CHANNELS = ("collaborative", "visual", "photo", "category_popularity", "popularity")
+
+
+@dataclass(frozen=True)
+class BlendWeights:
+    collaborative: float = 1.0
+    visual: float = 0.3
+    photo: float = 1.0
+    category_popularity: float = 0.2
+    popularity: float = 0.1
+
+    def array(self) -> np.ndarray:
+        return np.array([getattr(self, c) for c in CHANNELS], dtype=np.float32)
+
+    @classmethod
+    def only(cls, channel: str) -> BlendWeights:
+        return cls(**{c: float(c == channel) for c in CHANNELS})
+
+
+@dataclass(frozen=True)
+class HybridParams:
+    weights: BlendWeights = field(default_factory=BlendWeights)
+    n_candidates: int = 200
+    # 1.0 = pure relevance; lower trades relevance for variety.
+    mmr_lambda: float = 1.0
+    # MMR re-ranks this many of the best-blended candidates.
+    mmr_pool: int = 50
+
+
+@dataclass
+class Candidates:
+    """The union of the channels' candidates for one request."""
+
+    positions: np.ndarray  # catalog positions, shape (m,)
+    scores: np.ndarray  # (m, channels) normalised to [0, 1]; 0 where absent
+    raw: np.ndarray  # (m, channels) the channel's own score; NaN where absent
+    ranks: np.ndarray  # (m, channels) 1-based rank in the channel; 0 where absent
+
+
+def _normalise(scores: np.ndarray) -> np.ndarray:
+    if scores.size == 0:
+        return scores
+    low, high = scores.min(), scores.max()
+    if high - low < 1e-12:
+        return np.ones_like(scores)
+    return (scores - low) / (high - low)
+
+
+class HybridModel:
+    """Everything a hybrid recommendation needs, aligned to catalog positions."""
+
+    name = "hybrid"
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        interactions: InteractionMatrix,
+        als: ALSModel | None,
+        embeddings: EmbeddingIndex | None,
+        purchases: Mapping[str, np.ndarray],
+        params: HybridParams = HybridParams(),
+        version: str = "",
+    ) -> None:
+        self.catalog = catalog
+        self.interactions = interactions
+        self.als = als
+        self.embeddings = embeddings
+        self.params = params
+        self.version = version
+        self._purchases = purchases
+        n = len(catalog)
+        # Matrix column -> catalog position (-1 for items that left the catalog).
+        self.col_to_pos = catalog.positions(interactions.items.ids)
+        popularity = np.zeros(n, dtype=np.float64)
+        known = self.col_to_pos >= 0
+        popularity[self.col_to_pos[known]] = np.asarray(interactions.matrix.sum(axis=0)).ravel()[
+            known
+        ]
+        self.popularity = popularity
+        self._pop_order = np.argsort(-popularity, kind="stable")
+        self._category_orders = [
+            np.flatnonzero(catalog.category_codes == c)[
+                np.argsort(-popularity[catalog.category_codes == c], kind="stable")
+            ]
+            for c in range(len(catalog.categories))
+        ]
+        self._als_index = self._build_als_index() if als is not None else None
+
+    def _build_als_index(self) -> EmbeddingIndex:
+        """MIPS index over the item factors of garments still in the catalog."""
+        assert self.als is not None
+        n_cols = min(self.als.n_items, len(self.col_to_pos))
+        cols = np.flatnonzero(self.col_to_pos[:n_cols] >= 0)
+        spec = IndexSpec(kind="auto", metric="ip")
+        index = EmbeddingIndex(self.als.item_factors.shape[1], spec)
+        from recsys.index import choose_kind
+
+        index.kind = choose_kind(len(cols))
+        if len(cols):
+            index.add(self.col_to_pos[cols].astype(str), self.als.item_factors[cols])
+        return index
+
+    # -- per-user inputs -------------------------------------------------------------
+    def bought(self, user_id: str) -> np.ndarray:
+        return self._purchases.get(user_id, np.empty(0, dtype=np.int64))
+
+    def history(
+        self, user_id: str, row: sp.csr_matrix | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(catalog positions, strengths) of the user's interactions."""
+        row = self.interactions.user_row(user_id) if row is None else row
+        positions = self.col_to_pos[row.indices] if row.nnz else np.empty(0, dtype=np.int64)
+        keep = positions >= 0
+        return positions[keep], row.data[keep]
+
+    def user_vector(self, user_id: str, row: sp.csr_matrix | None = None) -> np.ndarray | None:
+        if self.als is None:
+            return None
+        index = self.interactions.users.index_of(user_id)
+        if 0 <= index < len(self.als.user_factors) and row is None:
+            return self.als.user_factors[index]
+        row = self.interactions.user_row(user_id) if row is None else row
+        if row.nnz == 0:
+            return None
+        # Columns the model never saw (garments added since training) carry no factor.
+        row = row[:, : self.als.n_items] if row.shape[1] > self.als.n_items else row
+        return self.als.fold_in(row)
+
+    # -- channels --------------------------------------------------------------------
+    def _search(
+        self, index: EmbeddingIndex, query: np.ndarray, mask: np.ndarray, n: int, as_positions: bool
+    ) -> tuple[np.ndarray, np.ndarray]:
+        fetch = n
+        for _ in range(4):  # widen the search when filters reject many neighbours
+            ids, scores = index.search(query, fetch)
+            positions = ids[0].astype(np.int64) if as_positions else self.catalog.positions(ids[0])
+            keep = (positions >= 0) & mask[np.maximum(positions, 0)]
+            if keep.sum() >= n or fetch >= len(index):
+                return positions[keep][:n], scores[0][keep][:n]
+            fetch = min(fetch * 4, len(index))
+        return positions[keep][:n], scores[0][keep][:n]
+
+    def channel_candidates(
+        self,
+        request: RankRequest,
+        photo_embedding: np.ndarray | None = None,
+        row: sp.csr_matrix | None = None,
+    ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
+        """Each channel's (positions, scores), best first, and the eligibility mask."""
+        n = self.params.n_candidates
+        weights = self.params.weights
+        mask = eligible_mask(self.catalog, request, self.bought(request.user_id))
+        history_pos, history_strength = self.history(request.user_id, row)
+        # Garments the user already interacted with are not recommended back.
+        mask[history_pos] = False
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if weights.collaborative > 0 and self._als_index is not None:
+            vector = self.user_vector(request.user_id, row)
+            if vector is not None and len(self._als_index):
+                out["collaborative"] = self._search(
+                    self._als_index, vector, mask, n, as_positions=True
+                )
+        if self.embeddings is not None and len(self.embeddings):
+            if weights.visual > 0 and history_pos.size:
+                vectors, found = self.embeddings.vectors(self.catalog.ids[history_pos])
+                if found.any():
+                    profile = (vectors[found] * history_strength[found, None]).sum(axis=0)
+                    if np.linalg.norm(profile) > 0:
+                        out["visual"] = self._search(
+                            self.embeddings, profile, mask, n, as_positions=False
+                        )
+            if weights.photo > 0 and photo_embedding is not None:
+                out["photo"] = self._search(
+                    self.embeddings, photo_embedding, mask, n, as_positions=False
+                )
+        if weights.category_popularity > 0 and history_pos.size:
+            affinity = np.bincount(
+                self.catalog.category_codes[history_pos],
+                weights=history_strength,
+                minlength=len(self.catalog.categories),
+            )
+            affinity = affinity / affinity.sum()
+            pools = [top_k(self._category_orders[c], mask, n) for c in np.flatnonzero(affinity)]
+            if pools:
+                pool = np.concatenate(pools)
+                score = affinity[self.catalog.category_codes[pool]] * _normalise(
+                    self.popularity[pool]
+                )
+                best = np.argsort(-score, kind="stable")[:n]
+                out["category_popularity"] = (pool[best], score[best])
+        if weights.popularity > 0:
+            chosen = top_k(self._pop_order, mask, n)
+            out["popularity"] = (chosen, self.popularity[chosen])
+        return out, mask
+
+    def candidates(
+        self,
+        request: RankRequest,
+        photo_embedding: np.ndarray | None = None,
+        row: sp.csr_matrix | None = None,
+    ) -> Candidates:
+        per_channel, _ = self.channel_candidates(request, photo_embedding, row)
+        if not per_channel:
+            empty = np.empty((0, len(CHANNELS)), dtype=np.float32)
+            return Candidates(np.empty(0, dtype=np.int64), empty, empty, empty.astype(np.int32))
+        positions = np.unique(np.concatenate([p for p, _ in per_channel.values()]))
+        m = len(positions)
+        scores = np.zeros((m, len(CHANNELS)), dtype=np.float32)
+        raw = np.full((m, len(CHANNELS)), np.nan, dtype=np.float32)
+        ranks = np.zeros((m, len(CHANNELS)), dtype=np.int32)
+        for name, (chosen, score) in per_channel.items():
+            c = CHANNELS.index(name)
+            rows = np.searchsorted(positions, chosen)
+            scores[rows, c] = _normalise(np.asarray(score, dtype=np.float64))
+            raw[rows, c] = score
+            ranks[rows, c] = np.arange(1, len(chosen) + 1)
+        return Candidates(positions, scores, raw, ranks)
+
+    # -- blending --------------------------------------------------------------------
+    def blend(
+        self, candidates: Candidates, k: int, weights: BlendWeights | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Indexes into ``candidates`` of the top ``k`` and their blended scores (MMR applied)."""
+        weights = weights or self.params.weights
+        blended = candidates.scores @ weights.array()
+        order = np.argsort(-blended, kind="stable")
+        if self.params.mmr_lambda >= 1.0 or self.embeddings is None or k <= 1:
+            top = order[:k]
+            return top, blended[top]
+        pool = order[: max(self.params.mmr_pool, k)]
+        return self._mmr(candidates.positions[pool], pool, blended[pool], k)
+
+    def _mmr(
+        self, positions: np.ndarray, pool: np.ndarray, relevance: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        assert self.embeddings is not None
+        vectors, found = self.embeddings.vectors(self.catalog.ids[positions])
+        similarity = vectors @ vectors.T
+        # Without an embedding, fall back to "same category" as similarity.
+        codes = self.catalog.category_codes[positions]
+        same = (codes[:, None] == codes[None, :]).astype(np.float32)
+        similarity = np.where(found[:, None] & found[None, :], similarity, same)
+        relevance = relevance / max(float(relevance.max()), 1e-12)
+        lam = self.params.mmr_lambda
+        chosen: list[int] = []
+        max_sim = np.full(len(pool), -np.inf)
+        available = np.ones(len(pool), dtype=bool)
+        for _ in range(min(k, len(pool))):
+            penalty = np.where(np.isfinite(max_sim), max_sim, 0.0)
+            score = np.where(available, lam * relevance - (1 - lam) * penalty, -np.inf)
+            best = int(np.argmax(score))
+            chosen.append(best)
+            available[best] = False
+            max_sim = np.maximum(max_sim, similarity[best])
+        chosen_arr = np.array(chosen, dtype=np.int64)
+        return pool[chosen_arr], relevance[chosen_arr]
+
+    def rank(self, request: RankRequest, photo_embedding: np.ndarray | None = None) -> list[Ranked]:
+        candidates = self.candidates(request, photo_embedding)
+        top, scores = self.blend(candidates, request.k)
+        out = []
+        for i, score in zip(top, scores, strict=True):
+            present = np.flatnonzero(candidates.ranks[i])
+            channels = {
+                CHANNELS[c]: (float(candidates.raw[i, c]), int(candidates.ranks[i, c]))
+                for c in present
+            }
+            out.append(Ranked(int(candidates.positions[i]), float(score), channels))
+        return out
+
+    def similar(self, garment_id: str, request: RankRequest) -> list[Ranked]:
+        """Embedding neighbours of a garment (falls back to ALS item factors)."""
+        mask = eligible_mask(self.catalog, request, np.empty(0, dtype=np.int64))
+        position = self.catalog.positions([garment_id])[0]
+        mask[position] = False
+        if self.embeddings is not None and garment_id in self.embeddings:
+            chosen, scores = self._search(
+                self.embeddings,
+                self.embeddings.vector(garment_id),
+                mask,
+                request.k,
+                as_positions=False,
+            )
+        elif self._als_index is not None and str(position) in self._als_index:
+            chosen, scores = self._search(
+                self._als_index,
+                self._als_index.vector(str(position)),
+                mask,
+                request.k,
+                as_positions=True,
+            )
+        else:
+            return []
+        return [
+            Ranked(int(p), float(s), {"similar": (float(s), i + 1)})
+            for i, (p, s) in enumerate(zip(chosen, scores, strict=True))
+        ]
+
+    def describe(self) -> dict[str, object]:
+        return {"params": asdict(self.params), "version": self.version}
+
+
+def purchases_by_user(catalog: Catalog, events) -> dict[str, np.ndarray]:
+    """Catalog positions each user bought (the "already bought" filter)."""
+    bought = events[events["type"] == "purchase"]
+    positions = catalog.positions(bought["garment_id"])
+    frame = bought.assign(position=positions)
+    frame = frame[frame["position"] >= 0]
+    return {
+        user: np.unique(group.to_numpy()) for user, group in frame.groupby("user_id")["position"]
+    }
