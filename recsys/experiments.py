@@ -6,22 +6,26 @@
       - {name: control, share: 50, strategy: popularity, previews: false}
       - {name: treatment, share: 50, strategy: popularity, previews: true}
 
-A user's bucket is a hash of ``salt:user_id`` in [0, 10000); variants own
-consecutive bucket ranges in file order, sized by their shares. The same user
-always gets the same variant for the same file; a new salt reshuffles everyone.
+Assignment is weighted rendezvous hashing (Thaler & Ravishankar, 1998; the
+weighted form of Schindelhauer & Schomaker, 2005): every variant draws a
+uniform u = hash(salt, user, variant) and scores share / -ln(u); the highest
+score wins. A user's variant is deterministic, each variant gets its share of
+users, and changing one variant's share moves only the users it must: when a
+share grows, users only move *into* that variant (and only out of it when it
+shrinks), never between the others. A new salt reshuffles everyone.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-BUCKETS = 10_000
-STRATEGIES = ("popularity",)
+STRATEGIES = ("popularity", "als", "embedding", "hybrid")
 _LABEL = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
@@ -65,20 +69,21 @@ class Experiment:
         if sum(v.share for v in self.variants) <= 0:
             raise ExperimentError(f"experiment {self.name!r}: shares add up to zero")
 
-    def bucket(self, user_id: str) -> int:
-        digest = hashlib.sha256(f"{self.salt}:{user_id}".encode()).digest()
-        return int.from_bytes(digest[:8], "big") % BUCKETS
+    def _uniform(self, user_id: str, variant: str) -> float:
+        digest = hashlib.sha256(f"{self.salt}\x1f{user_id}\x1f{variant}".encode()).digest()
+        # 53 random bits mapped into (0, 1), never exactly 0 or 1.
+        return (int.from_bytes(digest[:8], "big") >> 11 | 1) / 2.0**53
 
     def assign(self, user_id: str) -> Variant:
         """The variant ``user_id`` belongs to (deterministic)."""
-        total = sum(v.share for v in self.variants)
-        point = self.bucket(user_id) / BUCKETS * total
-        upper = 0.0
+        best, best_score = self.variants[0], -math.inf
         for variant in self.variants:
-            upper += variant.share
-            if point < upper:
-                return variant
-        return self.variants[-1]
+            if variant.share <= 0:
+                continue
+            score = variant.share / -math.log(self._uniform(user_id, variant.name))
+            if score > best_score:
+                best, best_score = variant, score
+        return best
 
 
 def default_experiment() -> Experiment:

@@ -93,6 +93,7 @@ class HybridModel:
         purchases: Mapping[str, np.ndarray],
         params: HybridParams = HybridParams(),
         version: str = "",
+        als_index: EmbeddingIndex | None = None,
     ) -> None:
         self.catalog = catalog
         self.interactions = interactions
@@ -117,7 +118,13 @@ class HybridModel:
             ]
             for c in range(len(catalog.categories))
         ]
-        self._als_index = self._build_als_index() if als is not None else None
+        # The MIPS index depends only on the ALS model and the catalog: callers that
+        # rebuild the model for fresh events pass the previous one in.
+        self._als_index = (
+            als_index
+            if als_index is not None
+            else (self._build_als_index() if als is not None else None)
+        )
 
     def _build_als_index(self) -> EmbeddingIndex:
         """MIPS index over the item factors of garments still in the catalog."""
@@ -173,15 +180,20 @@ class HybridModel:
             fetch = min(fetch * 4, len(index))
         return positions[keep][:n], scores[0][keep][:n]
 
+    @property
+    def als_index(self) -> EmbeddingIndex | None:
+        return self._als_index
+
     def channel_candidates(
         self,
         request: RankRequest,
         photo_embedding: np.ndarray | None = None,
         row: sp.csr_matrix | None = None,
+        weights: BlendWeights | None = None,
     ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], np.ndarray]:
-        """Each channel's (positions, scores), best first, and the eligibility mask."""
+        """Channels with a positive weight: their (positions, scores), best first; and the eligibility mask."""
         n = self.params.n_candidates
-        weights = self.params.weights
+        weights = weights or self.params.weights
         mask = eligible_mask(self.catalog, request, self.bought(request.user_id))
         history_pos, history_strength = self.history(request.user_id, row)
         # Garments the user already interacted with are not recommended back.
@@ -231,8 +243,9 @@ class HybridModel:
         request: RankRequest,
         photo_embedding: np.ndarray | None = None,
         row: sp.csr_matrix | None = None,
+        weights: BlendWeights | None = None,
     ) -> Candidates:
-        per_channel, _ = self.channel_candidates(request, photo_embedding, row)
+        per_channel, _ = self.channel_candidates(request, photo_embedding, row, weights)
         if not per_channel:
             empty = np.empty((0, len(CHANNELS)), dtype=np.float32)
             return Candidates(np.empty(0, dtype=np.int64), empty, empty, empty.astype(np.int32))
@@ -288,9 +301,15 @@ class HybridModel:
         chosen_arr = np.array(chosen, dtype=np.int64)
         return pool[chosen_arr], relevance[chosen_arr]
 
-    def rank(self, request: RankRequest, photo_embedding: np.ndarray | None = None) -> list[Ranked]:
-        candidates = self.candidates(request, photo_embedding)
-        top, scores = self.blend(candidates, request.k)
+    def rank(
+        self,
+        request: RankRequest,
+        photo_embedding: np.ndarray | None = None,
+        weights: BlendWeights | None = None,
+    ) -> list[Ranked]:
+        """The top ``request.k`` garments; ``weights`` overrides the tuned blend (strategies)."""
+        candidates = self.candidates(request, photo_embedding, weights=weights)
+        top, scores = self.blend(candidates, request.k, weights)
         out = []
         for i, score in zip(top, scores, strict=True):
             present = np.flatnonzero(candidates.ranks[i])

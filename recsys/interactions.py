@@ -24,9 +24,12 @@ def interaction_strength(
     """Confidence each event adds: ``weights[type] * 0.5 ** (age / half_life)``.
 
     Events of types missing from ``weights`` count zero; events from the future
-    (clock skew) count as new.
+    (clock skew) count as new. A ``strength`` column, when present (explicit
+    ratings), multiplies the type weight.
     """
     type_weight = events["type"].map(weights).fillna(0.0).to_numpy(dtype=np.float64)
+    if "strength" in events.columns:
+        type_weight = type_weight * events["strength"].to_numpy(dtype=np.float64)
     age_days = np.maximum(now_us - events["occurred_at_us"].to_numpy(), 0) / US_PER_DAY
     return type_weight * np.exp2(-age_days / half_life_days)
 

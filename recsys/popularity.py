@@ -59,7 +59,8 @@ class PopularityRanker:
     def bought(self, user_id: str) -> np.ndarray:
         return self._bought.get(user_id, np.empty(0, dtype=np.int64))
 
-    def rank(self, request: RankRequest) -> list[Ranked]:
+    def rank(self, request: RankRequest, photo_embedding: object = None) -> list[Ranked]:
+        """Most popular eligible garments (a photo does not change popularity)."""
         mask = eligible_mask(self.catalog, request, self.bought(request.user_id))
         chosen = top_k(self._order, mask, request.k)
         return [

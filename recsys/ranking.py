@@ -37,7 +37,9 @@ class Ranker(Protocol):
     name: str
     version: str
 
-    def rank(self, request: RankRequest) -> list[Ranked]: ...
+    def rank(
+        self, request: RankRequest, photo_embedding: np.ndarray | None = None
+    ) -> list[Ranked]: ...
 
 
 def eligible_mask(catalog: Catalog, request: RankRequest, bought: np.ndarray) -> np.ndarray:

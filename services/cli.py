@@ -74,6 +74,18 @@ def _bench(args: argparse.Namespace) -> int:
     return run_benchmark(args)
 
 
+def _train(args: argparse.Namespace) -> int:
+    from services.train import run_train
+
+    return run_train(args)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from services.evaluate import run_eval
+
+    return run_eval(args)
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from services.doctor import run_doctor
 
@@ -123,6 +135,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.set_defaults(func=_bench)
 
+    train = sub.add_parser("train", help="train a model from the stored data")
+    train.add_argument("what", choices=("recsys",))
+    train.add_argument("--config", type=Path)
+    train.add_argument("--factors", type=int, default=64)
+    train.add_argument("--iterations", type=int, default=15)
+    train.add_argument("--no-tune", action="store_true", help="keep the configured blend weights")
+    train.set_defaults(func=_train)
+
+    evaluate = sub.add_parser("eval", help="offline evaluation; prints a table and writes JSON")
+    evaluate.add_argument("what", choices=("recsys",))
+    evaluate.add_argument("--dataset", choices=("movielens", "generated"), default="generated")
+    evaluate.add_argument(
+        "--out", type=Path, help="JSON output (default: bench-results/eval-recsys-DATASET.json)"
+    )
+    evaluate.add_argument(
+        "--cache-dir", default=str(Path.home() / ".cache" / "drape"), help="title embeddings cache"
+    )
+    evaluate.add_argument(
+        "--no-tune", action="store_true", help="skip the ALS hyper-parameter search"
+    )
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.set_defaults(func=_eval)
+
     doctor = sub.add_parser("doctor", help="check the installation")
     doctor.set_defaults(func=_doctor)
     return parser
@@ -130,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("up", "demo", "bench"):
+    if args.command in ("up", "demo", "bench", "eval"):
         _install_sigterm_as_interrupt()
     try:
         return args.func(args)

@@ -21,18 +21,23 @@ import pandas as pd
 from drape.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from recsys.als import ALSParams
 from recsys.catalog import generate_catalog
+from recsys.datasets import attribute_vectors
+from recsys.experiments import load_experiment
+from recsys.index import EmbeddingIndex
 from recsys.synthetic import generate_shoppers
 from services.runtime import connect
 from services.runtime.config import DrapeConfig
 from services.stack import Stack, ephemeral
+from services.train import train_recsys
 
 EXPERIMENT_YAML = """\
 name: demo-previews
 salt: demo
 variants:
   - {name: control, share: 50, strategy: popularity, previews: false}
-  - {name: treatment, share: 50, strategy: popularity, previews: true}
+  - {name: treatment, share: 50, strategy: hybrid, previews: true}
 """
 _TYPES = {
     "impression": events_pb2.EVENT_TYPE_IMPRESSION,
@@ -64,21 +69,44 @@ def events_from_frame(frame: pd.DataFrame) -> list[events_pb2.Event]:
     return out
 
 
-def _model_version(gateway: gateway_pb2_grpc.GatewayServiceStub) -> str:
-    probe = gateway_pb2.GatewayServiceRecommendRequest(user_id="demo-probe", k=1)
+def _model_version(gateway: gateway_pb2_grpc.GatewayServiceStub, user: str) -> str:
+    probe = gateway_pb2.GatewayServiceRecommendRequest(user_id=user, k=1)
     return gateway.Recommend(probe).model_version
 
 
-def _wait_for_refresh(gateway: gateway_pb2_grpc.GatewayServiceStub, timeout: float) -> str:
+def _wait_for_refresh(
+    gateway: gateway_pb2_grpc.GatewayServiceStub, control_user: str, timeout: float
+) -> str:
     """Waits for the recommender's next refresh (which sees every event seeded so far)."""
-    before = _model_version(gateway)
+    before = _model_version(gateway, control_user)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        version = _model_version(gateway)
+        version = _model_version(gateway, control_user)
         if version != before:
             return version
         time.sleep(0.2)
     raise TimeoutError(f"the recommender did not refresh within {timeout:.0f} s")
+
+
+def _wait_for_artifacts(
+    gateway: gateway_pb2_grpc.GatewayServiceStub, users: list[str], version: str, timeout: float
+) -> None:
+    """Waits until the recommend service serves the published artifact version."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for user in users:
+            try:
+                reply = gateway.Recommend(
+                    gateway_pb2.GatewayServiceRecommendRequest(user_id=user, k=1)
+                )
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                    raise
+                continue  # published, not loaded yet
+            if reply.assignment.strategy == "hybrid" and reply.model_version.endswith(version):
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"the recommend service did not load {version} within {timeout:.0f} s")
 
 
 def _metric_lines(port: int | None, prefix: str) -> list[str]:
@@ -118,8 +146,19 @@ def run_demo(args: argparse.Namespace) -> int:
         channel = connect(stack.address("gateway"))
         gateway = gateway_pb2_grpc.GatewayServiceStub(channel)
         _seed(gateway, shoppers.events)
-        version = _wait_for_refresh(gateway, timeout=30)
-        print(f"recommender refreshed: model {version}")
+        experiment = load_experiment(experiments)
+        control_user = next(
+            u
+            for u in (f"probe-{i}" for i in range(100))
+            if experiment.assign(u).strategy == "popularity"
+        )
+        version = _wait_for_refresh(gateway, control_user, timeout=30)
+        print(f"popularity refreshed from the event store: {version}")
+        # Garment embeddings from catalog attributes stand in for the CNN encoder's.
+        EmbeddingIndex.build(catalog.ids, attribute_vectors(catalog)).save(config.embeddings_path())
+        print("\ndrape train recsys:")
+        trained = train_recsys(config, ALSParams(factors=32, iterations=10))
+        _wait_for_artifacts(gateway, list(shoppers.user_ids[:8]), trained, timeout=60)
         _recommend_and_feedback(gateway, shoppers.user_ids[:4])
         _bad_requests(gateway)
         print("\nlive business metrics (events service):")
@@ -164,16 +203,23 @@ def _recommend_and_feedback(gateway: gateway_pb2_grpc.GatewayServiceStub, users:
             gateway_pb2.GatewayServiceRecommendRequest(user_id=user, k=5, previews=True)
         )
         a = reply.assignment
-        print(f"\n{user}: experiment {a.experiment}/{a.variant} (strategy {a.strategy})")
+        print(
+            f"\n{user}: experiment {a.experiment}/{a.variant} (strategy {a.strategy}, model {reply.model_version})"
+        )
         for item in reply.items:
             g = item.garment
             preview = common_pb2.PreviewStatus.Name(item.preview.status).removeprefix(
                 "PREVIEW_STATUS_"
             )
-            print(
-                f"  {item.rank}. {g.garment_id} {g.title:<28} {g.price_minor / 100:>7.2f} {g.currency}"
-                f"  score {item.score:7.2f}  preview {preview}: {item.preview.reason}"
+            channels = "+".join(
+                common_pb2.Channel.Name(c.channel).removeprefix("CHANNEL_").lower()
+                for c in item.channels
             )
+            print(
+                f"  {item.rank}. {g.garment_id} {g.title:<24} {g.price_minor / 100:>7.2f} {g.currency}"
+                f"  score {item.score:6.2f}  via {channels}"
+            )
+        print(f"  previews: {preview}: {reply.items[0].preview.reason}")
         shown = [item.garment.garment_id for item in reply.items]
         feedback = [
             events_pb2.Event(

@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 
 import grpc
+import numpy as np
 from drape.v1 import common_pb2, recommend_pb2, recommend_pb2_grpc
 from prometheus_client import CollectorRegistry, Counter
 
@@ -81,16 +82,32 @@ class RecommendServicer(recommend_pb2_grpc.RecommendServiceServicer):
         if not 1 <= k <= self.max_k:
             raise InvalidArgument("k", f"must be between 1 and {self.max_k} (got {k})")
 
+    def _photo(self, values: list[float], dim: int | None) -> np.ndarray | None:
+        if not values:
+            return None
+        vector = np.asarray(values, dtype=np.float32)
+        if not np.isfinite(vector).all() or not np.any(vector):
+            raise InvalidArgument("photo_embedding", "must be finite and not all zeros")
+        if dim is None:
+            return None  # no garment embeddings indexed yet: rank without the photo channel
+        if vector.size != dim:
+            raise InvalidArgument(
+                "photo_embedding", f"has {vector.size} values; the garment embeddings have {dim}"
+            )
+        return vector
+
     def Recommend(
         self, request: recommend_pb2.RecommendRequest, context: grpc.ServicerContext
     ) -> recommend_pb2.RecommendResponse:
         if not request.user_id:
             raise InvalidArgument("user_id", "is required (use a stable anonymous id for guests)")
         self._check_k(request.k)
-        state = self.state.current()
+        models = self.state.current()
+        photo = self._photo(list(request.photo_embedding), models.embedding_dim)
         variant = self.experiment.assign(request.user_id)
-        ranker = state.ranker(variant.strategy)
-        items = ranker.rank(rank_request(request.user_id, request.k, request.context))
+        items = models.rank(
+            variant.strategy, rank_request(request.user_id, request.k, request.context), photo
+        )
         self.served.labels(self.experiment.name, variant.name, variant.strategy).inc()
         return recommend_pb2.RecommendResponse(
             recommendation_id=uuid.uuid4().hex,
@@ -100,8 +117,8 @@ class RecommendServicer(recommend_pb2_grpc.RecommendServiceServicer):
                 strategy=variant.strategy,
                 previews_enabled=variant.previews,
             ),
-            items=[ranked_proto(state.catalog, i + 1, item) for i, item in enumerate(items)],
-            model_version=ranker.version,
+            items=[ranked_proto(models.catalog, i + 1, item) for i, item in enumerate(items)],
+            model_version=models.model_version(variant.strategy),
         )
 
     def SimilarGarments(
@@ -110,19 +127,26 @@ class RecommendServicer(recommend_pb2_grpc.RecommendServiceServicer):
         if not request.garment_id:
             raise InvalidArgument("garment_id", "is required")
         self._check_k(request.k)
-        state = self.state.current()
-        if request.garment_id not in state.catalog:
+        models = self.state.current()
+        if request.garment_id not in models.catalog:
             raise NotFound(f"garment {request.garment_id!r} is not in the catalog")
-        raise FailedPrecondition(
-            "similar garments need the garment embedding index; "
-            "build it with `drape ingest` and `drape train recsys`"
+        if models.hybrid is None:
+            raise FailedPrecondition(
+                "similar garments need a trained recommender (embeddings or ALS); run `drape train recsys`"
+            )
+        items = models.hybrid.similar(
+            request.garment_id, rank_request("", request.k, request.context)
+        )
+        return recommend_pb2.SimilarGarmentsResponse(
+            items=[ranked_proto(models.catalog, i + 1, item) for i, item in enumerate(items)],
+            model_version=models.hybrid.version,
         )
 
 
 def build(config: DrapeConfig) -> ServiceSpec:
     cfg = config.recommend
     store = open_event_store(cfg.events_store_url or config.events_store_url())
-    state = RecommendState(config.catalog_path(), store, cfg)
+    state = RecommendState(config.catalog_path(), store, cfg, config.recsys_artifacts())
     experiment = (
         load_experiment(Path(cfg.experiments_path))
         if cfg.experiments_path

@@ -1,7 +1,10 @@
-"""The recommend service's model state: catalog + rankers, refreshed in the background.
+"""The recommend service's model state, refreshed in the background.
 
-Readers take the current :class:`RankerSet` reference; a refresh builds a new one
-and swaps the reference, so requests never see a half-built state.
+Every ``refresh_s`` seconds the state re-reads the catalog and the event store
+(popularity and every user's recent interactions move with live traffic) and
+checks whether `drape train recsys` published a new artifact version. Each
+refresh builds a complete :class:`ModelSet` and swaps one reference, so a
+request always sees one consistent set and none is dropped during a switch.
 """
 
 from __future__ import annotations
@@ -13,51 +16,85 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from recsys import artifacts as recsys_artifacts
 from recsys.catalog import Catalog
+from recsys.hybrid import BlendWeights, HybridModel, purchases_by_user
+from recsys.idmap import IdMap
+from recsys.index import EmbeddingIndex
+from recsys.interactions import InteractionMatrix
 from recsys.popularity import PopularityRanker
-from recsys.ranking import Ranker
+from recsys.ranking import Ranked, RankRequest
 from services.events.store import EventStore
 from services.runtime import FailedPrecondition
 from services.runtime.config import RecommendConfig
 
 log = logging.getLogger("drape.recommend")
 
+# Baseline strategies are the hybrid restricted to one kind of channel.
+STRATEGY_WEIGHTS = {
+    "als": BlendWeights.only("collaborative"),
+    "embedding": BlendWeights(
+        collaborative=0, visual=1, photo=1, category_popularity=0, popularity=0
+    ),
+}
+
 
 @dataclass(frozen=True)
-class RankerSet:
+class ModelSet:
     catalog: Catalog
-    rankers: dict[str, Ranker]
-    version: str
+    popularity: PopularityRanker
+    hybrid: HybridModel | None
+    artifact_version: str | None
 
-    def ranker(self, strategy: str) -> Ranker:
-        try:
-            return self.rankers[strategy]
-        except KeyError:
+    def model_version(self, strategy: str) -> str:
+        if strategy == "popularity" or self.hybrid is None:
+            return self.popularity.version
+        return f"{strategy}-{self.artifact_version}"
+
+    def rank(self, strategy: str, request: RankRequest, photo: np.ndarray | None) -> list[Ranked]:
+        if strategy == "popularity":
+            return self.popularity.rank(request)
+        if self.hybrid is None:
             raise FailedPrecondition(
-                f"strategy {strategy!r} has no trained model; run `drape train recsys`"
-            ) from None
+                f"strategy {strategy!r} needs a trained recommender and none is published; "
+                "run `drape train recsys`"
+            )
+        return self.hybrid.rank(request, photo, STRATEGY_WEIGHTS.get(strategy))
+
+    @property
+    def embedding_dim(self) -> int | None:
+        if self.hybrid is None or self.hybrid.embeddings is None:
+            return None
+        return self.hybrid.embeddings.dim
 
 
 class RecommendState:
-    """Holds the current :class:`RankerSet` and rebuilds it every ``refresh_s`` seconds."""
+    """Holds the current :class:`ModelSet`; rebuilds it every ``refresh_s`` seconds."""
 
     def __init__(
         self,
         catalog_path: Path,
         store: EventStore,
         config: RecommendConfig,
+        artifacts_root: Path,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.catalog_path = Path(catalog_path)
+        self.artifacts_root = Path(artifacts_root)
         self.store = store
         self.config = config
         self._clock = clock
-        self._current: RankerSet | None = None
+        self._current: ModelSet | None = None
+        self._artifacts: recsys_artifacts.ArtifactSet | None = None
+        self._als_index: tuple[tuple[str, int], EmbeddingIndex | None] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error = ""
 
-    def current(self) -> RankerSet:
+    def current(self) -> ModelSet:
         current = self._current
         if current is None:
             raise FailedPrecondition(
@@ -66,27 +103,74 @@ class RecommendState:
             )
         return current
 
+    def _load_artifacts(self) -> recsys_artifacts.ArtifactSet | None:
+        version = recsys_artifacts.current_version(self.artifacts_root)
+        if version is None:
+            return None
+        if self._artifacts is None or self._artifacts.version != version:
+            self._artifacts = recsys_artifacts.load(self.artifacts_root, version)
+            log.info("loaded recommender artifacts", extra={"version": version})
+        return self._artifacts
+
+    def _hybrid(self, catalog: Catalog, events: pd.DataFrame, now_us: int) -> HybridModel | None:
+        trained = self._load_artifacts()
+        if trained is None:
+            return None
+        weights = self.config.weights.model_dump()
+        # Users and garments keep their trained rows/columns; new ones are appended
+        # and folded in (users) or reached through embeddings (garments).
+        matrix = InteractionMatrix.build(
+            events,
+            weights,
+            self.config.half_life_days,
+            now_us,
+            IdMap(trained.users.ids),
+            IdMap(trained.items.ids),
+        )
+        key = (trained.version, id(catalog))
+        cached = self._als_index[1] if self._als_index and self._als_index[0] == key else None
+        model = HybridModel(
+            catalog, matrix, trained.als, trained.embeddings, purchases_by_user(catalog, events),
+            trained.params, trained.version, als_index=cached,
+        )  # fmt: skip
+        self._als_index = (key, model.als_index)
+        return model
+
     def refresh(self) -> bool:
-        """Rebuilds the rankers from the catalog and the event store; False if it could not."""
+        """Rebuilds the models from the catalog, the event store and the artifacts."""
         try:
+            previous = self._current
             catalog = Catalog.load(self.catalog_path)
+            # Keep the same Catalog object while the file is unchanged (cached indexes stay valid).
+            if (
+                previous is not None
+                and len(previous.catalog) == len(catalog)
+                and (previous.catalog.ids == catalog.ids).all()
+            ):
+                catalog = (
+                    previous.catalog if previous.catalog.frame.equals(catalog.frame) else catalog
+                )
             events = self.store.read_frame()
+            now_us = int(self._clock() * 1_000_000)
+            popularity = PopularityRanker.fit(
+                catalog, events, self.config.weights.model_dump(), self.config.half_life_days, now_us,
+                version=f"pop-{len(events)}ev-{now_us // 1_000_000}",
+            )  # fmt: skip
+            hybrid = self._hybrid(catalog, events, now_us)
         except Exception as exc:
             self.last_error = str(exc)
             log.warning("refresh failed", extra={"error": str(exc)})
             return False
-        now_us = int(self._clock() * 1_000_000)
-        popularity = PopularityRanker.fit(
-            catalog,
-            events,
-            self.config.weights.model_dump(),
-            self.config.half_life_days,
-            now_us,
-            version=f"pop-{len(events)}ev-{now_us // 1_000_000}",
-        )
-        self._current = RankerSet(catalog, {"popularity": popularity}, popularity.version)
+        self._current = ModelSet(catalog, popularity, hybrid, hybrid.version if hybrid else None)
         self.last_error = ""
-        log.info("rankers refreshed", extra={"garments": len(catalog), "events": len(events)})
+        log.info(
+            "models refreshed",
+            extra={
+                "garments": len(catalog),
+                "events": len(events),
+                "artifacts": self._current.artifact_version,
+            },
+        )
         return True
 
     def start(self) -> None:
@@ -101,4 +185,4 @@ class RecommendState:
     def stop(self) -> None:
         self._stop.set()
         if self._thread:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=30)

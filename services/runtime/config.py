@@ -97,6 +97,10 @@ class RecommendConfig(_Strict):
     weights: EventWeights = Field(default_factory=EventWeights)
     # Experiments YAML; empty = a single "control" variant (popularity).
     experiments_path: str = ""
+    # Trained recommender versions (`drape train recsys`); empty = <data_dir>/artifacts/recsys.
+    artifacts_path: str = ""
+    # Garment embedding index used for training; empty = <data_dir>/embeddings.
+    embeddings_path: str = ""
     max_k: int = Field(200, ge=1, le=1000)
 
 
@@ -148,6 +152,14 @@ class DrapeConfig(_Strict):
 
     def events_store_url(self) -> str:
         return self.events.store_url or f"sqlite:///{self.data_dir / 'events.db'}"
+
+    def recsys_artifacts(self) -> Path:
+        path = self.recommend.artifacts_path
+        return Path(path) if path else self.data_dir / "artifacts" / "recsys"
+
+    def embeddings_path(self) -> Path:
+        path = self.recommend.embeddings_path
+        return Path(path) if path else self.data_dir / "embeddings"
 
     def catalog_path(self) -> Path:
         path = self.recommend.catalog_path

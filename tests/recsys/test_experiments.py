@@ -23,6 +23,29 @@ def test_assignment_is_deterministic_and_follows_shares():
     assert 0.18 < share < 0.22
 
 
+def _assignments(shares, users):
+    experiment = _experiment(shares)
+    return [experiment.assign(u).name for u in users]
+
+
+def test_changing_a_share_moves_only_the_users_it_must():
+    users = [f"user-{i}" for i in range(30_000)]
+    before = _assignments((34, 33, 33), users)
+    after = _assignments((40, 30, 30), users)
+    moves = [(b, a) for b, a in zip(before, after, strict=True) if b != a]
+    # Everybody who moved went into the grown variant, from either of the others ...
+    assert {a for _, a in moves} == {"v0"}
+    # ... and about as many as the share change requires (6% of users).
+    assert 0.05 < len(moves) / len(users) < 0.07
+    shrunk = _assignments((40, 20, 30), users)
+    moved = [(b, a) for b, a in zip(after, shrunk, strict=True) if b != a]
+    assert {b for b, _ in moved} == {"v1"}
+
+
+def test_zero_share_gets_nobody():
+    assert "v1" not in set(_assignments((1, 0), [f"u{i}" for i in range(2000)]))
+
+
 def test_salt_reshuffles():
     users = [f"user-{i}" for i in range(2000)]
     a = [_experiment(salt="a").assign(u).name for u in users]

@@ -1,0 +1,105 @@
+"""Versioned recommender artifacts on disk.
+
+    <root>/<version>/manifest.json    what was trained, on what, with which settings
+    <root>/<version>/users.txt        id maps (rows/columns of the training matrix)
+    <root>/<version>/items.txt
+    <root>/<version>/als/             ALS factors
+    <root>/<version>/embeddings/      garment embedding index (when embeddings exist)
+    <root>/CURRENT                    the version services load
+
+A version is written completely in a temporary folder, renamed into place,
+and only then published by atomically replacing CURRENT: a reader never sees
+a half-written set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from recsys.als import ALSModel
+from recsys.hybrid import BlendWeights, HybridParams
+from recsys.idmap import IdMap
+from recsys.index import EmbeddingIndex
+
+
+class NoArtifacts(FileNotFoundError):
+    """No trained version has been published yet."""
+
+
+@dataclass
+class ArtifactSet:
+    version: str
+    users: IdMap
+    items: IdMap
+    als: ALSModel
+    embeddings: EmbeddingIndex | None
+    params: HybridParams
+    manifest: dict[str, object]
+
+
+def current_version(root: Path) -> str | None:
+    pointer = Path(root) / "CURRENT"
+    return pointer.read_text().strip() if pointer.exists() else None
+
+
+def save(root: Path, artifacts: ArtifactSet) -> Path:
+    """Writes a version and publishes it as CURRENT."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
+    try:
+        artifacts.users.save(staging / "users.txt")
+        artifacts.items.save(staging / "items.txt")
+        artifacts.als.save(staging / "als")
+        if artifacts.embeddings is not None:
+            artifacts.embeddings.save(staging / "embeddings")
+        manifest = {
+            **artifacts.manifest,
+            "version": artifacts.version,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "params": asdict(artifacts.params),
+        }
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+        final = root / artifacts.version
+        if final.exists():
+            raise FileExistsError(f"artifact version {artifacts.version} already exists")
+        staging.rename(final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    pointer = root / ".CURRENT.tmp"
+    pointer.write_text(artifacts.version + "\n")
+    os.replace(pointer, root / "CURRENT")
+    return final
+
+
+def load(root: Path, version: str | None = None) -> ArtifactSet:
+    """Loads ``version`` (default: CURRENT)."""
+    root = Path(root)
+    version = version or current_version(root)
+    if not version:
+        raise NoArtifacts(f"no trained recommender under {root}; run `drape train recsys`")
+    directory = root / version
+    manifest = json.loads((directory / "manifest.json").read_text())
+    raw = manifest["params"]
+    params = HybridParams(**{**raw, "weights": BlendWeights(**raw["weights"])})
+    embeddings = (
+        EmbeddingIndex.load(directory / "embeddings")
+        if (directory / "embeddings").exists()
+        else None
+    )
+    return ArtifactSet(
+        version=version,
+        users=IdMap.load(directory / "users.txt"),
+        items=IdMap.load(directory / "items.txt"),
+        als=ALSModel.load(directory / "als"),
+        embeddings=embeddings,
+        params=params,
+        manifest=manifest,
+    )
