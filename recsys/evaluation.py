@@ -93,7 +93,7 @@ class Fitted:
             self.als,
             self.embeddings,
             self.purchases,
-            HybridParams(weights=weights),
+            HybridParams(weights=weights, cold_start_fallback=False),
         )
 
 
@@ -171,7 +171,8 @@ def tune_blend(
             total += user_metrics(candidates.positions[top].tolist(), relevant, k)[2]
         return total / max(len(cached), 1)
 
-    weights = BlendWeights.only("collaborative")
+    # Start from ALS alone; offline data has no photos, so the photo weight stays as configured.
+    weights = replace(BlendWeights.only("collaborative"), photo=model.params.weights.photo)
     best = score(weights)
     for _ in range(rounds):
         for channel in CHANNELS:

@@ -58,6 +58,9 @@ class HybridParams:
     mmr_lambda: float = 1.0
     # MMR re-ranks this many of the best-blended candidates.
     mmr_pool: int = 50
+    # When no weighted channel proposes anything (a first-time visitor), rank by
+    # popularity. Offline evaluation turns it off to measure channels purely.
+    cold_start_fallback: bool = True
 
 
 @dataclass
@@ -233,7 +236,7 @@ class HybridModel:
                 )
                 best = np.argsort(-score, kind="stable")[:n]
                 out["category_popularity"] = (pool[best], score[best])
-        if weights.popularity > 0:
+        if weights.popularity > 0 or (self.params.cold_start_fallback and not out):
             chosen = top_k(self._pop_order, mask, n)
             out["popularity"] = (chosen, self.popularity[chosen])
         return out, mask
@@ -269,6 +272,9 @@ class HybridModel:
         """Indexes into ``candidates`` of the top ``k`` and their blended scores (MMR applied)."""
         weights = weights or self.params.weights
         blended = candidates.scores @ weights.array()
+        if self.params.cold_start_fallback and not blended.any():
+            # Only the fallback proposed anything: its own order decides.
+            blended = candidates.scores[:, CHANNELS.index("popularity")]
         order = np.argsort(-blended, kind="stable")
         if self.params.mmr_lambda >= 1.0 or self.embeddings is None or k <= 1:
             top = order[:k]

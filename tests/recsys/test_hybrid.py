@@ -123,3 +123,12 @@ def test_similar_garments(world):
     similar = model.similar(catalog.ids[3], RankRequest("x", k=5, include_out_of_stock=True))
     assert len(similar) == 5 and all(r.position != 3 for r in similar)
     assert all(catalog.category_codes[r.position] == catalog.category_codes[3] for r in similar)
+
+
+def test_first_time_visitor_falls_back_to_popularity_even_when_its_weight_is_zero(world):
+    model = _model(world, weights=BlendWeights(popularity=0.0))
+    ranked = model.rank(RankRequest("first-visit", k=5))
+    assert len(ranked) == 5 and all(set(r.channels) == {"popularity"} for r in ranked)
+    assert [r.position for r in ranked] == [int(p) for p in model._pop_order[:5]]
+    strict = _model(world, weights=BlendWeights(popularity=0.0), cold_start_fallback=False)
+    assert strict.rank(RankRequest("first-visit", k=5)) == []
