@@ -48,6 +48,8 @@ class Catalog:
         self._index = pd.Index(self.ids)
         self.in_stock: np.ndarray = frame["in_stock"].to_numpy(dtype=bool)
         self.category_codes, self.categories = pd.factorize(frame["category"], sort=True)
+        # Plain per-column lists: row lookups on the serving path avoid pandas indexing.
+        self._columns = {c: frame[c].tolist() for c in COLUMNS}
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -65,7 +67,8 @@ class Catalog:
         return np.isin(self.category_codes, wanted[wanted >= 0])
 
     def row(self, position: int) -> dict[str, object]:
-        return self.frame.iloc[position].to_dict()
+        """One garment's fields by dense index."""
+        return {c: values[position] for c, values in self._columns.items()}
 
     def save(self, path: Path) -> None:
         """Writes the catalog atomically (a reader never sees half a catalog)."""

@@ -127,11 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="run a benchmark; prints a table and writes JSON")
-    bench.add_argument("name", choices=("events",))
+    bench.add_argument("name", choices=("events", "recommend"))
     bench.add_argument("--out", type=Path, help="JSON output (default: bench-results/NAME.json)")
     bench.add_argument("--seconds", type=float, default=5.0, help="duration of each phase")
     bench.add_argument(
         "--store-url", help="event store to benchmark (default: SQLite in a temp dir)"
+    )
+    bench.add_argument("--garments", type=int, default=100_000, help="recommend: catalog size")
+    bench.add_argument("--users", type=int, default=100_000, help="recommend: shoppers")
+    bench.add_argument("--interactions", type=int, default=2_000_000, help="recommend: events")
+    bench.add_argument(
+        "--no-tune", action="store_true", help="recommend: train without blend tuning"
     )
     bench.set_defaults(func=_bench)
 

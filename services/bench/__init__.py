@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-BENCHMARKS = {"events": "services.bench.events"}
+BENCHMARKS = {"events": "services.bench.events", "recommend": "services.bench.recommend"}
 
 
 def latency_summary(seconds: Sequence[float]) -> dict[str, float]:

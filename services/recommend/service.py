@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from recsys.catalog import Catalog
 from recsys.experiments import Experiment, default_experiment, load_experiment
+from recsys.index import configure_for_serving
 from recsys.ranking import Ranked, RankRequest
 from services.events.store import open_event_store
 from services.recommend.state import RecommendState
@@ -144,6 +145,7 @@ class RecommendServicer(recommend_pb2_grpc.RecommendServiceServicer):
 
 
 def build(config: DrapeConfig) -> ServiceSpec:
+    configure_for_serving()
     cfg = config.recommend
     store = open_event_store(cfg.events_store_url or config.events_store_url())
     state = RecommendState(config.catalog_path(), store, cfg, config.recsys_artifacts())

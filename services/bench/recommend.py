@@ -1,0 +1,206 @@
+"""`drape bench recommend`: training time and serving throughput at catalog scale.
+
+Generates 100k garments, 100k shoppers and 2M interactions (by default), stores
+them in the event store, runs `drape train recsys` and a bare `implicit` fit of
+the same matrix, then measures the hybrid ranker in-process (the limit) and
+the recommend service over gRPC with concurrent clients in separate processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from services.bench import format_table, latency_summary, write_report
+
+
+def _client(address: str, users: list[str], seconds: float, threads: int, out: Any) -> None:
+    """One load-generating process: ``threads`` closed-loop clients for ``seconds``."""
+    import threading
+
+    import grpc
+    from drape.v1 import recommend_pb2, recommend_pb2_grpc
+
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def loop(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        channel = grpc.insecure_channel(address)
+        stub = recommend_pb2_grpc.RecommendServiceStub(channel)
+        mine = []
+        while time.monotonic() < stop_at:
+            request = recommend_pb2.RecommendRequest(user_id=users[rng.integers(len(users))], k=10)
+            started = time.perf_counter()
+            try:
+                stub.Recommend(request, timeout=5)
+                mine.append(time.perf_counter() - started)
+            except grpc.RpcError:
+                with lock:
+                    errors[0] += 1
+        channel.close()
+        with lock:
+            latencies.extend(mine)
+
+    workers = [threading.Thread(target=loop, args=(os.getpid() * 100 + i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    out.put((latencies, errors[0]))
+
+
+def _grpc_load(address: str, users: list[str], clients: int, seconds: float) -> dict[str, Any]:
+    processes = 2 if clients >= 2 else 1
+    queue: Any = mp.get_context("spawn").Queue()
+    ctx = mp.get_context("spawn")
+    procs = [
+        ctx.Process(target=_client, args=(address, users, seconds, clients // processes, queue))
+        for _ in range(processes)
+    ]
+    started = time.perf_counter()
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=seconds + 120) for _ in procs]
+    for p in procs:
+        p.join(30)
+    elapsed = time.perf_counter() - started
+    latencies = [x for lat, _ in results for x in lat]
+    # Process start-up is excluded: throughput counts the measured window only.
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": sum(e for _, e in results),
+        "qps": len(latencies) / seconds,
+        "wall_s": elapsed,
+        **latency_summary(latencies),
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from recsys.catalog import generate_catalog
+    from recsys.datasets import attribute_vectors
+    from recsys.index import EmbeddingIndex
+    from recsys.ranking import RankRequest
+    from recsys.synthetic import generate_shoppers
+    from services.events.store import StoredEvent, open_event_store
+    from services.recommend.state import RecommendState
+    from services.runtime.config import DrapeConfig
+    from services.stack import Stack, ephemeral
+    from services.train import train_recsys
+
+    n_garments, n_users, n_events = args.garments, args.users, args.interactions
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="drape-bench-rec-") as tmp:
+        config = ephemeral(DrapeConfig(data_dir=Path(tmp)))
+        config.recommend.refresh_s = 3600.0  # no background refresh during the measurement
+        exp = Path(tmp) / "exp.yaml"
+        exp.write_text(
+            "name: bench\nsalt: b\nvariants:\n  - {name: hybrid, share: 1, strategy: hybrid}\n"
+        )
+        config.recommend.experiments_path = str(exp)
+
+        t = time.perf_counter()
+        catalog = generate_catalog(n_garments, seed=1)
+        catalog.save(config.catalog_path())
+        shoppers = generate_shoppers(catalog, n_users, n_events, seed=1)
+        EmbeddingIndex.build(catalog.ids, attribute_vectors(catalog)).save(config.embeddings_path())
+        timings["generate"] = time.perf_counter() - t
+        t = time.perf_counter()
+        store = open_event_store(config.events_store_url(), sqlite_synchronous="NORMAL")
+        rows = [StoredEvent(*r) for r in shoppers.events.itertuples(index=False, name=None)]
+        for start in range(0, len(rows), 100_000):
+            store.append(rows[start : start + 100_000])
+        store.close()
+        del rows
+        timings["store_events"] = time.perf_counter() - t
+        print(
+            f"generated and stored {n_events:,} interactions in {sum(timings.values()):.1f} s",
+            flush=True,
+        )
+
+        t = time.perf_counter()
+        train_recsys(config, tune=not args.no_tune, quiet=True)
+        timings["train_recsys_end_to_end"] = time.perf_counter() - t
+
+        # The bare library on the same matrix, for the overhead comparison.
+        from implicit.cpu.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
+
+        from recsys import artifacts
+        from recsys.interactions import InteractionMatrix
+
+        published = artifacts.load(config.recsys_artifacts())
+        events = shoppers.events
+        matrix = InteractionMatrix.build(
+            events, config.recommend.weights.model_dump(), 14, int(events["occurred_at_us"].max())
+        )
+        p = published.als.params
+        bare = AlternatingLeastSquares(
+            factors=p.factors,
+            regularization=p.regularization,
+            alpha=p.alpha,
+            iterations=p.iterations,
+            random_state=0,
+        )
+        t = time.perf_counter()
+        with threadpool_limits(1, "blas"):
+            bare.fit(matrix.matrix, show_progress=False)
+        timings["bare_implicit_fit"] = time.perf_counter() - t
+        timings["drape_als_fit"] = float(published.manifest["seconds"]["als"])
+
+        # In-process: the ranker alone, one thread, configured as the service is.
+        from recsys.index import configure_for_serving
+
+        configure_for_serving()
+        store = open_event_store(config.events_store_url())
+        state = RecommendState(
+            config.catalog_path(), store, config.recommend, config.recsys_artifacts()
+        )
+        t = time.perf_counter()
+        state.refresh()
+        timings["service_model_load"] = time.perf_counter() - t
+        models = state.current()
+        rng = np.random.default_rng(0)
+        users = [str(u) for u in rng.choice(shoppers.user_ids, 5000)]
+        for u in users[:200]:
+            models.rank("hybrid", RankRequest(u, 10), None)
+        t = time.perf_counter()
+        n = 0
+        while time.perf_counter() - t < args.seconds:
+            models.rank("hybrid", RankRequest(users[n % len(users)], 10), None)
+            n += 1
+        in_process_qps = n / (time.perf_counter() - t)
+        store.close()
+        del state, models
+
+        with Stack(config, services=["events", "recommend"], run_dir=Path(tmp) / "run") as stack:
+            address = stack.address("recommend")
+            _grpc_load(address, users, 2, 2.0)  # warm-up
+            grpc_rows = [_grpc_load(address, users, c, args.seconds) for c in (1, 8)]
+
+    rows = [{"path": "in-process ranker (1 thread)", "clients": 1, "qps": in_process_qps}]
+    rows += [{"path": "gRPC Recommend", **r} for r in grpc_rows]
+    print(f"recommend: {n_garments:,} garments, {n_users:,} users, {n_events:,} interactions")
+    print(format_table(rows, ["path", "clients", "qps", "p50_ms", "p99_ms", "errors"]))
+    ratio = grpc_rows[-1]["qps"] / in_process_qps
+    print(f"served/in-process QPS at 8 clients: {ratio:.2f}")
+    print(
+        format_table([{"stage": k, "seconds": v} for k, v in timings.items()], ["stage", "seconds"])
+    )
+    out = write_report(
+        "recommend", rows, args.out,
+        {"scale": {"garments": n_garments, "users": n_users, "interactions": n_events}, "timings_s": timings,
+         "served_over_in_process": ratio},
+    )  # fmt: skip
+    print(f"wrote {out}")
+    return 0
