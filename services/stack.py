@@ -26,6 +26,17 @@ from services.runtime.config import SERVICE_NAMES, DrapeConfig
 START_ORDER = ("events", "recommend", "features", "tryon", "splice", "gateway")
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when its supervisor dies,
+    even by SIGKILL, so no service outlives `drape up` (a no-op elsewhere)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class StackError(RuntimeError):
     """A service failed to start; the message includes the end of its log."""
 
@@ -109,6 +120,7 @@ class Stack:
             stderr=subprocess.STDOUT if out else None,
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def _await_ready(self, name: str, timeout: float) -> None:

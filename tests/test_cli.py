@@ -113,6 +113,7 @@ def test_up_starts_everything_and_sigterm_stops_it_cleanly(tmp_path: Path):
         stderr=subprocess.DEVNULL,
         text=True,
     )
+    run_dir = str(tmp_path / "run")
     try:
         seen = []
         for line in proc.stdout:  # bounded: `drape up` prints 7 lines then waits
@@ -126,4 +127,48 @@ def test_up_starts_everything_and_sigterm_stops_it_cleanly(tmp_path: Path):
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert not _children_named(str(tmp_path / "run")), "services outlived `drape up`"
+    assert not _children_named(run_dir), "services outlived `drape up`"
+
+
+def test_services_die_with_a_killed_supervisor(tmp_path: Path):
+    """Even `kill -9` of `drape up` leaves no service behind (parent-death signal)."""
+    import os
+    import signal
+    import time
+
+    config = tmp_path / "drape.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[events.server]\nport = 0\nmetrics_port = 0\n'
+    )
+    run_dir = str(tmp_path / "run")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "up",
+            "--config",
+            str(config),
+            "--services",
+            "events",
+            "--run-dir",
+            run_dir,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        for line in proc.stdout:
+            if "all services up" in line:
+                break
+        assert len(_children_named(run_dir)) == 1
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while _children_named(run_dir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _children_named(run_dir)
+    finally:
+        for pid in _children_named(run_dir):
+            os.kill(pid, signal.SIGKILL)
