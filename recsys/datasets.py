@@ -32,6 +32,9 @@ class EvalDataset:
     relevant: pd.Series  # boolean per event: counts as a test positive
     half_life_days: float
     weights: dict[str, float]
+    # "global": one time cut for everybody; "per_user": each user's own chronology
+    # (for data where most users are active in one short burst, like MovieLens).
+    split: str = "global"
 
 
 def _catalog_frame(ids, titles, categories) -> pd.DataFrame:
@@ -97,7 +100,7 @@ def movielens(cache_dir: Path | None = None, text: bool = True) -> EvalDataset:
     })  # fmt: skip
     return EvalDataset(
         "movielens", catalog, events, np.concatenate(parts, axis=1), events["type"] == "purchase",
-        half_life_days=3650.0, weights={"purchase": 1.0, "view": 1.0},
+        half_life_days=3650.0, weights={"purchase": 1.0, "view": 1.0}, split="per_user",
     )  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from recsys.als import ALSParams
 from recsys.catalog import Catalog
 from recsys.index import EmbeddingIndex
 from recsys.training import TrainSettings, train
-from services.events.store import open_event_store
+from services.events.store import INTERACTION_COLUMNS, open_event_store
 from services.runtime.config import DrapeConfig, load_config
 
 
@@ -24,7 +24,7 @@ def train_recsys(
     catalog = Catalog.load(config.catalog_path())
     store = open_event_store(config.recommend.events_store_url or config.events_store_url())
     try:
-        events = store.read_frame()
+        events = store.read_frame(columns=INTERACTION_COLUMNS)
     finally:
         store.close()
     if events.empty:

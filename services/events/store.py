@@ -17,6 +17,8 @@ from typing import Protocol
 
 import pandas as pd
 
+# What training and ranking read: a quarter of the columns, a fraction of the time.
+INTERACTION_COLUMNS = ("event_id", "type", "user_id", "garment_id", "occurred_at_us")
 EVENT_TYPES = ("impression", "view", "tryon_view", "add_to_cart", "purchase", "rating")
 
 
@@ -67,8 +69,10 @@ class EventStore(Protocol):
         """Stores events atomically and durably; True per event newly stored, False if duplicate."""
         ...
 
-    def read_frame(self, since_us: int | None = None) -> pd.DataFrame:
-        """All events (optionally those occurred at or after ``since_us``) as a DataFrame."""
+    def read_frame(
+        self, since_us: int | None = None, columns: Sequence[str] = COLUMNS
+    ) -> pd.DataFrame:
+        """Events (optionally those occurred at or after ``since_us``) as a DataFrame of ``columns``."""
         ...
 
     def count(self) -> int: ...
@@ -90,11 +94,27 @@ def _flags(
     return flags, fresh
 
 
-def _typed_frame(frame: pd.DataFrame) -> pd.DataFrame:
+def _typed_frame(rows: list[tuple[object, ...]], columns: Sequence[str]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=list(columns))
     for column in ("occurred_at_us", "received_at_us", "value_minor"):
-        frame[column] = frame[column].astype("int64")
-    frame["rating"] = frame["rating"].astype("int16")
+        if column in frame:
+            frame[column] = frame[column].astype("int64")
+    if "rating" in frame:
+        frame["rating"] = frame["rating"].astype("int16")
     return frame
+
+
+def _select(
+    columns: Sequence[str], since_us: int | None, placeholder: str
+) -> tuple[str, tuple[int, ...]]:
+    """The SELECT for ``read_frame`` (columns checked against the schema)."""
+    unknown = set(columns) - set(COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown event columns {sorted(unknown)}")
+    query = f"SELECT {', '.join(columns)} FROM events"
+    if since_us is None:
+        return query, ()
+    return f"{query} WHERE occurred_at_us >= {placeholder}", (since_us,)
 
 
 class SqliteEventStore:
@@ -141,15 +161,13 @@ class SqliteEventStore:
                 raise
         return flags
 
-    def read_frame(self, since_us: int | None = None) -> pd.DataFrame:
-        query = f"SELECT {', '.join(COLUMNS)} FROM events"
-        params: tuple[int, ...] = ()
-        if since_us is not None:
-            query += " WHERE occurred_at_us >= ?"
-            params = (since_us,)
+    def read_frame(
+        self, since_us: int | None = None, columns: Sequence[str] = COLUMNS
+    ) -> pd.DataFrame:
+        query, params = _select(columns, since_us, "?")
         with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True) as db:
             rows = db.execute(query, params).fetchall()
-        return _typed_frame(pd.DataFrame(rows, columns=list(COLUMNS)))
+        return _typed_frame(rows, columns)
 
     def count(self) -> int:
         with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True) as db:
@@ -204,15 +222,13 @@ class PostgresEventStore:
             flag and event.event_id in inserted for flag, event in zip(flags, events, strict=True)
         ]
 
-    def read_frame(self, since_us: int | None = None) -> pd.DataFrame:
-        query = f"SELECT {', '.join(COLUMNS)} FROM events"
-        params: tuple[int, ...] = ()
-        if since_us is not None:
-            query += " WHERE occurred_at_us >= %s"
-            params = (since_us,)
+    def read_frame(
+        self, since_us: int | None = None, columns: Sequence[str] = COLUMNS
+    ) -> pd.DataFrame:
+        query, params = _select(columns, since_us, "%s")
         with self._pool.connection() as conn:
             rows = conn.execute(query, params).fetchall()
-        return _typed_frame(pd.DataFrame(rows, columns=list(COLUMNS)))
+        return _typed_frame(rows, columns)
 
     def count(self) -> int:
         with self._pool.connection() as conn:

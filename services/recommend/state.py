@@ -27,7 +27,7 @@ from recsys.index import EmbeddingIndex
 from recsys.interactions import InteractionMatrix
 from recsys.popularity import PopularityRanker
 from recsys.ranking import Ranked, RankRequest
-from services.events.store import EventStore
+from services.events.store import INTERACTION_COLUMNS, EventStore
 from services.runtime import FailedPrecondition
 from services.runtime.config import RecommendConfig
 
@@ -150,7 +150,7 @@ class RecommendState:
                 catalog = (
                     previous.catalog if previous.catalog.frame.equals(catalog.frame) else catalog
                 )
-            events = self.store.read_frame()
+            events = self.store.read_frame(columns=INTERACTION_COLUMNS)
             now_us = int(self._clock() * 1_000_000)
             popularity = PopularityRanker.fit(
                 catalog, events, self.config.weights.model_dump(), self.config.half_life_days, now_us,

@@ -101,3 +101,14 @@ def test_sqlite_is_in_wal_mode_with_full_sync(tmp_path: Path):
 def test_unknown_url_scheme():
     with pytest.raises(ValueError, match="unsupported event store URL"):
         open_event_store("mysql://x")
+
+
+def test_read_selected_columns(store: EventStore):
+    from services.events.store import INTERACTION_COLUMNS
+
+    store.append([_event("a", at=7)])
+    frame = store.read_frame(columns=INTERACTION_COLUMNS)
+    assert list(frame.columns) == list(INTERACTION_COLUMNS)
+    assert frame["occurred_at_us"].tolist() == [7]
+    with pytest.raises(ValueError, match="unknown event columns"):
+        store.read_frame(columns=("event_id", "password"))
