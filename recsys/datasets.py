@@ -100,7 +100,7 @@ def movielens(cache_dir: Path | None = None, text: bool = True) -> EvalDataset:
     })  # fmt: skip
     return EvalDataset(
         "movielens", catalog, events, np.concatenate(parts, axis=1), events["type"] == "purchase",
-        half_life_days=3650.0, weights={"purchase": 1.0, "view": 1.0}, split="per_user",
+        half_life_days=3650.0, weights={"purchase": 1.0, "view": 0.25}, split="per_user",
     )  # fmt: skip
 
 

@@ -172,3 +172,11 @@ def test_services_die_with_a_killed_supervisor(tmp_path: Path):
     finally:
         for pid in _children_named(run_dir):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_train_recsys_without_data_says_what_to_do(tmp_path: Path):
+    config = tmp_path / "drape.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n')
+    result = _drape("train", "recsys", "--config", str(config), timeout=120)
+    assert result.returncode == 2
+    assert "no catalog" in result.stdout
