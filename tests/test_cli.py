@@ -89,6 +89,23 @@ def test_serve_rejects_bad_env_config(monkeypatch):
     assert "events.max_batch (from DRAPE_EVENTS__MAX_BATCH)" in result.stderr
 
 
+def _start_up(config: Path, run_dir: Path, services: str = "") -> subprocess.Popen[str]:
+    """`drape up` in the background, its stdout readable line by line."""
+    args = [
+        sys.executable,
+        "-m",
+        "services.cli",
+        "up",
+        "--config",
+        str(config),
+        "--run-dir",
+        str(run_dir),
+    ]
+    if services:
+        args += ["--services", services]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
 def test_up_starts_everything_and_sigterm_stops_it_cleanly(tmp_path: Path):
     import os
     import signal
@@ -98,21 +115,7 @@ def test_up_starts_everything_and_sigterm_stops_it_cleanly(tmp_path: Path):
     for name in ("gateway", "recommend", "features", "tryon", "splice", "events"):
         lines += [f"[{name}.server]", "port = 0", "metrics_port = 0", "grace_s = 2"]
     config.write_text("\n".join(lines) + "\n")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "up",
-            "--config",
-            str(config),
-            "--run-dir",
-            str(tmp_path / "run"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = _start_up(config, tmp_path / "run")
     run_dir = str(tmp_path / "run")
     try:
         seen = []
@@ -141,23 +144,7 @@ def test_services_die_with_a_killed_supervisor(tmp_path: Path):
         f'data_dir = "{tmp_path / "data"}"\n[events.server]\nport = 0\nmetrics_port = 0\n'
     )
     run_dir = str(tmp_path / "run")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "up",
-            "--config",
-            str(config),
-            "--services",
-            "events",
-            "--run-dir",
-            run_dir,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    proc = _start_up(config, tmp_path / "run", "events")
     try:
         for line in proc.stdout:
             if "all services up" in line:
