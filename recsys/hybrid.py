@@ -173,7 +173,8 @@ class HybridModel:
     def _search(
         self, index: EmbeddingIndex, query: np.ndarray, mask: np.ndarray, n: int, as_positions: bool
     ) -> tuple[np.ndarray, np.ndarray]:
-        fetch = n
+        # Headroom for filtered-out neighbours, so one search usually suffices.
+        fetch = n + n // 4 + 32
         for _ in range(4):  # widen the search when filters reject many neighbours
             ids, scores = index.search(query, fetch)
             positions = ids[0].astype(np.int64) if as_positions else self.catalog.positions(ids[0])

@@ -62,5 +62,16 @@ def eligible_mask(catalog: Catalog, request: RankRequest, bought: np.ndarray) ->
 
 
 def top_k(order: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
-    """The first ``k`` positions of ``order`` that ``mask`` allows."""
-    return order[mask[order]][:k]
+    """The first ``k`` positions of ``order`` that ``mask`` allows.
+
+    Scans growing prefixes of ``order`` rather than the whole array: with most
+    garments eligible, a few hundred entries suffice even for a 100k catalog.
+    """
+    if k <= 0:
+        return order[:0]
+    end = min(len(order), 4 * k)
+    while True:
+        chosen = order[:end][mask[order[:end]]]
+        if len(chosen) >= k or end == len(order):
+            return chosen[:k]
+        end = min(len(order), end * 4)

@@ -121,3 +121,13 @@ def test_catalog_rejects_duplicates_and_missing_file(tmp_path):
         Catalog(frame)
     with pytest.raises(FileNotFoundError):
         Catalog.load(tmp_path / "none.db")
+
+
+@pytest.mark.parametrize("k", [0, 1, 3, 50, 400])
+def test_top_k_matches_the_full_scan(k):
+    rng = np.random.default_rng(k)
+    order = rng.permutation(1000)
+    mask = rng.random(1000) < 0.05  # sparse: forces the prefix to grow
+    from recsys.ranking import top_k
+
+    np.testing.assert_array_equal(top_k(order, mask, k), order[mask[order]][:k])
