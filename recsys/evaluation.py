@@ -36,12 +36,11 @@ from recsys.hybrid import (
     Candidates,
     HybridModel,
     HybridParams,
-    purchases_by_user,
 )
 from recsys.index import EmbeddingIndex
 from recsys.interactions import InteractionMatrix
 from recsys.metrics import coverage, ranking_metrics, user_metrics
-from recsys.ranking import RankRequest
+from recsys.ranking import RankRequest, purchases_by_user
 
 K = 10
 K_COLD = 20

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from recsys.als import ALSModel
 from recsys.catalog import Catalog
-from recsys.index import EmbeddingIndex, IndexSpec
+from recsys.index import EmbeddingIndex, IndexSpec, Kind, choose_kind
 from recsys.interactions import InteractionMatrix
 from recsys.ranking import Ranked, RankRequest, eligible_mask, top_k
 
@@ -82,6 +82,19 @@ def _normalise(scores: np.ndarray) -> np.ndarray:
     return (scores - low) / (high - low)
 
 
+def als_item_index(
+    col_to_pos: np.ndarray, als: ALSModel, kind: Kind | None = None
+) -> EmbeddingIndex:
+    """Maximum-inner-product index over the item factors of garments still in the catalog,
+    keyed by catalog position. ``kind`` defaults to exact for small catalogs, HNSW above."""
+    cols = np.flatnonzero(col_to_pos[: als.n_items] >= 0)
+    index = EmbeddingIndex(als.item_factors.shape[1], IndexSpec(kind=kind or "auto", metric="ip"))
+    index.kind = kind or choose_kind(len(cols))
+    if len(cols):
+        index.add(col_to_pos[cols].astype(str), als.item_factors[cols])
+    return index
+
+
 class HybridModel:
     """Everything a hybrid recommendation needs, aligned to catalog positions."""
 
@@ -126,22 +139,8 @@ class HybridModel:
         self._als_index = (
             als_index
             if als_index is not None
-            else (self._build_als_index() if als is not None else None)
+            else (als_item_index(self.col_to_pos, als) if als is not None else None)
         )
-
-    def _build_als_index(self) -> EmbeddingIndex:
-        """MIPS index over the item factors of garments still in the catalog."""
-        assert self.als is not None
-        n_cols = min(self.als.n_items, len(self.col_to_pos))
-        cols = np.flatnonzero(self.col_to_pos[:n_cols] >= 0)
-        spec = IndexSpec(kind="auto", metric="ip")
-        index = EmbeddingIndex(self.als.item_factors.shape[1], spec)
-        from recsys.index import choose_kind
-
-        index.kind = choose_kind(len(cols))
-        if len(cols):
-            index.add(self.col_to_pos[cols].astype(str), self.als.item_factors[cols])
-        return index
 
     # -- per-user inputs -------------------------------------------------------------
     def bought(self, user_id: str) -> np.ndarray:
@@ -357,14 +356,3 @@ class HybridModel:
 
     def describe(self) -> dict[str, object]:
         return {"params": asdict(self.params), "version": self.version}
-
-
-def purchases_by_user(catalog: Catalog, events) -> dict[str, np.ndarray]:
-    """Catalog positions each user bought (the "already bought" filter)."""
-    bought = events[events["type"] == "purchase"]
-    positions = catalog.positions(bought["garment_id"])
-    frame = bought.assign(position=positions)
-    frame = frame[frame["position"] >= 0]
-    return {
-        user: np.unique(group.to_numpy()) for user, group in frame.groupby("user_id")["position"]
-    }

@@ -14,7 +14,7 @@ import pandas as pd
 
 from recsys.catalog import Catalog
 from recsys.interactions import interaction_strength
-from recsys.ranking import Ranked, RankRequest, eligible_mask, top_k
+from recsys.ranking import Ranked, RankRequest, eligible_mask, purchases_by_user, top_k
 
 CHANNEL = "popularity"
 
@@ -43,18 +43,17 @@ class PopularityRanker:
         half_life_days: float,
         now_us: int,
         version: str = "",
+        purchases: Mapping[str, np.ndarray] | None = None,
     ) -> PopularityRanker:
-        """Builds the ranker from an event frame (columns of the event store)."""
+        """Builds the ranker from an event frame (columns of the event store);
+        ``purchases`` (from :func:`purchases_by_user`) is computed when not given."""
         positions = catalog.positions(events["garment_id"])
         known = positions >= 0
         strength = interaction_strength(events, weights, half_life_days, now_us)
         scores = np.bincount(positions[known], weights=strength[known], minlength=len(catalog))
-        purchases = events.loc[known & (events["type"] == "purchase").to_numpy()]
-        bought = {
-            user: np.unique(catalog.positions(group))
-            for user, group in purchases.groupby("user_id")["garment_id"]
-        }
-        return cls(catalog, scores, bought, version or f"popularity-{now_us // 1_000_000}")
+        if purchases is None:
+            purchases = purchases_by_user(catalog, events)
+        return cls(catalog, scores, purchases, version or f"popularity-{now_us // 1_000_000}")
 
     def bought(self, user_id: str) -> np.ndarray:
         return self._bought.get(user_id, np.empty(0, dtype=np.int64))

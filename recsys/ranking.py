@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
+import pandas as pd
 
 from recsys.catalog import Catalog
 
@@ -75,3 +76,13 @@ def top_k(order: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
         if len(chosen) >= k or end == len(order):
             return chosen[:k]
         end = min(len(order), end * 4)
+
+
+def purchases_by_user(catalog: Catalog, events: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Catalog positions each user bought (the "already bought" filter)."""
+    bought = events[events["type"] == "purchase"]
+    frame = bought.assign(position=catalog.positions(bought["garment_id"]))
+    frame = frame[frame["position"] >= 0]
+    return {
+        user: np.unique(group.to_numpy()) for user, group in frame.groupby("user_id")["position"]
+    }

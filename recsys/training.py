@@ -13,16 +13,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import faiss
-import numpy as np
 import pandas as pd
 
 from recsys.als import ALSModel, ALSParams
 from recsys.artifacts import ArtifactSet
 from recsys.catalog import Catalog
 from recsys.evaluation import tune_blend
-from recsys.hybrid import HybridModel, HybridParams, purchases_by_user
-from recsys.index import EmbeddingIndex, IndexSpec
+from recsys.hybrid import HybridModel, HybridParams, als_item_index
+from recsys.index import EmbeddingIndex
 from recsys.interactions import InteractionMatrix
+from recsys.ranking import purchases_by_user
 
 log = logging.getLogger("drape.train")
 
@@ -49,16 +49,6 @@ class TrainReport:
     users: int
     items: int
     validation_ndcg: float | None
-
-
-def exact_als_index(catalog: Catalog, matrix: InteractionMatrix, als: ALSModel) -> EmbeddingIndex:
-    """Exact MIPS over the item factors: instant to build, for a short-lived tuning model."""
-    positions = catalog.positions(matrix.items.ids)[: als.n_items]
-    cols = np.flatnonzero(positions >= 0)
-    index = EmbeddingIndex(als.item_factors.shape[1], IndexSpec(kind="flat", metric="ip"))
-    if len(cols):
-        index.add(positions[cols].astype(str), als.item_factors[cols])
-    return index
 
 
 def _relevant_by_user(
@@ -102,7 +92,7 @@ def train(
         )
         model = HybridModel(
             catalog, matrix, als, embeddings, purchases_by_user(catalog, past), params,
-            als_index=exact_als_index(catalog, matrix, als),
+            als_index=als_item_index(catalog.positions(matrix.items.ids), als, kind="flat"),
         )  # fmt: skip
         users = _relevant_by_user(catalog, recent, set(matrix.users.ids), settings.tuning_users)
         threads = faiss.omp_get_max_threads()

@@ -21,12 +21,12 @@ import pandas as pd
 
 from recsys import artifacts as recsys_artifacts
 from recsys.catalog import Catalog
-from recsys.hybrid import BlendWeights, HybridModel, purchases_by_user
+from recsys.hybrid import BlendWeights, HybridModel
 from recsys.idmap import IdMap
 from recsys.index import EmbeddingIndex
 from recsys.interactions import InteractionMatrix
 from recsys.popularity import PopularityRanker
-from recsys.ranking import Ranked, RankRequest
+from recsys.ranking import Ranked, RankRequest, purchases_by_user
 from services.events.store import INTERACTION_COLUMNS, EventStore
 from services.runtime import FailedPrecondition
 from services.runtime.config import RecommendConfig
@@ -88,6 +88,7 @@ class RecommendState:
         self.config = config
         self._clock = clock
         self._current: ModelSet | None = None
+        self._catalog: tuple[tuple[int, int], Catalog] | None = None
         self._artifacts: recsys_artifacts.ArtifactSet | None = None
         self._als_index: tuple[tuple[str, int], EmbeddingIndex | None] | None = None
         self._stop = threading.Event()
@@ -112,7 +113,19 @@ class RecommendState:
             log.info("loaded recommender artifacts", extra={"version": version})
         return self._artifacts
 
-    def _hybrid(self, catalog: Catalog, events: pd.DataFrame, now_us: int) -> HybridModel | None:
+    def _load_catalog(self) -> Catalog:
+        """The catalog, re-read only when its file changed (cached indexes stay valid)."""
+        if not self.catalog_path.exists():
+            return Catalog.load(self.catalog_path)  # raises "no catalog at ..."
+        stat = self.catalog_path.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        if self._catalog is None or self._catalog[0] != stamp:
+            self._catalog = (stamp, Catalog.load(self.catalog_path))
+        return self._catalog[1]
+
+    def _hybrid(
+        self, catalog: Catalog, events: pd.DataFrame, purchases: dict[str, np.ndarray], now_us: int
+    ) -> HybridModel | None:
         trained = self._load_artifacts()
         if trained is None:
             return None
@@ -130,7 +143,7 @@ class RecommendState:
         key = (trained.version, id(catalog))
         cached = self._als_index[1] if self._als_index and self._als_index[0] == key else None
         model = HybridModel(
-            catalog, matrix, trained.als, trained.embeddings, purchases_by_user(catalog, events),
+            catalog, matrix, trained.als, trained.embeddings, purchases,
             trained.params, trained.version, als_index=cached,
         )  # fmt: skip
         self._als_index = (key, model.als_index)
@@ -139,24 +152,15 @@ class RecommendState:
     def refresh(self) -> bool:
         """Rebuilds the models from the catalog, the event store and the artifacts."""
         try:
-            previous = self._current
-            catalog = Catalog.load(self.catalog_path)
-            # Keep the same Catalog object while the file is unchanged (cached indexes stay valid).
-            if (
-                previous is not None
-                and len(previous.catalog) == len(catalog)
-                and (previous.catalog.ids == catalog.ids).all()
-            ):
-                catalog = (
-                    previous.catalog if previous.catalog.frame.equals(catalog.frame) else catalog
-                )
+            catalog = self._load_catalog()
             events = self.store.read_frame(columns=INTERACTION_COLUMNS)
             now_us = int(self._clock() * 1_000_000)
+            purchases = purchases_by_user(catalog, events)
             popularity = PopularityRanker.fit(
                 catalog, events, self.config.weights.model_dump(), self.config.half_life_days, now_us,
-                version=f"pop-{len(events)}ev-{now_us // 1_000_000}",
+                version=f"pop-{len(events)}ev-{now_us // 1_000_000}", purchases=purchases,
             )  # fmt: skip
-            hybrid = self._hybrid(catalog, events, now_us)
+            hybrid = self._hybrid(catalog, events, purchases, now_us)
         except Exception as exc:
             self.last_error = str(exc)
             log.warning("refresh failed", extra={"error": str(exc)})

@@ -6,10 +6,10 @@ import pytest
 
 from recsys.als import ALSModel, ALSParams
 from recsys.catalog import Catalog, generate_catalog
-from recsys.hybrid import BlendWeights, HybridModel, HybridParams, purchases_by_user
+from recsys.hybrid import BlendWeights, HybridModel, HybridParams
 from recsys.index import EmbeddingIndex
 from recsys.interactions import US_PER_DAY, InteractionMatrix
-from recsys.ranking import RankRequest
+from recsys.ranking import RankRequest, purchases_by_user
 from recsys.synthetic import generate_shoppers
 
 NOW = 1_800_000_000_000_000
