@@ -8,6 +8,7 @@ and writes a versioned artifact set (see :mod:`recsys.artifacts`).
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -111,7 +112,12 @@ def train(
     als = ALSModel.fit(matrix.matrix, settings.als)
     timings["als"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
-    version = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{len(events)}ev"
+    # Milliseconds and a random tag: two trainings in the same second never collide.
+    stamp = time.time()
+    version = (
+        time.strftime("%Y%m%dT%H%M%S", time.gmtime(stamp))
+        + f"{int(stamp * 1000) % 1000:03d}-{len(events)}ev-{secrets.token_hex(2)}"
+    )
     artifacts = ArtifactSet(
         version=version,
         users=matrix.users,

@@ -14,7 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
-from services.runtime.config import SERVICE_NAMES, ConfigError, load_config
+from services.runtime.config import SERVICE_NAMES, ConfigError, DrapeConfig, load_config
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -23,12 +23,38 @@ def _serve(args: argparse.Namespace) -> int:
     from services.runtime.server import RunningService, serve_until_signalled
 
     config = load_config(args.config)
+    if args.service == "triton":
+        return _serve_models(config, args)
     server = config.server(args.service)
     if args.port is not None:
         server.port = args.port
     configure_logging(args.service, config.log_level)
     spec = build_service(args.service, config)
     serve_until_signalled(RunningService(spec, server), args.ready_file)
+    return 0
+
+
+def _serve_models(config: DrapeConfig, args: argparse.Namespace) -> int:
+    from models.export import cached_encoder_onnx
+    from models.serving import encoder_model, serve_models
+    from services.features.extractor import encoder_spec
+    from services.runtime.logs import configure_logging
+
+    configure_logging("triton", config.log_level)
+    spec = encoder_spec(config)
+    onnx_path = cached_encoder_onnx(spec, config.encoder_checkpoint(), config.models_path())
+    triton = config.triton
+    serve_models(
+        [encoder_model(spec, onnx_path, config.encoder.threads)],
+        host=triton.host,
+        grpc_port=args.port or triton.grpc_port,
+        http_port=triton.http_port,
+        metrics_port=triton.metrics_port,
+        max_batch=triton.max_batch,
+        max_queue_delay_us=triton.max_queue_delay_us,
+        instances=triton.instances,
+        ready_file=args.ready_file,
+    )
     return 0
 
 
@@ -106,7 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run one service")
-    serve.add_argument("service", choices=SERVICE_NAMES)
+    serve.add_argument(
+        "service",
+        choices=(*SERVICE_NAMES, "triton"),
+        help="a service, or "
+        "`triton`: the model server (Triton Inference Server with Drape's models)",
+    )
     serve.add_argument("--config", type=Path, help="TOML/YAML/JSON config file")
     serve.add_argument("--port", type=int, help="override the service's port")
     serve.add_argument("--ready-file", type=Path, help="write the bound address here once serving")

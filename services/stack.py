@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,8 +23,11 @@ from typing import IO
 
 from services.runtime.config import SERVICE_NAMES, DrapeConfig
 
-# The gateway depends on every other service, so it goes last.
-START_ORDER = ("events", "recommend", "features", "tryon", "splice", "gateway")
+# The model server comes first (features calls it); the gateway depends on every other
+# service, so it goes last.
+MODEL_SERVER = "triton"
+START_ORDER = (MODEL_SERVER, "events", "recommend", "features", "tryon", "splice", "gateway")
+PROCESS_NAMES = (*SERVICE_NAMES, MODEL_SERVER)
 
 
 def _die_with_parent() -> None:
@@ -59,11 +63,14 @@ class Stack:
         run_dir: Path | None = None,
         log_to_files: bool = True,
     ) -> None:
-        unknown = set(services) - set(SERVICE_NAMES)
+        unknown = set(services) - set(PROCESS_NAMES)
         if unknown:
             raise ValueError(f"unknown services {sorted(unknown)}")
         self.config = config.model_copy(deep=True)
-        self.services = [s for s in START_ORDER if s in services]
+        wanted = set(services)
+        if "features" in wanted and self.config.features.runner == "triton":
+            wanted.add(MODEL_SERVER)
+        self.services = [s for s in START_ORDER if s in wanted]
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="drape-run-"))
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_to_files = log_to_files
@@ -76,15 +83,25 @@ class Stack:
 
     def start(self, timeout: float = 60.0) -> Stack:
         try:
-            leaves = [s for s in self.services if s != "gateway"]
+            if MODEL_SERVER in self.services:
+                self._spawn(MODEL_SERVER)
+                # Models load slowly (minutes on a cold disk); the rest start meanwhile.
+                model_timeout = max(timeout, 180.0)
+            leaves = [s for s in self.services if s not in ("gateway", MODEL_SERVER)]
             for name in leaves:
+                if name == "features" and MODEL_SERVER in self.services:
+                    self._await_ready(MODEL_SERVER, model_timeout)
+                    self.config.features.triton_url = self.endpoints[MODEL_SERVER].address
                 self._spawn(name)
             for name in leaves:
                 self._await_ready(name, timeout)
+            if MODEL_SERVER in self.services and MODEL_SERVER not in self.endpoints:
+                self._await_ready(MODEL_SERVER, model_timeout)
             if "gateway" in self.services:
                 gateway = self.config.gateway
                 for name, endpoint in self.endpoints.items():
-                    setattr(gateway, f"{name}_address", endpoint.address)
+                    if name != MODEL_SERVER:
+                        setattr(gateway, f"{name}_address", endpoint.address)
                 self._spawn("gateway")
                 self._await_ready("gateway", timeout)
         except BaseException:
@@ -116,7 +133,8 @@ class Stack:
                 "--ready-file",
                 str(ready),
             ],
-            stdout=out,
+            # Without log files, children write to our stderr: stdout is `drape up`'s table.
+            stdout=out or sys.stderr,
             stderr=subprocess.STDOUT if out else None,
             env=env,
             start_new_session=True,
@@ -155,9 +173,10 @@ class Stack:
         """Starts ``name`` again on the same port (after it died or was killed)."""
         proc = self._procs[name]
         if proc.poll() is None:
-            self._terminate([name], grace=self.config.server(name).grace_s + 5)
-        server = self.config.server(name)
-        server.port = int(self.endpoints[name].address.rsplit(":", 1)[1])
+            self._terminate([name], grace=self._grace(name))
+        if name != MODEL_SERVER:  # the model server's ports are fixed already
+            server = self.config.server(name)
+            server.port = int(self.endpoints[name].address.rsplit(":", 1)[1])
         self._spawn(name)
         self._await_ready(name, timeout)
 
@@ -186,13 +205,17 @@ class Stack:
     def stop(self) -> None:
         """Gateway first (no new work comes in), then the rest; every child is reaped."""
         running = [n for n in reversed(START_ORDER) if n in self._procs]
-        grace = max((self.config.server(n).grace_s for n in running), default=0) + 5
+        grace = max((self._grace(n) for n in running), default=0)
         if "gateway" in running:
             self._terminate(["gateway"], grace)
         self._terminate([n for n in running if n != "gateway"], grace)
         for log in self._logs:
             log.close()
         self._logs.clear()
+
+    def _grace(self, name: str) -> float:
+        # Triton waits up to its exit timeout (10 s) for in-flight inferences.
+        return 15.0 if name == MODEL_SERVER else self.config.server(name).grace_s + 5
 
     def __enter__(self) -> Stack:
         return self.start()
@@ -207,4 +230,22 @@ def ephemeral(config: DrapeConfig) -> DrapeConfig:
     for name in SERVICE_NAMES:
         server = config.server(name)
         server.host, server.port, server.metrics_port = "127.0.0.1", 0, 0
+    # Triton cannot bind port 0: reserve free ones now (the window until it binds is short).
+    triton = config.triton
+    triton.host = "127.0.0.1"
+    triton.grpc_port, triton.http_port, triton.metrics_port = free_ports(3)
     return config
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports that were free a moment ago."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from services.stack import free_ports
+
 
 def _drape(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -114,17 +116,24 @@ def test_up_starts_everything_and_sigterm_stops_it_cleanly(tmp_path: Path):
     lines = [f'data_dir = "{tmp_path / "data"}"']
     for name in ("gateway", "recommend", "features", "tryon", "splice", "events"):
         lines += [f"[{name}.server]", "port = 0", "metrics_port = 0", "grace_s = 2"]
+    ports = free_ports(3)
+    lines += [
+        "[triton]",
+        f"grpc_port = {ports[0]}",
+        f"http_port = {ports[1]}",
+        f"metrics_port = {ports[2]}",
+    ]
     config.write_text("\n".join(lines) + "\n")
     proc = _start_up(config, tmp_path / "run")
     run_dir = str(tmp_path / "run")
     try:
         seen = []
-        for line in proc.stdout:  # bounded: `drape up` prints 7 lines then waits
+        for line in proc.stdout:  # bounded: `drape up` prints 8 lines then waits
             seen.append(line)
             if "all services up" in line or len(seen) > 20:
                 break
         assert any(line.startswith("gateway") for line in seen), seen
-        assert len(_children_named(str(tmp_path / "run"))) == 6
+        assert len(_children_named(str(tmp_path / "run"))) == 7  # six services and Triton
         os.kill(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:

@@ -118,16 +118,61 @@ class PlainServiceConfig(_Strict):
     server: ServerConfig
 
 
+class EncoderConfig(_Strict):
+    """The garment/user encoder (EfficientNet-Lite0 + projection)."""
+
+    embedding_dim: int = Field(256, ge=8, le=1280)
+    image_size: int = Field(224, ge=64, le=512)
+    # Fine-tuned weights (`drape train encoder`, safetensors); empty = ImageNet backbone
+    # with the seeded orthogonal projection.
+    checkpoint: str = ""
+    # "onnx": onnxruntime on the exported graph (fast; what Triton runs);
+    # "torch": the eager model (the reference the exported graph is tested against).
+    backend: Literal["onnx", "torch"] = "onnx"
+    # Intra-op threads wherever the encoder runs; 0 = the runtime's default.
+    threads: int = Field(0, ge=0, le=256)
+
+
+class ModelServerConfig(_Strict):
+    """The Triton Inference Server that serves Drape's models (pytriton locally; NVIDIA's
+    container with the exported repository in production)."""
+
+    host: str = "127.0.0.1"
+    grpc_port: int = Field(8001, ge=0, le=65535)
+    http_port: int = Field(8000, ge=0, le=65535)
+    metrics_port: int = Field(8002, ge=0, le=65535)
+    # Dynamic batching: the largest batch Triton forms and how long a request may wait
+    # for others to join it.
+    max_batch: int = Field(32, ge=1, le=1024)
+    max_queue_delay_us: int = Field(2000, ge=0, le=1_000_000)
+    # Model instances (parallel executions) per model.
+    instances: int = Field(1, ge=1, le=16)
+
+
+class FeaturesConfig(_Strict):
+    server: ServerConfig = _server(50053, 9103)
+    # "triton": call the model server over gRPC; "inprocess": run torch in this process.
+    runner: Literal["triton", "inprocess"] = "triton"
+    triton_url: str = "127.0.0.1:8001"
+    triton_timeout_s: float = Field(30.0, gt=0)
+    # Images per model call when embedding a garment stream.
+    batch_size: int = Field(32, ge=1, le=1024)
+    max_image_mb: int = Field(10, ge=1, le=64)
+    max_image_pixels: int = Field(40_000_000, ge=1024)
+    # MediaPipe analyzers (each single-threaded) for person analysis.
+    analyzers: int = Field(2, ge=1, le=64)
+    # Half-life, in items, of the weights of a shopper's history (most recent first).
+    history_half_life: float = Field(5.0, gt=0)
+
+
 class DrapeConfig(_Strict):
     data_dir: Path = Path(".drape")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
-    features: PlainServiceConfig = Field(
-        default_factory=lambda: PlainServiceConfig(
-            server=ServerConfig(port=50053, metrics_port=9103)
-        )
-    )
+    features: FeaturesConfig = Field(default_factory=FeaturesConfig)
+    encoder: EncoderConfig = Field(default_factory=EncoderConfig)
+    triton: ModelServerConfig = Field(default_factory=ModelServerConfig)
     tryon: PlainServiceConfig = Field(
         default_factory=lambda: PlainServiceConfig(
             server=ServerConfig(port=50054, metrics_port=9104)
@@ -160,6 +205,17 @@ class DrapeConfig(_Strict):
     def embeddings_path(self) -> Path:
         path = self.recommend.embeddings_path
         return Path(path) if path else self.data_dir / "embeddings"
+
+    def encoder_checkpoint(self) -> Path | None:
+        return Path(self.encoder.checkpoint) if self.encoder.checkpoint else None
+
+    def models_path(self) -> Path:
+        """Exported models (ONNX graphs, Triton model repositories)."""
+        return self.data_dir / "models"
+
+    def images_path(self) -> Path:
+        """Content-addressed garment image store."""
+        return self.data_dir / "images"
 
     def catalog_path(self) -> Path:
         path = self.recommend.catalog_path

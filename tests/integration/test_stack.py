@@ -15,8 +15,6 @@ import pytest
 from drape.v1 import (
     common_pb2,
     events_pb2,
-    features_pb2,
-    features_pb2_grpc,
     gateway_pb2,
     gateway_pb2_grpc,
     recommend_pb2,
@@ -51,7 +49,16 @@ def gateway(running_stack: Stack):
 
 
 def test_every_service_reports_serving(running_stack: Stack):
+    import tritonclient.grpc as triton_grpc
+
+    triton = triton_grpc.InferenceServerClient(running_stack.address("triton"))
+    try:
+        assert triton.is_server_ready() and triton.is_model_ready("drape_encoder")
+    finally:
+        triton.close()
     for name, endpoint in running_stack.endpoints.items():
+        if name == "triton":
+            continue
         with grpc.insecure_channel(endpoint.address) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(), timeout=5
@@ -202,20 +209,6 @@ def test_similar_garments_unknown_and_not_yet_indexed(running_stack: Stack):
 
 def test_unlanded_services_answer_unimplemented_with_a_reason(running_stack: Stack):
     calls = [
-        (
-            "features",
-            lambda ch: features_pb2_grpc.FeaturesServiceStub(ch).EmbedUser(
-                features_pb2.EmbedUserRequest(), timeout=5
-            ),
-        ),
-        (
-            "features",
-            lambda ch: list(
-                features_pb2_grpc.FeaturesServiceStub(ch).EmbedGarments(
-                    iter([features_pb2.EmbedGarmentsRequest()]), timeout=5
-                )
-            ),
-        ),
         (
             "tryon",
             lambda ch: tryon_pb2_grpc.TryOnServiceStub(ch).Generate(

@@ -1,0 +1,184 @@
+"""Encoder runners: one interface, two implementations chosen from config.
+
+* :class:`OnnxEncoder` runs the exported graph with onnxruntime in this process (tests,
+  edge, ingestion without a model server); :class:`TorchEncoder` runs the eager model, the
+  slow reference both are held to.
+* :class:`TritonEncoder` sends the same uint8 batches to a Triton Inference Server over
+  gRPC (``tritonclient``), where dynamic batching merges concurrent callers.
+
+Both take letterboxed uint8 images (N, S, S, 3) and return float32 (N, D) embeddings.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from models.encoder import (
+    DEFAULT_SPEC,
+    ENCODER_INPUT,
+    ENCODER_MODEL,
+    ENCODER_OUTPUT,
+    EncoderSpec,
+    encoder_version,
+    load_encoder,
+)
+from models.export import cached_encoder_onnx, onnx_session
+
+
+class RunnerUnavailable(RuntimeError):
+    """The model server cannot be reached or refused the batch; the caller may retry."""
+
+
+class EncoderRunner(Protocol):
+    spec: EncoderSpec
+    model_version: str
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N, S, S, 3) -> float32 (N, embedding_dim), rows L2-normalised."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _check_batch(images: np.ndarray, spec: EncoderSpec) -> None:
+    size = spec.image_size
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (size, size, 3):
+        raise ValueError(
+            f"expected uint8 images of shape (N, {size}, {size}, 3), "
+            f"got {images.dtype} {images.shape}"
+        )
+
+
+class TorchEncoder:
+    """The eager torch encoder in this process: the reference implementation."""
+
+    def __init__(
+        self,
+        spec: EncoderSpec = DEFAULT_SPEC,
+        checkpoint: Path | None = None,
+        max_batch: int = 32,
+        threads: int = 0,
+    ) -> None:
+        self.spec = spec
+        self.model = load_encoder(spec, checkpoint)
+        self.model_version = encoder_version(spec, checkpoint)
+        self.max_batch = max_batch
+        if threads:
+            torch.set_num_threads(threads)
+        # torch's intra-op pool is shared; serialising forwards keeps latency predictable
+        # when several gRPC threads embed at once.
+        self._lock = threading.Lock()
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        _check_batch(images, self.spec)
+        outputs = []
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(images), self.max_batch):
+                chunk = np.ascontiguousarray(images[start : start + self.max_batch])
+                outputs.append(self.model(torch.from_numpy(chunk)).numpy())
+        return _concat(outputs, self.spec)
+
+    def close(self) -> None:
+        pass
+
+
+class OnnxEncoder:
+    """The exported encoder graph on onnxruntime, in this process (the fast path)."""
+
+    def __init__(
+        self,
+        spec: EncoderSpec = DEFAULT_SPEC,
+        checkpoint: Path | None = None,
+        models_dir: Path | None = None,
+        max_batch: int = 32,
+        threads: int = 0,
+    ) -> None:
+        self.spec = spec
+        self.model_version = encoder_version(spec, checkpoint)
+        self.max_batch = max_batch
+        models_dir = models_dir or Path(tempfile.mkdtemp(prefix="drape-models-"))
+        self.onnx_path = cached_encoder_onnx(spec, checkpoint, models_dir)
+        self.session = onnx_session(self.onnx_path, threads)
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        _check_batch(images, self.spec)
+        outputs = []
+        for start in range(0, len(images), self.max_batch):
+            chunk = np.ascontiguousarray(images[start : start + self.max_batch])
+            outputs.append(self.session.run(None, {ENCODER_INPUT: chunk})[0])
+        return _concat(outputs, self.spec)
+
+    def close(self) -> None:
+        pass
+
+
+def _concat(outputs: list[np.ndarray], spec: EncoderSpec) -> np.ndarray:
+    if not outputs:
+        return np.zeros((0, spec.embedding_dim), dtype=np.float32)
+    return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+class TritonEncoder:
+    """The encoder behind Triton (``tritonclient.grpc``); batches larger than the model's
+    ``max_batch`` are split, and Triton's dynamic batcher merges concurrent requests."""
+
+    def __init__(
+        self,
+        url: str,
+        spec: EncoderSpec = DEFAULT_SPEC,
+        checkpoint: Path | None = None,
+        max_batch: int = 32,
+        timeout_s: float = 30.0,
+        model_name: str = ENCODER_MODEL,
+    ) -> None:
+        import tritonclient.grpc as triton_grpc
+
+        self._grpc = triton_grpc
+        self.url = url
+        self.spec = spec
+        self.model_version = encoder_version(spec, checkpoint)
+        self.max_batch = max_batch
+        self.timeout_s = timeout_s
+        self.model_name = model_name
+        self._client = triton_grpc.InferenceServerClient(url)
+
+    def ready(self) -> bool:
+        """Whether Triton has the encoder loaded (False when unreachable)."""
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return bool(self._client.is_model_ready(self.model_name))
+        except InferenceServerException:
+            return False
+
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        from tritonclient.utils import InferenceServerException
+
+        _check_batch(images, self.spec)
+        outputs = []
+        for start in range(0, len(images), self.max_batch):
+            chunk = np.ascontiguousarray(images[start : start + self.max_batch])
+            request = self._grpc.InferInput(ENCODER_INPUT, list(chunk.shape), "UINT8")
+            request.set_data_from_numpy(chunk)
+            try:
+                result = self._client.infer(
+                    self.model_name,
+                    [request],
+                    outputs=[self._grpc.InferRequestedOutput(ENCODER_OUTPUT)],
+                    client_timeout=self.timeout_s,
+                )
+            except InferenceServerException as exc:
+                raise RunnerUnavailable(
+                    f"Triton at {self.url} failed model {self.model_name}: {exc.message()}"
+                ) from exc
+            outputs.append(result.as_numpy(ENCODER_OUTPUT))
+        return _concat(outputs, self.spec)
+
+    def close(self) -> None:
+        self._client.close()
