@@ -4,6 +4,8 @@ drape up                 start every service on localhost (Ctrl-C stops them)
 drape serve SERVICE      run one service (what a Kubernetes pod runs)
 drape demo               the whole flow on generated data; exits when done
 drape bench NAME         a benchmark: prints a table, writes JSON
+drape ingest FEED        validate, store, embed and index a catalog feed
+drape generate catalog   write a generated feed (CSV + product shots) to try it on
 drape doctor             check the installation
 """
 
@@ -112,6 +114,18 @@ def _eval(args: argparse.Namespace) -> int:
     return run_eval(args)
 
 
+def _ingest(args: argparse.Namespace) -> int:
+    from services.ingest import run_ingest
+
+    return run_ingest(args)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from services.generate import run_generate
+
+    return run_generate(args)
+
+
 def _doctor(args: argparse.Namespace) -> int:
     from services.doctor import run_doctor
 
@@ -194,6 +208,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.set_defaults(func=_eval)
+
+    ingest = sub.add_parser("ingest", help="validate, store, embed and index a catalog feed")
+    ingest.add_argument("catalog", type=Path, help="catalog feed (.csv, .tsv or .parquet)")
+    ingest.add_argument(
+        "--images", type=Path, required=True, help="folder the image paths are relative to"
+    )
+    ingest.add_argument("--config", type=Path)
+    ingest.add_argument("--data-dir", type=Path, help="override the config's data_dir")
+    ingest.add_argument(
+        "--features",
+        help="embed through the features service at this address (default: in-process)",
+    )
+    ingest.add_argument(
+        "--report", type=Path, help="JSON report (default: <data_dir>/ingest-report.json)"
+    )
+    ingest.set_defaults(func=_ingest)
+
+    generate = sub.add_parser("generate", help="write a generated catalog feed with product shots")
+    generate.add_argument("what", choices=("catalog",))
+    generate.add_argument("--garments", type=int, default=500)
+    generate.add_argument("--out", type=Path, required=True)
+    generate.add_argument("--seed", type=int, default=0)
+    generate.set_defaults(func=_generate)
 
     doctor = sub.add_parser("doctor", help="check the installation")
     doctor.set_defaults(func=_doctor)
