@@ -172,7 +172,7 @@ def test_feeds_are_read_from_parquet_and_bad_feeds_are_refused(feed, tmp_path):
     (tmp_path / "no-image.csv").write_text("garment_id,title,category,price\nx,t,shirt,1\n")
     with pytest.raises(ValueError, match="no column image"):
         read_feed(tmp_path / "no-image.csv")
-    with pytest.raises(ValueError, match="use a .csv"):
+    with pytest.raises(ValueError, match=r"use a \.csv"):
         (tmp_path / "x.json").write_text("{}")
         read_feed(tmp_path / "x.json")
 
@@ -187,7 +187,7 @@ def test_validate_row_normalises_fields():
             "currency": "usd",
             "in_stock": "no",
             "attributes": '{"color": "red"}',
-        }  # fmt: skip
+        }
     )
     assert reason == ""
     assert garment == {
@@ -205,10 +205,21 @@ def test_the_cli_ingests_a_feed_and_reports(feed, tmp_path):
     small = tmp_path / "small.csv"
     pd.read_csv(feed, dtype=str, keep_default_na=False).iloc[[0, 1, 41]].to_csv(small, index=False)
     result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "ingest", str(small), "--images", str(feed.parent / "images"),
-         "--data-dir", str(tmp_path / "data")],  # fmt: skip
-        capture_output=True, text=True, timeout=240,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "ingest",
+            str(small),
+            "--images",
+            str(feed.parent / "images"),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert result.returncode == 0, result.stderr
     assert "ingested 2 of 3 rows" in result.stdout and "not a number" in result.stdout
     report = json.loads((tmp_path / "data" / "ingest-report.json").read_text())
