@@ -94,6 +94,9 @@ def onnx_session(path: Path, threads: int = 0):  # -> onnxruntime.InferenceSessi
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle worker threads sleep instead of spinning: in a service, decoding, masking and
+    # gRPC need those cores between model calls.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="run a benchmark; prints a table and writes JSON")
-    bench.add_argument("name", choices=("events", "recommend"))
+    bench.add_argument("name", choices=("events", "recommend", "features"))
     bench.add_argument("--out", type=Path, help="JSON output (default: bench-results/NAME.json)")
     bench.add_argument("--seconds", type=float, default=5.0, help="duration of each phase")
     bench.add_argument(

@@ -13,7 +13,11 @@ from typing import Any
 
 import numpy as np
 
-BENCHMARKS = {"events": "services.bench.events", "recommend": "services.bench.recommend"}
+BENCHMARKS = {
+    "events": "services.bench.events",
+    "recommend": "services.bench.recommend",
+    "features": "services.bench.features",
+}
 
 
 def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
