@@ -114,11 +114,18 @@ class GarmentEncoder(nn.Module):
         """
         x = self.normalise(images)
         grey = x.mean(dim=1, keepdim=True).expand_as(x)
-        features = self.backbone.extract_features(torch.cat([grey, x]))
+        return self.pool_views(self.backbone.extract_features(torch.cat([grey, x])))
+
+    def pool_views(self, features: torch.Tensor) -> torch.Tensor:
+        """Backbone features of [grey views; colour views] (2N, C, h, w) -> descriptors."""
         pooled = F.normalize(_gem(features), dim=1)
         # unflatten, not split(len(images)): the batch size must stay symbolic in exports.
         shape_view, colour_view = pooled.unflatten(0, (2, -1))
         return torch.cat([shape_view, COLOUR_WEIGHT * colour_view], dim=1)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        """Backbone features of both views -> unit embeddings (N, embedding_dim)."""
+        return F.normalize(self.projection(self.pool_views(features)), dim=1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.projection(self.descriptor(images)), dim=1)

@@ -187,11 +187,28 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_bench)
 
     train = sub.add_parser("train", help="train a model from the stored data")
-    train.add_argument("what", choices=("recsys",))
+    train.add_argument("what", choices=("recsys", "encoder"))
     train.add_argument("--config", type=Path)
-    train.add_argument("--factors", type=int, default=64)
-    train.add_argument("--iterations", type=int, default=15)
-    train.add_argument("--no-tune", action="store_true", help="keep the configured blend weights")
+    train.add_argument("--factors", type=int, default=64, help="recsys: ALS factors")
+    train.add_argument("--iterations", type=int, default=15, help="recsys: ALS iterations")
+    train.add_argument(
+        "--no-tune", action="store_true", help="recsys: keep the configured blend weights"
+    )
+    train.add_argument("--epochs", type=int, default=3, help="encoder: epochs")
+    train.add_argument("--batch-size", type=int, default=16, help="encoder: images per step")
+    train.add_argument("--lr", type=float, default=3e-4, help="encoder: learning rate")
+    train.add_argument(
+        "--train-blocks", type=int, default=2, help="encoder: top backbone blocks trained"
+    )
+    train.add_argument(
+        "--generated", type=int, default=0, help="encoder: train on N generated garments"
+    )
+    train.add_argument(
+        "--unsupervised", action="store_true", help="encoder: ignore categories (NT-Xent)"
+    )
+    train.add_argument("--out", type=Path, help="encoder: checkpoint folder")
+    train.add_argument("--no-resume", action="store_true", help="encoder: start over")
+    train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser("eval", help="offline evaluation; prints a table and writes JSON")

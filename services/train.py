@@ -56,6 +56,10 @@ def train_recsys(
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.what == "encoder":
+        from services.train_encoder import run_train_encoder
+
+        return run_train_encoder(args)
     config = load_config(args.config)
     try:
         train_recsys(
