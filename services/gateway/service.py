@@ -12,6 +12,8 @@ from drape.v1 import (
     common_pb2,
     events_pb2,
     events_pb2_grpc,
+    features_pb2,
+    features_pb2_grpc,
     gateway_pb2,
     gateway_pb2_grpc,
     recommend_pb2,
@@ -36,11 +38,19 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self,
         recommend: recommend_pb2_grpc.RecommendServiceStub,
         events: events_pb2_grpc.EventsServiceStub,
+        features: features_pb2_grpc.FeaturesServiceStub,
         max_photo_bytes: int,
         registry: CollectorRegistry,
     ) -> None:
         self.recommend = recommend
         self.events = events
+        self.features = features
+        self.photos = Counter(
+            "drape_gateway_photos",
+            "Shopper photos sent with recommendation requests, by whether they steered the ranking.",
+            ["outcome"],
+            registry=registry,
+        )
         self.max_photo_bytes = max_photo_bytes
         self.previews = Counter(
             "drape_previews",
@@ -62,9 +72,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self._check_photo(request.photo, "photo")
         if request.preview_limit < 0:
             raise InvalidArgument("preview_limit", "must not be negative")
+        if not request.user_id:
+            raise InvalidArgument("user_id", "is required (use a stable anonymous id for guests)")
+        photo_use, photo_embedding = self._photo_embedding(request)
         ranked = self.recommend.Recommend(
             recommend_pb2.RecommendRequest(
-                user_id=request.user_id, k=request.k, context=request.context
+                user_id=request.user_id,
+                k=request.k,
+                context=request.context,
+                photo_embedding=photo_embedding,
             )
         )
         response = gateway_pb2.GatewayServiceRecommendResponse(
@@ -72,9 +88,38 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             assignment=ranked.assignment,
             items=ranked.items,
             model_version=ranked.model_version,
+            photo=photo_use,
         )
         self._attach_previews(request, response)
         return response
+
+    def _photo_embedding(
+        self, request: gateway_pb2.GatewayServiceRecommendRequest
+    ) -> tuple[gateway_pb2.PhotoUse | None, list[float]]:
+        """The garment worn in the photo, embedded by the features service. A bad photo is
+        the caller's error; a person the photo cannot be used for, or the features service
+        being down, only means ranking without it."""
+        if not request.photo.data:
+            return None, []
+        try:
+            reply = self.features.EmbedUser(
+                features_pb2.EmbedUserRequest(user_id=request.user_id, photo=request.photo)
+            )
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
+                raise
+            self.photos.labels("features_unavailable").inc()
+            return gateway_pb2.PhotoUse(
+                used=False, reason=f"the features service is unavailable ({exc.code().name})"
+            ), []
+        if not reply.photo_embedding.values:
+            self.photos.labels("not_usable").inc()
+            return gateway_pb2.PhotoUse(used=False, reason=reply.analysis.reason), []
+        self.photos.labels("used").inc()
+        embedding = reply.photo_embedding
+        return gateway_pb2.PhotoUse(used=True, model_version=embedding.model_version), list(
+            embedding.values
+        )
 
     def _attach_previews(
         self,
@@ -126,10 +171,12 @@ def build(config: DrapeConfig) -> ServiceSpec:
     cfg = config.gateway
     recommend_channel = connect(cfg.recommend_address, cfg.server)
     events_channel = connect(cfg.events_address, cfg.server)
+    features_channel = connect(cfg.features_address, cfg.server)
     registry = CollectorRegistry()
     servicer = GatewayServicer(
         recommend_pb2_grpc.RecommendServiceStub(recommend_channel),
         events_pb2_grpc.EventsServiceStub(events_channel),
+        features_pb2_grpc.FeaturesServiceStub(features_channel),
         cfg.max_photo_mb * 2**20,
         registry,
     )
@@ -137,6 +184,7 @@ def build(config: DrapeConfig) -> ServiceSpec:
     def stop() -> None:
         recommend_channel.close()
         events_channel.close()
+        features_channel.close()
 
     return ServiceSpec(
         name="gateway",

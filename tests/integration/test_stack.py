@@ -26,6 +26,7 @@ from drape.v1 import (
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from recsys.catalog import generate_catalog
 from services.stack import Stack
 from tests.conftest import wait_until
 
@@ -105,6 +106,38 @@ def test_recommend_response_is_complete(gateway):
         assert item.garment.category == "coat" and item.garment.in_stock
         assert item.channels[0].channel == common_pb2.CHANNEL_POPULARITY
         assert item.preview.status == common_pb2.PREVIEW_STATUS_SKIPPED
+
+
+def test_a_shoppers_photo_is_analysed_and_reported(gateway):
+    from skimage import data
+
+    from models.images import encode_jpeg
+
+    reply = gateway.Recommend(
+        gateway_pb2.GatewayServiceRecommendRequest(
+            user_id="u-photo", k=5, photo=common_pb2.Image(data=encode_jpeg(data.astronaut()))
+        ),
+        timeout=30,
+    )
+    assert len(reply.items) == 5
+    assert reply.photo.used and reply.photo.model_version.startswith("efficientnet-lite0-")
+    reply = gateway.Recommend(
+        gateway_pb2.GatewayServiceRecommendRequest(
+            user_id="u-photo", k=5, photo=common_pb2.Image(data=encode_jpeg(data.chelsea()))
+        ),
+        timeout=30,
+    )
+    assert len(reply.items) == 5
+    assert not reply.photo.used and "no person" in reply.photo.reason
+    with pytest.raises(grpc.RpcError) as err:
+        gateway.Recommend(
+            gateway_pb2.GatewayServiceRecommendRequest(
+                user_id="u-photo", k=5, photo=common_pb2.Image(data=b"not a photo")
+            ),
+            timeout=30,
+        )
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "photo: the bytes are not a JPEG" in err.value.details()
 
 
 def test_track_is_idempotent_and_reports_per_event(gateway):
@@ -267,3 +300,24 @@ def test_grpcurl_lists_services_checks_health_and_recommends(running_stack: Stac
 
     bad = _grpcurl("-d", '{"user_id": "x", "k": 0}', address, "drape.v1.GatewayService/Recommend")
     assert bad.returncode != 0 and "InvalidArgument" in bad.stderr
+
+
+def test_recommendations_survive_the_features_service_being_down(drape_config, tmp_path: Path):
+    from models.images import encode_jpeg
+    from services.stack import free_ports
+    from tests.models.test_images import _photo
+
+    generate_catalog(50, seed=2).save(drape_config.catalog_path())
+    # Nothing listens where the gateway looks for the features service.
+    drape_config.gateway.features_address = f"127.0.0.1:{free_ports(1)[0]}"
+    with Stack(drape_config, ["events", "recommend", "gateway"], run_dir=tmp_path / "run") as stack:
+        channel = grpc.insecure_channel(stack.address("gateway"))
+        reply = gateway_pb2_grpc.GatewayServiceStub(channel).Recommend(
+            gateway_pb2.GatewayServiceRecommendRequest(
+                user_id="u", k=3, photo=common_pb2.Image(data=encode_jpeg(_photo(64, 64)))
+            ),
+            timeout=10,
+        )
+        channel.close()
+    assert len(reply.items) == 3
+    assert not reply.photo.used and "features service is unavailable" in reply.photo.reason
