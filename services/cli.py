@@ -6,6 +6,7 @@ drape demo               the whole flow on generated data; exits when done
 drape bench NAME         a benchmark: prints a table, writes JSON
 drape ingest FEED        validate, store, embed and index a catalog feed
 drape generate catalog   write a generated feed (CSV + product shots) to try it on
+drape export models      write the Triton model repository (ONNX + config.pbtxt)
 drape doctor             check the installation
 """
 
@@ -124,6 +125,23 @@ def _generate(args: argparse.Namespace) -> int:
     from services.generate import run_generate
 
     return run_generate(args)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from models.export import write_triton_repository
+    from services.features.extractor import encoder_spec
+
+    config = load_config(args.config)
+    model_dir = write_triton_repository(
+        encoder_spec(config),
+        config.encoder_checkpoint(),
+        args.repository,
+        max_batch=config.triton.max_batch,
+        gpu=not args.cpu,
+        instances=config.triton.instances,
+    )
+    print(f"wrote {model_dir} (config.pbtxt + 1/model.onnx, checked against the torch encoder)")
+    return 0
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -248,6 +266,15 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--out", type=Path, required=True)
     generate.add_argument("--seed", type=int, default=0)
     generate.set_defaults(func=_generate)
+
+    export = sub.add_parser("export", help="export models to a Triton model repository")
+    export.add_argument("what", choices=("models",))
+    export.add_argument(
+        "--repository", type=Path, required=True, help="Triton model repository folder"
+    )
+    export.add_argument("--cpu", action="store_true", help="instance groups on CPU instead of GPU")
+    export.add_argument("--config", type=Path)
+    export.set_defaults(func=_export)
 
     doctor = sub.add_parser("doctor", help="check the installation")
     doctor.set_defaults(func=_doctor)

@@ -1,9 +1,10 @@
 """`drape demo`: the storefront flow end to end on generated data.
 
-Starts the stack on loopback, seeds a generated catalog, replays synthetic
-shoppers' events through the gateway, asks for recommendations for a few
-shoppers, reports their feedback, and shows the business metrics. Exits 0 and
-leaves nothing running.
+Starts the stack on loopback (Triton included), ingests a generated catalog feed
+with product shots through the features service (the encoder served by Triton),
+replays synthetic shoppers' events through the gateway, trains the recommender,
+asks for recommendations (one "shop the look" from a real photo), reports the
+feedback, and shows the business metrics. Exits 0 and leaves nothing running.
 """
 
 from __future__ import annotations
@@ -17,16 +18,17 @@ import uuid
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pandas as pd
 from drape.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from recsys.als import ALSParams
 from recsys.catalog import generate_catalog
-from recsys.datasets import attribute_vectors
 from recsys.experiments import load_experiment
-from recsys.index import EmbeddingIndex
 from recsys.synthetic import generate_shoppers
+from services.generate import write_generated_feed
+from services.ingest import ingest, service_embedder
 from services.runtime import connect
 from services.runtime.config import DrapeConfig
 from services.stack import Stack, ephemeral
@@ -78,8 +80,15 @@ def _wait_for_refresh(
     gateway: gateway_pb2_grpc.GatewayServiceStub, control_user: str, timeout: float
 ) -> str:
     """Waits for the recommender's next refresh (which sees every event seeded so far)."""
-    before = _model_version(gateway, control_user)
     deadline = time.monotonic() + timeout
+    while True:  # the freshly ingested catalog is picked up on a refresh too
+        try:
+            before = _model_version(gateway, control_user)
+            break
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
     while time.monotonic() < deadline:
         version = _model_version(gateway, control_user)
         if version != before:
@@ -129,11 +138,13 @@ def run_demo(args: argparse.Namespace) -> int:
     experiments.write_text(EXPERIMENT_YAML)
     config.recommend.experiments_path = str(experiments)
 
-    catalog = generate_catalog(args.garments, seed=args.seed)
-    catalog.save(config.catalog_path())
+    started = time.perf_counter()
+    feed = write_generated_feed(args.garments, data_dir / "feed", seed=args.seed)
+    catalog = generate_catalog(args.garments, seed=args.seed)  # the feed's rows, for shoppers
     shoppers = generate_shoppers(catalog, args.users, args.events, seed=args.seed)
     print(
-        f"catalog: {len(catalog)} garments in {catalog.categories.size} categories -> {config.catalog_path()}"
+        f"catalog feed: {len(catalog)} garments with product shots in {catalog.categories.size} "
+        f"categories -> {feed} ({time.perf_counter() - started:.1f} s)"
     )
 
     started = time.perf_counter()
@@ -143,6 +154,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"stack up in {time.perf_counter() - started:.1f} s:")
         for name, endpoint in stack.endpoints.items():
             print(f"  {name:<10} {endpoint.address}")
+        _ingest(config, feed, stack.address("features"))
         channel = connect(stack.address("gateway"))
         gateway = gateway_pb2_grpc.GatewayServiceStub(channel)
         _seed(gateway, shoppers.events)
@@ -154,12 +166,11 @@ def run_demo(args: argparse.Namespace) -> int:
         )
         version = _wait_for_refresh(gateway, control_user, timeout=30)
         print(f"popularity refreshed from the event store: {version}")
-        # Garment embeddings from catalog attributes stand in for the CNN encoder's.
-        EmbeddingIndex.build(catalog.ids, attribute_vectors(catalog)).save(config.embeddings_path())
         print("\ndrape train recsys:")
         trained = train_recsys(config, ALSParams(factors=32, iterations=10))
         _wait_for_artifacts(gateway, list(shoppers.user_ids[:8]), trained, timeout=60)
         _recommend_and_feedback(gateway, shoppers.user_ids[:4])
+        _shop_the_look(gateway, experiment)
         _bad_requests(gateway)
         print("\nlive business metrics (events service):")
         for line in _metric_lines(stack.endpoints["events"].metrics_port, "drape_events_total")[
@@ -176,6 +187,46 @@ def run_demo(args: argparse.Namespace) -> int:
             shutil.rmtree(data_dir, ignore_errors=True)
     print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; all services stopped")
     return 0
+
+
+def _ingest(config: DrapeConfig, feed: Path, features_address: str) -> None:
+    started = time.perf_counter()
+    embed, version, close = service_embedder(features_address)
+    try:
+        report = ingest(feed, feed.parent / "images", config, embed, version)
+    finally:
+        close()
+    elapsed = time.perf_counter() - started
+    print(
+        f"ingested {report.ingested} garments through the features service (Triton) in "
+        f"{elapsed:.1f} s ({report.embedded / elapsed:.0f} images/s), encoder {version}"
+    )
+
+
+def _shop_the_look(gateway: gateway_pb2_grpc.GatewayServiceStub, experiment) -> None:
+    from matplotlib import cbook
+    from PIL import Image
+
+    from models.images import encode_jpeg
+
+    with cbook.get_sample_data("grace_hopper.jpg") as handle:
+        photo = encode_jpeg(np.asarray(Image.open(handle).convert("RGB")))
+    user = next(
+        u for u in (f"shopper-{i}" for i in range(100)) if experiment.assign(u).strategy == "hybrid"
+    )
+    reply = gateway.Recommend(
+        gateway_pb2.GatewayServiceRecommendRequest(
+            user_id=user, k=5, photo=common_pb2.Image(data=photo)
+        )
+    )
+    used = "used" if reply.photo.used else f"not used: {reply.photo.reason}"
+    print(f"\nshop the look: a first-time shopper sends a photo (navy uniform); photo {used}")
+    for item in reply.items:
+        channels = "+".join(
+            common_pb2.Channel.Name(c.channel).removeprefix("CHANNEL_").lower()
+            for c in item.channels
+        )
+        print(f"  {item.rank}. {item.garment.garment_id} {item.garment.title:<24} via {channels}")
 
 
 def _seed(gateway: gateway_pb2_grpc.GatewayServiceStub, frame: pd.DataFrame) -> None:

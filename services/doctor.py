@@ -16,6 +16,10 @@ REQUIRED = (
     "prometheus_client",
     "pydantic",
     "psycopg",
+    "onnxruntime",
+    "mediapipe",
+    "pytriton.triton",
+    "efficientnet_lite_pytorch",
 )
 FAISS_DISTRIBUTIONS = ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "faiss-gpu-cu11")
 
@@ -44,6 +48,15 @@ def run_doctor() -> int:
             f"exactly one faiss distribution must be installed, found {faiss or 'none'}: "
             "pip uninstall all of them, then install drape[cpu] or drape[gpu]"
         )
+    try:
+        from models.encoder import PRETRAINED_SHA256, pretrained_weights_path, sha256_of
+
+        if sha256_of(pretrained_weights_path()) != PRETRAINED_SHA256:
+            problems.append(
+                "the EfficientNet-Lite0 weight file does not match its checksum; reinstall it"
+            )
+    except Exception as exc:  # the package itself missing is reported the same way
+        problems.append(f"cannot check the encoder weights: {exc}")
     from services.protogen import stale_files
 
     if stale := stale_files():

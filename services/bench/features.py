@@ -26,7 +26,7 @@ from models.runners import OnnxEncoder, TorchEncoder, TritonEncoder
 from services.bench import format_table, latency_summary, write_report
 from services.features.extractor import encoder_spec
 from services.runtime import connect
-from services.runtime.config import DrapeConfig
+from services.runtime.config import load_config
 from services.stack import Stack, ephemeral
 
 COLUMNS = ("phase", "batch", "clients", "emb/s", "p50_ms", "p99_ms", "calls")
@@ -80,7 +80,9 @@ def _stream(stub: features_pb2_grpc.FeaturesServiceStub, payloads: list[bytes]) 
 def run(args: argparse.Namespace) -> int:
     seconds = args.seconds
     root = Path(tempfile.mkdtemp(prefix="drape-bench-features-"))
-    config = ephemeral(DrapeConfig(data_dir=root / "data"))
+    # The configured encoder (embedding size, a fine-tuned checkpoint) on a scratch data dir.
+    config = ephemeral(load_config(None))
+    config.data_dir = root / "data"
     spec = encoder_spec(config)
     shots = garment_set(per_combination=2, seed=100)
     inputs = np.stack([letterbox(s.image, spec.image_size) for s in shots])
