@@ -223,3 +223,31 @@ def test_embed_user_from_photo_and_history(inprocess, config, shots):
     with pytest.raises(grpc.RpcError) as err:
         inprocess.EmbedUser(features_pb2.EmbedUserRequest(user_id="u1"), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_greyscale_alpha_and_rotated_photos_are_analysed_upright(inprocess):
+    from skimage import data
+
+    photo = data.astronaut()
+    grey = encode_png(np.asarray(Image.fromarray(photo).convert("L")))
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)])
+    rotated = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored turned 90 degrees clockwise; display rotates it back
+    Image.fromarray(np.rot90(photo, k=-1).copy()).crop((0, 0, 512, 400)).save(
+        rotated, format="JPEG", quality=92, exif=exif.tobytes()
+    )
+    for label, data_ in (("grey", grey), ("alpha", encode_png(rgba)), ("exif", rotated.getvalue())):
+        reply = inprocess.AnalyzePerson(
+            features_pb2.AnalyzePersonRequest(photo=_image(data_)), timeout=30
+        )
+        assert reply.analysis.status != features_pb2.PERSON_STATUS_UNSPECIFIED, label
+        if label == "exif":
+            # Upright after EXIF: portrait 400 wide, 512 high, the person found standing.
+            assert (reply.analysis.width, reply.analysis.height) == (400, 512)
+            assert reply.analysis.status == features_pb2.PERSON_STATUS_OK, reply.analysis.reason
+        else:
+            assert reply.analysis.status == features_pb2.PERSON_STATUS_OK, (
+                label,
+                reply.analysis.reason,
+            )
