@@ -1,0 +1,127 @@
+"""The try-on GAN's parts: TPS warping, pose maps, the synthetic pairs, the generator and
+its ONNX export, a few training steps, and bit-exact save/resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.tryon.export import example_inputs, export_tryon_onnx
+from models.tryon.networks import TryOnGenerator, TryOnSpec, pose_heatmaps, tps_sampling_grid
+from models.tryon.synthetic import remap, synthetic_pair
+from models.tryon.training import SyntheticBatches, TrainSettings, TryOnTrainer, load_generator
+from models.tryon.warp import tps_grid, tps_solve
+
+SMALL = TryOnSpec(height=64, width=48, base_channels=8, flow_channels=4, depth=3)
+
+
+def test_the_tps_sends_body_anchors_to_garment_landmarks():
+    rng = np.random.default_rng(0)
+    dst = rng.uniform([20, 20], [170, 230], size=(5, 2))
+    src = rng.uniform([20, 20], [230, 230], size=(5, 2))
+    control, params = tps_solve(dst, src, (256, 192), src_size=(256, 256))
+    grid = tps_grid(control, params, 256, 192)
+    for (x, y), (sx, sy) in zip(dst, src, strict=True):
+        # The grid at a body anchor points (in [-1, 1]) at its garment landmark.
+        gx, gy = grid[int(y), int(x)]
+        assert abs((gx + 1) / 2 * 256 - sx) < 4 and abs((gy + 1) / 2 * 256 - sy) < 4
+    torch_grid = tps_sampling_grid(
+        torch.from_numpy(control)[None], torch.from_numpy(params)[None], 256, 192
+    )
+    assert np.abs(torch_grid[0].numpy() - grid).max() < 1e-4
+
+
+def test_pose_heatmaps_peak_at_keypoints_and_ignore_missing_ones():
+    points = torch.tensor([[[0.5, 0.25], [-0.5, 0.5]]])
+    maps = pose_heatmaps(points, 64, 48, sigma=0.05)
+    assert maps.shape == (1, 2, 64, 48)
+    peak = torch.nonzero(maps[0, 0] == maps[0, 0].max())[0]
+    assert abs(int(peak[0]) - 16) <= 1 and abs(int(peak[1]) - 24) <= 1
+    assert maps[0, 1].max() == 0
+
+
+def test_synthetic_pairs_are_consistent():
+    rng = np.random.default_rng(1)
+    sample = synthetic_pair(rng, 256, 192)
+    assert sample.person.shape == sample.agnostic.shape == sample.garment.shape == (256, 192, 3)
+    assert sample.pose.shape == (10, 2) and sample.tps_params.shape == (8, 2)
+    region = sample.region > 0
+    assert 0.08 < region.mean() < 0.5
+    # The garment region is hidden in the agnostic person, the head is not.
+    assert (sample.agnostic[region] == 128).all()
+    assert np.array_equal(sample.agnostic[:20], sample.person[:20])
+    # The keypoint TPS puts the garment roughly where the truth has it.
+    coarse = (
+        remap(sample.garment_mask, tps_grid(sample.tps_control, sample.tps_params, 256, 192)) > 127
+    )
+    assert (coarse & region).sum() / (coarse | region).sum() > 0.6
+    again = synthetic_pair(np.random.default_rng(1), 256, 192)
+    assert np.array_equal(again.person, sample.person)
+
+
+def test_the_generator_composes_and_starts_from_the_keypoint_warp():
+    generator = TryOnGenerator(SMALL)
+    inputs = example_inputs(generator, 2)
+    with torch.inference_mode():
+        out = generator(*inputs)
+    assert out["tryon"].shape == (2, 3, 64, 48)
+    assert out["mask"].min() >= 0 and out["mask"].max() <= 1
+    assert float(out["flow"].abs().max()) == 0.0  # refinement starts at the plain TPS
+    expected = out["mask"] * out["warped"] + (1 - out["mask"]) * out["rendered"]
+    assert torch.allclose(out["tryon"], expected, atol=1e-6)
+    with pytest.raises(ValueError, match="divisible"):
+        TryOnGenerator(TryOnSpec(height=250))
+
+
+def test_the_onnx_export_matches_torch(tmp_path: Path):
+    from models.export import onnx_session
+
+    generator = TryOnGenerator(SMALL)
+    with torch.no_grad():  # non-trivial weights: perturb the zero-initialised flow head
+        generator.refiner.out.weight.normal_(0, 0.01)
+    path = export_tryon_onnx(generator, tmp_path / "tryon.onnx")
+    inputs = example_inputs(generator, 4, seed=9)
+    with torch.inference_mode():
+        expected = generator(*inputs)["tryon"].numpy()
+    names = ("agnostic", "garment", "garment_mask", "pose", "tps_control", "tps_params")
+    actual = onnx_session(path).run(
+        ["tryon"], {n: t.numpy() for n, t in zip(names, inputs, strict=True)}
+    )[0]
+    assert np.abs(actual - expected).max() <= 1e-4
+
+
+def test_a_few_training_steps_lower_the_loss():
+    trainer = TryOnTrainer(TrainSettings(spec=SMALL, batch_size=4))
+    batch = SyntheticBatches(SMALL, 4, seed=0).batch(0)
+    first = trainer.step(batch)
+    for _ in range(19):
+        last = trainer.step(batch)
+    assert last["l1"] < first["l1"] * 0.85
+    assert last["perceptual"] < first["perceptual"]
+    assert last["g"] < first["g"]
+
+
+def test_save_and_resume_are_bit_exact(tmp_path: Path):
+    settings = TrainSettings(spec=SMALL, batch_size=2)
+    batches = SyntheticBatches(SMALL, 2, seed=3)
+    straight = TryOnTrainer(settings)
+    for i in range(2):
+        straight.step(batches.batch(i))
+    straight.save(tmp_path / "ckpt")
+    for i in range(2, 4):
+        straight.step(batches.batch(i))
+
+    resumed = TryOnTrainer(settings)
+    resumed.load(tmp_path / "ckpt")
+    assert resumed.step_count == 2
+    for i in range(2, 4):
+        resumed.step(batches.batch(i))
+    for (name, a), (_, b) in zip(
+        straight.generator.state_dict().items(), resumed.generator.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    served = load_generator(tmp_path / "ckpt" / "generator.safetensors")
+    assert served.spec == SMALL
