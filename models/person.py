@@ -90,6 +90,7 @@ class PersonAnalyzer:
 
     def analyze(self, rgb: np.ndarray) -> PersonAnalysis:
         """Analyses an RGB uint8 photo (H, W, 3)."""
+        rgb = np.ascontiguousarray(rgb)  # MediaPipe refuses views (crops, flips)
         height, width = rgb.shape[:2]
         with self._lock:
             soft_mask = self._segmenter.process(rgb).segmentation_mask

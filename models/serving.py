@@ -61,6 +61,28 @@ def encoder_model(spec: EncoderSpec, onnx_path: Path, threads: int = 0) -> Serve
     )
 
 
+def tryon_model(onnx_path: Path, height: int, width: int, threads: int = 0) -> ServedModel:
+    """The try-on generator as a Triton model (its ONNX export on onnxruntime)."""
+    from models.tryon.export import INPUTS, OUTPUTS, TRYON_MODEL
+
+    session = onnx_session(onnx_path, threads)
+
+    def infer(**inputs: np.ndarray) -> dict[str, np.ndarray]:
+        feeds = {name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in INPUTS}
+        return dict(zip(OUTPUTS, session.run(list(OUTPUTS), feeds), strict=True))
+
+    image = (3, height, width)
+    shapes = {"agnostic": image, "garment": image, "garment_mask": (1, height, width),
+              "pose": (10, 2), "tps_control": (5, 2), "tps_params": (8, 2)}  # fmt: skip
+    out_shapes = {"tryon": image, "rendered": image, "mask": (1, height, width), "warped": image}
+    return ServedModel(
+        TRYON_MODEL,
+        infer,
+        tuple(TensorSpec(name, np.float32, shapes[name]) for name in INPUTS),
+        tuple(TensorSpec(name, np.float32, out_shapes[name]) for name in OUTPUTS),
+    )
+
+
 def _python_backend_env() -> None:
     # Triton's python-backend stub links libpython3.x.so; put this interpreter's copy first
     # or the stub loads the system one and fails on a mismatched ABI.

@@ -46,9 +46,25 @@ def _serve_models(config: DrapeConfig, args: argparse.Namespace) -> int:
     configure_logging("triton", config.log_level)
     spec = encoder_spec(config)
     onnx_path = cached_encoder_onnx(spec, config.encoder_checkpoint(), config.models_path())
+    models = [encoder_model(spec, onnx_path, config.encoder.threads)]
+    tryon_checkpoint = config.tryon_checkpoint()
+    if tryon_checkpoint.exists():
+        from models.serving import tryon_model
+        from models.tryon.export import cached_tryon_onnx
+
+        tryon_onnx, generator = cached_tryon_onnx(tryon_checkpoint, config.models_path())
+        models.append(
+            tryon_model(
+                tryon_onnx, generator.spec.height, generator.spec.width, config.encoder.threads
+            )
+        )
+    else:
+        print(
+            f"no try-on generator at {tryon_checkpoint}: serving the encoder only", file=sys.stderr
+        )
     triton = config.triton
     serve_models(
-        [encoder_model(spec, onnx_path, config.encoder.threads)],
+        models,
         host=triton.host,
         grpc_port=args.port or triton.grpc_port,
         http_port=triton.http_port,
@@ -110,6 +126,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    if args.what == "tryon":
+        from services.eval_tryon import run_eval_tryon
+
+        return run_eval_tryon(args)
     from services.evaluate import run_eval
 
     return run_eval(args)
@@ -141,6 +161,19 @@ def _export(args: argparse.Namespace) -> int:
         instances=config.triton.instances,
     )
     print(f"wrote {model_dir} (config.pbtxt + 1/model.onnx, checked against the torch encoder)")
+    checkpoint = config.tryon_checkpoint()
+    if checkpoint.exists():
+        from models.tryon.export import write_tryon_repository
+
+        tryon_dir = write_tryon_repository(
+            checkpoint, args.repository, max_batch=config.triton.max_batch, gpu=not args.cpu,
+            instances=config.triton.instances,
+        )  # fmt: skip
+        print(
+            f"wrote {tryon_dir} (config.pbtxt + 1/model.onnx, checked against the torch generator)"
+        )
+    else:
+        print(f"no try-on generator at {checkpoint}; exported the encoder only", file=sys.stderr)
     return 0
 
 
@@ -190,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="run a benchmark; prints a table and writes JSON")
-    bench.add_argument("name", choices=("events", "recommend", "features"))
+    bench.add_argument("name", choices=("events", "recommend", "features", "tryon"))
     bench.add_argument("--out", type=Path, help="JSON output (default: bench-results/NAME.json)")
     bench.add_argument("--seconds", type=float, default=5.0, help="duration of each phase")
     bench.add_argument(
@@ -205,8 +238,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_bench)
 
     train = sub.add_parser("train", help="train a model from the stored data")
-    train.add_argument("what", choices=("recsys", "encoder"))
-    train.add_argument("--config", type=Path)
+    train.add_argument("what", choices=("recsys", "encoder", "tryon"))
+    train.add_argument(
+        "--config",
+        type=Path,
+        help="config file (tryon: the training config, e.g. configs/tryon-cpu.toml)",
+    )
+    train.add_argument(
+        "--cpu", action="store_true", help="tryon: train on CPU even when CUDA is present"
+    )
     train.add_argument("--factors", type=int, default=64, help="recsys: ALS factors")
     train.add_argument("--iterations", type=int, default=15, help="recsys: ALS iterations")
     train.add_argument(
@@ -224,13 +264,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--unsupervised", action="store_true", help="encoder: ignore categories (NT-Xent)"
     )
-    train.add_argument("--out", type=Path, help="encoder: checkpoint folder")
+    train.add_argument("--out", type=Path, help="encoder/tryon: output folder")
     train.add_argument("--no-resume", action="store_true", help="encoder: start over")
     train.add_argument("--seed", type=int, default=0)
     train.set_defaults(func=_train)
 
     evaluate = sub.add_parser("eval", help="offline evaluation; prints a table and writes JSON")
-    evaluate.add_argument("what", choices=("recsys",))
+    evaluate.add_argument("what", choices=("recsys", "tryon"))
+    evaluate.add_argument("--checkpoint", type=Path, help="tryon: generator safetensors")
+    evaluate.add_argument("--pairs", type=int, default=64, help="tryon: held-out synthetic pairs")
     evaluate.add_argument("--dataset", choices=("movielens", "generated"), default="generated")
     evaluate.add_argument(
         "--out", type=Path, help="JSON output (default: bench-results/eval-recsys-DATASET.json)"

@@ -68,7 +68,7 @@ class Stack:
             raise ValueError(f"unknown services {sorted(unknown)}")
         self.config = config.model_copy(deep=True)
         wanted = set(services)
-        if "features" in wanted and self.config.features.runner == "triton":
+        if ("features" in wanted and self.config.features.runner == "triton") or "tryon" in wanted:
             wanted.add(MODEL_SERVER)
         self.services = [s for s in START_ORDER if s in wanted]
         self.run_dir = Path(run_dir or tempfile.mkdtemp(prefix="drape-run-"))

@@ -56,6 +56,10 @@ def train_recsys(
 
 
 def run_train(args: argparse.Namespace) -> int:
+    if args.what == "tryon":
+        from services.train_tryon import run_train_tryon
+
+        return run_train_tryon(args)
     if args.what == "encoder":
         from services.train_encoder import run_train_encoder
 

@@ -90,3 +90,64 @@ def export_tryon_onnx(generator: TryOnGenerator, path: Path) -> Path:
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def cached_tryon_onnx(checkpoint: Path, models_dir: Path) -> tuple[Path, TryOnGenerator]:
+    """The generator's ONNX export for this checkpoint (exported on first use), and the
+    generator itself."""
+    from models.encoder import sha256_of
+    from models.tryon.training import load_generator
+
+    generator = load_generator(checkpoint)
+    path = models_dir / "onnx" / f"{TRYON_MODEL}-{sha256_of(checkpoint)[:12]}.onnx"
+    if not path.exists():
+        export_tryon_onnx(generator, path)
+    return path, generator
+
+
+def write_tryon_repository(
+    checkpoint: Path, repository: Path, max_batch: int = 32, gpu: bool = True, instances: int = 1
+) -> Path:
+    """``<repository>/tryon_gan/{config.pbtxt, 1/model.onnx}`` for NVIDIA's Triton container:
+    onnxruntime backend, dynamic batching; on GPU with TensorRT in fp16 (the generator has no
+    reductions that overflow in half precision; the composition stays in [0, 1])."""
+    from models.tryon.training import load_generator
+
+    generator = load_generator(checkpoint)
+    model_dir = repository / TRYON_MODEL
+    export_tryon_onnx(generator, model_dir / "1" / "model.onnx")
+    h, w = generator.spec.height, generator.spec.width
+    dims = {"agnostic": [3, h, w], "garment": [3, h, w], "garment_mask": [1, h, w], "pose": [10, 2],
+            "tps_control": [5, 2], "tps_params": [8, 2], "tryon": [3, h, w], "rendered": [3, h, w],
+            "mask": [1, h, w], "warped": [3, h, w]}  # fmt: skip
+
+    def tensors(names: tuple[str, ...]) -> str:
+        return ",\n".join(
+            f'  {{ name: "{n}" data_type: TYPE_FP32 dims: {dims[n]} }}' for n in names
+        )
+
+    accelerator = (
+        """optimization { execution_accelerators { gpu_execution_accelerator: [
+  { name: "tensorrt" parameters { key: "precision_mode" value: "FP16" }
+                     parameters { key: "max_workspace_size_bytes" value: "1073741824" } } ] } }
+"""
+        if gpu
+        else ""
+    )
+    preferred = ", ".join(
+        str(b) for b in sorted({max(1, max_batch // 4), max(1, max_batch // 2), max_batch})
+    )
+    config = f"""name: "{TRYON_MODEL}"
+backend: "onnxruntime"
+max_batch_size: {max_batch}
+input [
+{tensors(INPUTS)}
+]
+output [
+{tensors(OUTPUTS)}
+]
+dynamic_batching {{ preferred_batch_size: [{preferred}] max_queue_delay_microseconds: 5000 }}
+instance_group [{{ count: {instances} kind: {"KIND_GPU" if gpu else "KIND_CPU"} }}]
+{accelerator}"""
+    (model_dir / "config.pbtxt").write_text(config)
+    return model_dir

@@ -22,7 +22,7 @@ PERCEPTUAL_BLOCKS = (2, 4, 9)
 @dataclass(frozen=True)
 class LossWeights:
     l1: float = 10.0
-    perceptual: float = 2.0
+    perceptual: float = 0.2
     adversarial: float = 1.0
     feature_matching: float = 5.0
     warp: float = 5.0

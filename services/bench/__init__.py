@@ -17,6 +17,7 @@ BENCHMARKS = {
     "events": "services.bench.events",
     "recommend": "services.bench.recommend",
     "features": "services.bench.features",
+    "tryon": "services.bench.tryon",
 }
 
 

@@ -149,6 +149,13 @@ class ModelServerConfig(_Strict):
     instances: int = Field(1, ge=1, le=16)
 
 
+class TryOnConfig(_Strict):
+    server: ServerConfig = _server(50054, 9104)
+    # Trained generator (safetensors from `drape train tryon`); empty = the checkpoint that
+    # ships with Drape (models/checkpoints/tryon_gan.safetensors).
+    checkpoint: str = ""
+
+
 class FeaturesConfig(_Strict):
     server: ServerConfig = _server(50053, 9103)
     # "triton": call the model server over gRPC; "inprocess": run torch in this process.
@@ -173,11 +180,7 @@ class DrapeConfig(_Strict):
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     triton: ModelServerConfig = Field(default_factory=ModelServerConfig)
-    tryon: PlainServiceConfig = Field(
-        default_factory=lambda: PlainServiceConfig(
-            server=ServerConfig(port=50054, metrics_port=9104)
-        )
-    )
+    tryon: TryOnConfig = Field(default_factory=TryOnConfig)
     splice: PlainServiceConfig = Field(
         default_factory=lambda: PlainServiceConfig(
             server=ServerConfig(port=50055, metrics_port=9105)
@@ -205,6 +208,13 @@ class DrapeConfig(_Strict):
     def embeddings_path(self) -> Path:
         path = self.recommend.embeddings_path
         return Path(path) if path else self.data_dir / "embeddings"
+
+    def tryon_checkpoint(self) -> Path:
+        if self.tryon.checkpoint:
+            return Path(self.tryon.checkpoint)
+        import models
+
+        return Path(models.__file__).parent / "checkpoints" / "tryon_gan.safetensors"
 
     def encoder_checkpoint(self) -> Path | None:
         return Path(self.encoder.checkpoint) if self.encoder.checkpoint else None

@@ -1,0 +1,69 @@
+"""Try-on generator runners with one interface: in-process torch (the reference) and Triton
+(``tritonclient`` gRPC; Triton's dynamic batcher merges concurrent callers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.runners import RunnerUnavailable
+from models.tryon.export import INPUTS, OUTPUTS, TRYON_MODEL
+from models.tryon.training import load_generator
+
+
+class TorchTryOn:
+    def __init__(self, checkpoint: Path) -> None:
+        self.generator = load_generator(checkpoint)
+        self.spec = self.generator.spec
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """float32 inputs (B, ...) by name -> float32 outputs (B, ...) by name."""
+        with torch.inference_mode():
+            out = self.generator(
+                *(torch.from_numpy(np.ascontiguousarray(inputs[n], np.float32)) for n in INPUTS)
+            )
+        return {name: out[name].numpy() for name in OUTPUTS}
+
+    def close(self) -> None:
+        pass
+
+
+class TritonTryOn:
+    def __init__(self, url: str, max_batch: int = 32, timeout_s: float = 30.0) -> None:
+        import tritonclient.grpc as triton_grpc
+
+        self._grpc = triton_grpc
+        self.url, self.max_batch, self.timeout_s = url, max_batch, timeout_s
+        self._client = triton_grpc.InferenceServerClient(url)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from tritonclient.utils import InferenceServerException
+
+        batch = len(inputs[INPUTS[0]])
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUTS}
+        for start in range(0, batch, self.max_batch):
+            requests = []
+            for name in INPUTS:
+                chunk = np.ascontiguousarray(
+                    inputs[name][start : start + self.max_batch], np.float32
+                )
+                request = self._grpc.InferInput(name, list(chunk.shape), "FP32")
+                request.set_data_from_numpy(chunk)
+                requests.append(request)
+            try:
+                result = self._client.infer(
+                    TRYON_MODEL, requests, outputs=[self._grpc.InferRequestedOutput(n) for n in OUTPUTS],
+                    client_timeout=self.timeout_s,
+                )  # fmt: skip
+            except InferenceServerException as exc:
+                raise RunnerUnavailable(
+                    f"Triton at {self.url} failed {TRYON_MODEL}: {exc.message()}"
+                ) from exc
+            for name in OUTPUTS:
+                parts[name].append(result.as_numpy(name))
+        return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+    def close(self) -> None:
+        self._client.close()

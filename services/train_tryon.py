@@ -1,0 +1,203 @@
+"""`drape train tryon --config F --out DIR`: trains the try-on GAN on synthetic pairs mixed
+with real ones (self-supervised person photos, or VITON-HD pairs), with checkpoints every N
+steps, resume, PNG sample grids and a CSV log."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import sys
+import time
+import tomllib
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from models.tryon.networks import TryOnSpec
+from models.tryon.training import (
+    GENERATOR_FILE,
+    SyntheticBatches,
+    TrainSettings,
+    TryOnTrainer,
+    to_tensors,
+)
+
+TRAIN_KEYS = {"batch_size", "steps", "learning_rate", "seed", "checkpoint_every", "sample_every",
+              "real_share", "photos", "viton"}  # fmt: skip
+
+
+def read_config(path: Path) -> tuple[TrainSettings, dict]:
+    data = tomllib.loads(path.read_text())
+    unknown = set(data.get("train", {})) - TRAIN_KEYS
+    if unknown:
+        raise ValueError(f"{path}: unknown [train] settings {sorted(unknown)}")
+    spec = TryOnSpec(**data.get("spec", {}))
+    train = {"steps": 1000, "checkpoint_every": 100, "sample_every": 200, "real_share": 0.0,
+             "photos": "", "viton": "", **data.get("train", {})}  # fmt: skip
+    settings = TrainSettings(
+        spec=spec, batch_size=int(train.get("batch_size", 8)),
+        learning_rate=float(train.get("learning_rate", 2e-4)), seed=int(train.get("seed", 0)),
+    )  # fmt: skip
+    return settings, train
+
+
+def bundled_photos() -> list[np.ndarray]:
+    """Real person photos that ship inside installed packages."""
+    from matplotlib import cbook
+    from PIL import Image
+
+    photos = []
+    with cbook.get_sample_data("grace_hopper.jpg") as handle:
+        photos.append(np.asarray(Image.open(handle).convert("RGB")))
+    try:
+        from skimage import data
+
+        photos.append(data.astronaut())
+    except ImportError:
+        pass
+    return photos
+
+
+class RealPairs:
+    """Self-supervised pairs from person photos, or VITON-HD pairs, drawn deterministically
+    (pair ``i`` of a run is always built from the same photo and random draw)."""
+
+    def __init__(self, train: dict, spec: TryOnSpec) -> None:
+        from models.images import decode_image
+        from models.person import PersonAnalyzer
+        from models.tryon.photos import photo_folder, viton_pairs
+
+        self.spec = spec
+        self.analyzer = PersonAnalyzer()
+        self.viton = viton_pairs(Path(train["viton"])) if train["viton"] else []
+        if train["photos"] == "bundled":
+            self.photos = bundled_photos()
+        elif train["photos"]:
+            self.photos = [
+                decode_image(p.read_bytes()).pixels for p in photo_folder(Path(train["photos"]))
+            ]
+        else:
+            self.photos = []
+        if not self.viton and not self.photos:
+            raise ValueError("real_share > 0 needs `photos` or `viton` in the config")
+
+    def pair(self, index: int, seed: int):  # -> TryOnSample | None
+        from models.tryon.photos import self_supervised_pair, viton_pair
+
+        h, w = self.spec.height, self.spec.width
+        if self.viton:
+            return viton_pair(self.viton[index % len(self.viton)], self.analyzer, h, w)
+        rng = np.random.default_rng([seed, 1, index])
+        return self_supervised_pair(self.photos[index % len(self.photos)], self.analyzer, rng, h, w)
+
+    def close(self) -> None:
+        self.analyzer.close()
+
+
+def _batch(step: int, settings: TrainSettings, synthetic: SyntheticBatches, real: RealPairs | None,
+           real_share: float) -> dict[str, torch.Tensor]:  # fmt: skip
+    from models.tryon.synthetic import synthetic_pair
+
+    count = settings.batch_size
+    n_real = round(count * real_share) if real else 0
+    rng = np.random.default_rng([settings.seed, 0, step])
+    h, w = settings.spec.height, settings.spec.width
+    samples = []
+    for i in range(n_real):
+        sample = real.pair(step * count + i, settings.seed) if real else None
+        if sample is not None:
+            samples.append(sample)
+    samples += [synthetic_pair(rng, h, w) for _ in range(count - len(samples))]
+    return to_tensors(samples)
+
+
+def _grid(
+    batch: dict[str, torch.Tensor], out: dict[str, torch.Tensor], path: Path, rows: int = 4
+) -> None:
+    """agnostic | garment | warped | try-on | target, one example per row."""
+    from PIL import Image
+
+    def rgb(t: torch.Tensor) -> np.ndarray:
+        return (
+            ((t.detach().cpu().permute(1, 2, 0).numpy() + 1) * 127.5).clip(0, 255).astype(np.uint8)
+        )
+
+    lines = []
+    for i in range(min(rows, len(batch["person"]))):
+        warped = out["warped"][i] + (1 - out["warped_mask"][i])  # white outside the garment
+        cells = [
+            batch["agnostic"][i],
+            batch["garment"][i],
+            warped,
+            out["tryon"][i],
+            batch["person"][i],
+        ]
+        lines.append(np.concatenate([rgb(c) for c in cells], axis=1))
+    Image.fromarray(np.concatenate(lines, axis=0)).save(path)
+
+
+def run_train_tryon(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    if args.config is None:
+        print(
+            "drape train tryon: --config is required (e.g. configs/tryon-cpu.toml)", file=sys.stderr
+        )
+        return 2
+    try:
+        settings, train = read_config(args.config)
+    except (OSError, ValueError, TypeError, tomllib.TOMLDecodeError) as exc:
+        print(f"drape train tryon: {exc}", file=sys.stderr)
+        return 2
+    out: Path = args.out or Path("runs") / args.config.stem
+    (out / "samples").mkdir(parents=True, exist_ok=True)
+    shutil.copy(args.config, out / "config.toml")
+    device = "cuda" if torch.cuda.is_available() and not args.cpu else "cpu"
+    trainer = TryOnTrainer(settings, device=device)
+    checkpoint = out / "checkpoint"
+    if checkpoint.exists() and not args.no_resume:
+        saved = json.loads((checkpoint / "settings.json").read_text())
+        if saved != json.loads(json.dumps(asdict(settings))):
+            print(f"drape train tryon: {checkpoint} was trained with other settings; use --no-resume "
+                  "or another --out", file=sys.stderr)  # fmt: skip
+            return 2
+        trainer.load(checkpoint)
+        print(f"resumed at step {trainer.step_count}")
+    real = RealPairs(train, settings.spec) if train["real_share"] > 0 else None
+    synthetic = SyntheticBatches(settings.spec, settings.batch_size, settings.seed)
+    log_path = out / "log.csv"
+    new_log = not log_path.exists() or trainer.step_count == 0
+    started = time.perf_counter()
+    with open(log_path, "w" if new_log else "a", newline="") as handle:
+        writer = None
+        steps = range(trainer.step_count, int(train["steps"]))
+        for step in tqdm(steps, desc="train tryon", unit="step", file=sys.stderr, initial=trainer.step_count,
+                         total=int(train["steps"])):  # fmt: skip
+            batch = _batch(step, settings, synthetic, real, float(train["real_share"]))
+            losses = trainer.step(batch)
+            row = {"step": step + 1, "seconds": round(time.perf_counter() - started, 2), **losses}
+            if writer is None:
+                writer = csv.DictWriter(handle, fieldnames=list(row))
+                if new_log:
+                    writer.writeheader()
+            writer.writerow(row)
+            handle.flush()
+            done = step + 1
+            if done % int(train["sample_every"]) == 0 or done == int(train["steps"]):
+                with torch.inference_mode():
+                    out_images = trainer.generator(*(batch[k].to(trainer.device) for k in
+                                                     ("agnostic", "garment", "garment_mask", "pose",
+                                                      "tps_control", "tps_params")))  # fmt: skip
+                _grid(batch, out_images, out / "samples" / f"step-{done:06d}.png")
+            if done % int(train["checkpoint_every"]) == 0 or done == int(train["steps"]):
+                trainer.save(checkpoint)
+    if real:
+        real.close()
+    shutil.copy(checkpoint / GENERATOR_FILE, out / GENERATOR_FILE)
+    print(f"trained {trainer.step_count} steps in {time.perf_counter() - started:.0f} s; "
+          f"generator: {out / GENERATOR_FILE}; log: {log_path}; samples: {out / 'samples'}")  # fmt: skip
+    return 0
