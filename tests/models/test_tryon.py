@@ -125,3 +125,37 @@ def test_save_and_resume_are_bit_exact(tmp_path: Path):
         assert torch.equal(a, b), name
     served = load_generator(tmp_path / "ckpt" / "generator.safetensors")
     assert served.spec == SMALL
+
+
+def test_pairs_from_real_photos_and_the_viton_hd_layout(analyzer, astronaut, tmp_path: Path):
+    from models.garment_set import render_garment
+    from models.images import encode_png
+    from models.tryon.photos import self_supervised_pair, viton_pair, viton_pairs
+
+    sample = self_supervised_pair(astronaut, analyzer, np.random.default_rng(0))
+    assert sample is not None
+    assert (
+        sample.person.shape == (256, 192, 3) and sample.region.any() and sample.garment_mask.any()
+    )
+    # The garment is the person's own, cut out onto white.
+    assert (sample.garment[sample.garment_mask > 0] != 255).any(axis=-1).mean() > 0.9
+    assert (
+        self_supervised_pair(
+            np.full((300, 300, 3), 255, np.uint8), analyzer, np.random.default_rng(0)
+        )
+        is None
+    )
+
+    for folder in ("image", "cloth", "cloth-mask"):
+        (tmp_path / folder).mkdir()
+    shot = render_garment("t-shirt", "red", "solid", np.random.default_rng(0))
+    (tmp_path / "image" / "000001_00.png").write_bytes(encode_png(astronaut))
+    (tmp_path / "cloth" / "000001_00.png").write_bytes(encode_png(shot.image))
+    (tmp_path / "cloth-mask" / "000001_00.png").write_bytes(encode_png(shot.mask))
+    (tmp_path / "image" / "000002_00.png").write_bytes(encode_png(astronaut))  # no cloth: skipped
+    pairs = viton_pairs(tmp_path)
+    assert [p[0].name for p in pairs] == ["000001_00.png"]
+    paired = viton_pair(pairs[0], analyzer)
+    assert paired is not None and paired.garment_mask.any()
+    with pytest.raises(FileNotFoundError, match="not a VITON-HD split"):
+        viton_pairs(tmp_path / "image")
