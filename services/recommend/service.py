@@ -170,4 +170,5 @@ def build(config: DrapeConfig) -> ServiceSpec:
         ),
         registry=registry,
         on_stop=stop,
+        on_reload=state.request_reload,
     )

@@ -92,6 +92,7 @@ class RecommendState:
         self._artifacts: recsys_artifacts.ArtifactSet | None = None
         self._als_index: tuple[tuple[str, int], EmbeddingIndex | None] | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error = ""
 
@@ -183,10 +184,20 @@ class RecommendState:
         self._thread.start()
 
     def _loop(self) -> None:
-        while not self._stop.wait(self.config.refresh_s):
+        while True:
+            self._wake.wait(self.config.refresh_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             self.refresh()
+
+    def request_reload(self) -> None:
+        """Refresh now (SIGHUP): a just-published version is served without waiting for the
+        next ``refresh_s`` tick."""
+        self._wake.set()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread:
             self._thread.join(timeout=30)

@@ -42,6 +42,8 @@ class ServiceSpec:
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     # Called after the server stopped (close stores, stop background threads).
     on_stop: Callable[[], None] = lambda: None
+    # Called on SIGHUP: reload what the service serves (new model versions) without a restart.
+    on_reload: Callable[[], None] | None = None
 
 
 def server_options(config: ServerConfig) -> list[tuple[str, int]]:
@@ -151,7 +153,13 @@ def serve_until_signalled(service: RunningService, ready_file: Path | None = Non
         log.info("signal received, draining", extra={"signal": signal.Signals(signum).name})
         stop.set()
 
+    def _on_reload(signum: int, _frame: object) -> None:
+        log.info("SIGHUP: reloading")
+        if service.spec.on_reload is not None:
+            service.spec.on_reload()
+
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _on_reload)
     try:
         service.start()
         if ready_file is not None:

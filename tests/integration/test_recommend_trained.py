@@ -162,3 +162,28 @@ def test_stored_event_fields_match_the_store_columns():
     catalog = generate_catalog(5, seed=1)
     row = next(generate_shoppers(catalog, 2, 3, seed=1).events.itertuples(index=False))
     assert astuple(StoredEvent(*row)) == tuple(row)
+
+
+def test_sighup_loads_a_new_version_without_waiting_for_the_refresh(tmp_path):
+    import os
+    import signal
+
+    config = ephemeral(DrapeConfig(data_dir=tmp_path / "data"))
+    config.recommend.refresh_s = 600  # only a signal can make it look again
+    (tmp_path / "exp.yaml").write_text(EXPERIMENT)
+    config.recommend.experiments_path = str(tmp_path / "exp.yaml")
+    catalog = generate_catalog(200, seed=4)
+    catalog.save(config.catalog_path())
+    store = open_event_store(config.events_store_url())
+    shoppers = generate_shoppers(catalog, 60, 2_000, seed=4)
+    store.append([StoredEvent(*row) for row in shoppers.events.itertuples(index=False)])
+    store.close()
+    with Stack(config, services=["recommend"], run_dir=tmp_path / "run") as stack:
+        channel = grpc.insecure_channel(stack.address("recommend"))
+        stub = recommend_pb2_grpc.RecommendServiceStub(channel)
+        assert _version(stub) == ""  # FAILED_PRECONDITION: nothing trained yet
+        version = train_recsys(config, quiet=True)
+        assert not wait_until(lambda: _version(stub) != "", timeout=1.0)
+        os.kill(stack.process("recommend").pid, signal.SIGHUP)
+        assert wait_until(lambda: _version(stub) == f"hybrid-{version}", timeout=20)
+        channel.close()
