@@ -9,8 +9,9 @@ the small footprint of DM-VTON (Nguyen-Ngoc et al., 2023):
    flow on top of it (appearance flow, as in PF-AFN) from the agnostic person, the pose and
    the coarse warp.
 2. *Generation*: a U-Net takes the clothing-agnostic person, the pose heatmaps and the
-   warped garment and outputs a rendered person and a composition mask; the try-on is
-   ``mask * warped + (1 - mask) * rendered`` (CP-VTON's try-on module).
+   warped garment and outputs a rendered person and a composition mask; inside the greyed-out
+   region the try-on is ``mask * warped + (1 - mask) * rendered`` (CP-VTON's try-on module),
+   outside it the agnostic person's own pixels are kept exactly (face, hair, background).
 3. *Discriminator*: multi-scale PatchGAN (pix2pixHD, Wang et al., CVPR 2018) on the image and
    its agnostic condition, with intermediate features for the feature-matching loss.
 
@@ -27,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 POSE_CHANNELS = 10
+AGNOSTIC_GREY = 128  # the fill of the clothing-agnostic person (models.person)
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,12 @@ def pose_heatmaps(points: torch.Tensor, height: int, width: int, sigma: float) -
     d2 = (((grid[None, None] - points[:, :, None]) * scale) ** 2).sum(-1)  # (B, K, P)
     inside = ((points >= -sigma) & (points <= 1 + sigma)).all(-1, keepdim=True).to(points.dtype)
     return (torch.exp(-d2 / (2 * sigma**2)) * inside).reshape(points.shape[0], -1, height, width)
+
+
+def hidden_region(agnostic: torch.Tensor) -> torch.Tensor:
+    """(B, 1, H, W): 1 where the clothing-agnostic person is the neutral grey fill."""
+    grey = AGNOSTIC_GREY / 127.5 - 1
+    return ((agnostic - grey).abs().amax(dim=1, keepdim=True) < 1.5 / 127.5).to(agnostic.dtype)
 
 
 def _block(in_ch: int, out_ch: int, stride: int = 1) -> nn.Sequential:
@@ -160,9 +168,13 @@ class TryOnGenerator(nn.Module):
         out = self.generator(torch.cat([agnostic, heatmaps, warped, warped_mask], dim=1))
         rendered = torch.tanh(out[:, :3])
         mask = torch.sigmoid(out[:, 3:4]) * warped_mask
-        tryon = mask * warped + (1 - mask) * rendered
+        composed = mask * warped + (1 - mask) * rendered
+        # What the agnostic person still shows (face, hair, background, lower body) is known:
+        # it is kept exactly, and only the greyed-out region is generated.
+        hidden = hidden_region(agnostic)
+        tryon = hidden * composed + (1 - hidden) * agnostic
         return {"tryon": tryon, "rendered": rendered, "mask": mask, "warped": warped,
-                "warped_mask": warped_mask, "flow": flow}  # fmt: skip
+                "warped_mask": warped_mask, "flow": flow, "hidden": hidden}  # fmt: skip
 
 
 class PatchDiscriminator(nn.Module):

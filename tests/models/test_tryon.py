@@ -70,8 +70,16 @@ def test_the_generator_composes_and_starts_from_the_keypoint_warp():
     assert out["tryon"].shape == (2, 3, 64, 48)
     assert out["mask"].min() >= 0 and out["mask"].max() <= 1
     assert float(out["flow"].abs().max()) == 0.0  # refinement starts at the plain TPS
-    expected = out["mask"] * out["warped"] + (1 - out["mask"]) * out["rendered"]
+    composed = out["mask"] * out["warped"] + (1 - out["mask"]) * out["rendered"]
+    expected = out["hidden"] * composed + (1 - out["hidden"]) * inputs[0]
     assert torch.allclose(out["tryon"], expected, atol=1e-6)
+    # Outside the greyed-out region the person's own pixels are kept exactly.
+    grey = torch.full((1, 3, 64, 48), 128 / 127.5 - 1)
+    grey[..., :20, :] = inputs[0][:1, :, :20, :]
+    with torch.inference_mode():
+        kept = generator(grey, *(t[:1] for t in inputs[1:]))
+    assert torch.equal(kept["tryon"][..., :20, :], grey[..., :20, :])
+    assert kept["hidden"][..., 20:, :].min() == 1
     with pytest.raises(ValueError, match="divisible"):
         TryOnGenerator(TryOnSpec(height=250))
 
