@@ -10,6 +10,7 @@ status and a reason, never an exception.
 
 from __future__ import annotations
 
+import queue
 import threading
 from dataclasses import dataclass, field
 from enum import Enum
@@ -228,3 +229,31 @@ def _mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
         return None
     height, width = mask.shape
     return (xs.min() / width, ys.min() / height, (xs.max() + 1) / width, (ys.max() + 1) / height)
+
+
+class AnalyzerPool:
+    """Up to ``size`` analyzers, created on first use and shared by threads (each MediaPipe
+    graph serves one call at a time)."""
+
+    def __init__(self, size: int = 2, thresholds: AnalysisThresholds = DEFAULT_THRESHOLDS) -> None:
+        self.thresholds = thresholds
+        self._idle: queue.Queue[PersonAnalyzer] = queue.Queue()
+        self._budget = size
+        self._lock = threading.Lock()
+
+    def analyze(self, rgb: np.ndarray) -> PersonAnalysis:
+        try:
+            analyzer = self._idle.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                create = self._budget > 0
+                self._budget -= int(create)
+            analyzer = PersonAnalyzer(self.thresholds) if create else self._idle.get()
+        try:
+            return analyzer.analyze(rgb)
+        finally:
+            self._idle.put(analyzer)
+
+    def close(self) -> None:
+        while not self._idle.empty():
+            self._idle.get_nowait().close()

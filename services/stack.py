@@ -89,9 +89,10 @@ class Stack:
                 model_timeout = max(timeout, 180.0)
             leaves = [s for s in self.services if s not in ("gateway", MODEL_SERVER)]
             for name in leaves:
-                if name == "features" and MODEL_SERVER in self.services:
+                if name in ("features", "tryon") and MODEL_SERVER in self.services:
                     self._await_ready(MODEL_SERVER, model_timeout)
                     self.config.features.triton_url = self.endpoints[MODEL_SERVER].address
+                    self.config.tryon.triton_url = self.endpoints[MODEL_SERVER].address
                 self._spawn(name)
             for name in leaves:
                 self._await_ready(name, timeout)

@@ -46,3 +46,53 @@ def photo_inputs(
     fitted = _fit(garment, height, width)
     fitted_mask = _fit(np.repeat(garment_mask[..., None], 3, 2), height, width, fill=0)[..., 0]
     return _sample(crop, analysis, fitted, fitted_mask, height, width), analysis
+
+
+def person_box(
+    analysis: PersonAnalysis, height: int, width: int, aspect: float
+) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the photo region the model sees: the full photo height
+    (or as much as the aspect ratio allows), centred on the shoulders, of width/height
+    ``aspect``, clamped to the photo."""
+    crop_h = height
+    crop_w = min(width, round(crop_h * aspect))
+    crop_h = min(height, round(crop_w / aspect))
+    centre_x = width / 2
+    if analysis.keypoints.size:
+        centre_x = float(analysis.keypoints[[11, 12], 0].mean()) * width
+    left = int(np.clip(round(centre_x - crop_w / 2), 0, width - crop_w))
+    top = (height - crop_h) // 2
+    return top, left, top + crop_h, left + crop_w
+
+
+def crop_analysis(analysis: PersonAnalysis, box: tuple[int, int, int, int]) -> PersonAnalysis:
+    """The analysis of a photo, re-expressed for a crop of it (no second MediaPipe run)."""
+    from dataclasses import replace
+
+    from models.person import _mask_box
+
+    top, left, bottom, right = box
+    h, w = bottom - top, right - left
+    keypoints = analysis.keypoints.copy()
+    if keypoints.size:
+        keypoints[:, 0] = (keypoints[:, 0] * analysis.width - left) / w
+        keypoints[:, 1] = (keypoints[:, 1] * analysis.height - top) / h
+
+    def cut(array: np.ndarray | None) -> np.ndarray | None:
+        return None if array is None else np.ascontiguousarray(array[top:bottom, left:right])
+
+    def shift(
+        b: tuple[float, float, float, float] | None,
+    ) -> tuple[float, float, float, float] | None:
+        if b is None:
+            return None
+        x0, y0, x1, y1 = b
+        return ((x0 * analysis.width - left) / w, (y0 * analysis.height - top) / h,
+                (x1 * analysis.width - left) / w, (y1 * analysis.height - top) / h)  # fmt: skip
+
+    upper = cut(analysis.upper_body_mask)
+    return replace(
+        analysis, width=w, height=h, keypoints=keypoints, face_box=shift(analysis.face_box),
+        upper_body_box=_mask_box(upper) if upper is not None else None, person_mask=cut(analysis.person_mask),
+        upper_body_mask=upper, agnostic=cut(analysis.agnostic),
+    )  # fmt: skip

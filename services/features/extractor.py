@@ -8,10 +8,7 @@ offline and a garment embedded by the service land in the same space.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +16,7 @@ import numpy as np
 from models.encoder import EncoderSpec
 from models.garments import product_mask, worn_garment
 from models.images import DecodedImage, ImageLimits, decode_image, letterbox
-from models.person import PersonAnalysis, PersonAnalyzer
+from models.person import AnalyzerPool, PersonAnalysis
 from models.runners import EncoderRunner, OnnxEncoder, TorchEncoder, TritonEncoder
 from recsys.index import EmbeddingIndex
 from services.runtime.config import DrapeConfig
@@ -83,10 +80,7 @@ class FeatureExtractor:
         self.limits = limits
         self.history_half_life = history_half_life
         self.embeddings_dir = embeddings_dir
-        # MediaPipe graphs are single-threaded: a small pool, created on first use.
-        self._analyzers: queue.Queue[PersonAnalyzer] = queue.Queue()
-        self._analyzer_budget = analyzers
-        self._analyzer_lock = threading.Lock()
+        self._analyzers = AnalyzerPool(analyzers)
         self._index: EmbeddingIndex | None = None
         self._index_stamp: float | None = None
         self._index_lock = threading.Lock()
@@ -109,23 +103,8 @@ class FeatureExtractor:
             return np.zeros((0, self.encoder.spec.embedding_dim), np.float32)
         return self.encoder.embed(np.stack(inputs))
 
-    @contextmanager
-    def _analyzer(self) -> Iterator[PersonAnalyzer]:
-        try:
-            analyzer = self._analyzers.get_nowait()
-        except queue.Empty:
-            with self._analyzer_lock:
-                create = self._analyzer_budget > 0
-                self._analyzer_budget -= int(create)
-            analyzer = PersonAnalyzer() if create else self._analyzers.get()
-        try:
-            yield analyzer
-        finally:
-            self._analyzers.put(analyzer)
-
     def analyze(self, rgb: np.ndarray) -> PersonAnalysis:
-        with self._analyzer() as analyzer:
-            return analyzer.analyze(rgb)
+        return self._analyzers.analyze(rgb)
 
     def worn_input(self, rgb: np.ndarray, analysis: PersonAnalysis) -> np.ndarray:
         """The garment worn in a shopper's photo as an encoder input (the catalog's space:
@@ -165,5 +144,4 @@ class FeatureExtractor:
 
     def close(self) -> None:
         self.encoder.close()
-        while not self._analyzers.empty():
-            self._analyzers.get_nowait().close()
+        self._analyzers.close()

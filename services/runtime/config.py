@@ -151,6 +151,11 @@ class ModelServerConfig(_Strict):
 
 class TryOnConfig(_Strict):
     server: ServerConfig = _server(50054, 9104)
+    triton_url: str = "127.0.0.1:8001"
+    triton_timeout_s: float = Field(10.0, gt=0)
+    max_image_mb: int = Field(10, ge=1, le=64)
+    max_image_pixels: int = Field(40_000_000, ge=1024)
+    analyzers: int = Field(2, ge=1, le=64)
     # Trained generator (safetensors from `drape train tryon`); empty = the checkpoint that
     # ships with Drape (models/checkpoints/tryon_gan.safetensors).
     checkpoint: str = ""

@@ -1,12 +1,228 @@
-"""TryOnService: API defined in protos/drape/v1/tryon.proto; implementation not landed yet."""
+"""TryOnService: a garment rendered onto a shopper's photo by the try-on GAN on Triton.
+
+Generate analyses the photo once (MediaPipe), crops it around the person to the model's
+aspect ratio, cuts the garment out of its product shot (a catalog id or image bytes), solves
+the keypoint TPS, and calls ``tryon_gan`` on Triton with ``tritonclient``; concurrent calls
+reach Triton as they come and its dynamic batcher batches them. API:
+protos/drape/v1/tryon.proto."""
 
 from __future__ import annotations
 
-from drape.v1 import tryon_pb2, tryon_pb2_grpc
+import json
+import time
+from pathlib import Path
 
+import grpc
+import numpy as np
+import torch
+from drape.v1 import common_pb2, tryon_pb2, tryon_pb2_grpc
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from models.encoder import sha256_of
+from models.garments import product_mask
+from models.images import (
+    DecodedImage,
+    ImageLimits,
+    ImageRejected,
+    ImageTooLarge,
+    decode_image,
+    encode_png,
+)
+from models.person import AnalyzerPool
+from models.runners import RunnerUnavailable
+from models.tryon.export import INPUTS
+from models.tryon.inference import crop_analysis, person_box, to_uint8
+from models.tryon.photos import _sample
+from models.tryon.runners import TritonTryOn
+from models.tryon.synthetic import _fit
+from models.tryon.training import to_tensors
+from recsys.catalog import Catalog
+from services.features.service import analysis_proto
 from services.runtime import DrapeConfig, ServiceSpec
-from services.runtime.placeholder import placeholder_spec
+from services.runtime.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
+
+IMAGE_STORE_SCHEME = "drape-images://"
+
+
+class GarmentSource:
+    """Product shots of catalog garments, from the content-addressed image store."""
+
+    def __init__(self, catalog_path: Path, images_root: Path, limits: ImageLimits) -> None:
+        self.catalog_path, self.images_root, self.limits = catalog_path, images_root, limits
+        self._catalog: tuple[float, Catalog] | None = None
+
+    def image(self, garment_id: str) -> np.ndarray:
+        catalog = self._load()
+        position = int(catalog.positions([garment_id])[0])
+        if position < 0:
+            raise NotFound(f"garment {garment_id!r} is not in the catalog")
+        uri = str(catalog.row(position)["image_uri"])
+        if not uri.startswith(IMAGE_STORE_SCHEME):
+            raise NotFound(
+                f"garment {garment_id!r} has no stored product shot; ingest it with `drape ingest`"
+            )
+        return decode_image(
+            (self.images_root / uri.removeprefix(IMAGE_STORE_SCHEME)).read_bytes()
+        ).pixels
+
+    def _load(self) -> Catalog:
+        try:
+            stamp = self.catalog_path.stat().st_mtime
+        except FileNotFoundError:
+            raise NotFound(f"no catalog at {self.catalog_path}; run `drape ingest`") from None
+        if self._catalog is None or self._catalog[0] != stamp:
+            self._catalog = (stamp, Catalog.load(self.catalog_path))
+        return self._catalog[1]
+
+
+class TryOnServicer(tryon_pb2_grpc.TryOnServiceServicer):
+    def __init__(self, runner: TritonTryOn, height: int, width: int, model_version: str,
+                 analyzers: AnalyzerPool, garments: GarmentSource, limits: ImageLimits,
+                 registry: CollectorRegistry) -> None:  # fmt: skip
+        self.runner, self.height, self.width = runner, height, width
+        self.model_version = model_version
+        self.analyzers, self.garments, self.limits = analyzers, garments, limits
+        self.outcomes = Counter("drape_tryon_generations", "Generate calls by outcome.", ["outcome"],
+                                registry=registry)  # fmt: skip
+        self.stage_seconds = Histogram("drape_tryon_stage_seconds", "Time per stage of Generate.", ["stage"],
+                                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+                                       registry=registry)  # fmt: skip
+
+    def _decode(self, field: str, image: common_pb2.Image) -> DecodedImage:
+        if not image.data:
+            raise InvalidArgument(field, "is required (JPEG, PNG or WebP bytes)")
+        try:
+            return decode_image(image.data, self.limits)
+        except ImageTooLarge as exc:
+            raise ResourceExhausted(f"{field}: {exc.reason}") from None
+        except ImageRejected as exc:
+            raise InvalidArgument(field, exc.reason) from None
+
+    def Generate(
+        self, request: tryon_pb2.GenerateRequest, context: grpc.ServicerContext
+    ) -> tryon_pb2.GenerateResponse:
+        timings: list[tuple[str, float]] = []
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings.append((stage, now - clock))
+            self.stage_seconds.labels(stage).observe(now - clock)
+            clock = now
+
+        photo = self._decode("photo", request.photo).pixels
+        which = request.WhichOneof("garment")
+        if which == "garment_id":
+            garment = self.garments.image(request.garment_id)
+        elif which == "garment_image":
+            garment = self._decode("garment_image", request.garment_image).pixels
+        else:
+            raise InvalidArgument("garment", "send a garment_id or a garment_image")
+        lap("decode")
+        analysis = self.analyzers.analyze(photo)
+        lap("person_analysis")
+        response = tryon_pb2.GenerateResponse(
+            request_id=request.request_id, model_version=self.model_version
+        )
+        if not analysis.ok:
+            self.outcomes.labels("unusable_photo").inc()
+            response.analysis.CopyFrom(analysis_proto(analysis, include_masks=False))
+            return response
+        box = person_box(analysis, photo.shape[0], photo.shape[1], self.width / self.height)
+        cropped = crop_analysis(analysis, box)
+        top, left, bottom, right = box
+        mask = product_mask(garment)
+        fitted = _fit(garment, self.height, self.width)
+        fitted_mask = _fit(np.repeat(mask[..., None], 3, 2), self.height, self.width, fill=0)[
+            ..., 0
+        ]
+        sample = _sample(
+            photo[top:bottom, left:right], cropped, fitted, fitted_mask, self.height, self.width
+        )
+        if sample is None:
+            raise InvalidArgument(
+                "garment", "no garment found in the product shot (uniform image?)"
+            )
+        tensors = to_tensors([sample])
+        lap("inputs")
+        try:
+            out = self.runner.run({name: tensors[name].numpy() for name in INPUTS})
+        except RunnerUnavailable as exc:
+            self.outcomes.labels("unavailable").inc()
+            raise Unavailable(f"the try-on model is unavailable: {exc}") from None
+        lap("triton")
+        rendered = to_uint8(torch.from_numpy(out["tryon"]))[0]
+        garment_mask = ((out["mask"][0, 0] > 0.5) * 255).astype(np.uint8)
+        response.rendered.CopyFrom(common_pb2.Image(data=encode_png(rendered), media_type="image/png",
+                                                    width=self.width, height=self.height))  # fmt: skip
+        response.garment_mask.CopyFrom(common_pb2.Image(data=encode_png(garment_mask), media_type="image/png",
+                                                        width=self.width, height=self.height))  # fmt: skip
+        h, w = photo.shape[:2]
+        response.crop.CopyFrom(
+            common_pb2.BoundingBox(x_min=left / w, y_min=top / h, x_max=right / w, y_max=bottom / h)
+        )
+        response.analysis.CopyFrom(analysis_proto(analysis, include_masks=False))
+        lap("encode")
+        response.timings.extend(
+            common_pb2.StageTiming(stage=s, milliseconds=t * 1000) for s, t in timings
+        )
+        self.outcomes.labels("ok").inc()
+        return response
 
 
 def build(config: DrapeConfig) -> ServiceSpec:
-    return placeholder_spec("tryon", tryon_pb2.DESCRIPTOR, "TryOnService", tryon_pb2_grpc, config)
+    from safetensors import safe_open
+
+    cfg = config.tryon
+    checkpoint = config.tryon_checkpoint()
+    if not checkpoint.exists():
+        return _without_model(
+            f"no try-on generator at {checkpoint}; train one with `drape train tryon`"
+        )
+    with safe_open(str(checkpoint), framework="pt") as handle:
+        spec = json.loads(handle.metadata()["spec"])
+    limits = ImageLimits(cfg.max_image_mb * 1024 * 1024, cfg.max_image_pixels)
+    runner = TritonTryOn(cfg.triton_url, timeout_s=cfg.triton_timeout_s)
+    analyzers = AnalyzerPool(cfg.analyzers)
+    registry = CollectorRegistry()
+    servicer = TryOnServicer(
+        runner, spec["height"], spec["width"], f"tryon_gan-{sha256_of(checkpoint)[:12]}", analyzers,
+        GarmentSource(config.catalog_path(), config.images_path(), limits), limits, registry,
+    )  # fmt: skip
+
+    def stop() -> None:
+        runner.close()
+        analyzers.close()
+
+    return ServiceSpec(
+        name="tryon",
+        grpc_services=[tryon_pb2.DESCRIPTOR.services_by_name["TryOnService"].full_name],
+        register=lambda server: tryon_pb2_grpc.add_TryOnServiceServicer_to_server(servicer, server),
+        registry=registry,
+        on_stop=stop,
+    )
+
+
+def _without_model(reason: str) -> ServiceSpec:
+    """Serves, reports healthy, and answers every Generate with FAILED_PRECONDITION and why."""
+
+    class Unconfigured(tryon_pb2_grpc.TryOnServiceServicer):
+        def Generate(
+            self, request: tryon_pb2.GenerateRequest, context: grpc.ServicerContext
+        ) -> None:
+            raise FailedPrecondition(reason)
+
+    return ServiceSpec(
+        name="tryon",
+        grpc_services=[tryon_pb2.DESCRIPTOR.services_by_name["TryOnService"].full_name],
+        register=lambda server: tryon_pb2_grpc.add_TryOnServiceServicer_to_server(
+            Unconfigured(), server
+        ),
+    )

@@ -21,8 +21,6 @@ from drape.v1 import (
     recommend_pb2_grpc,
     splice_pb2,
     splice_pb2_grpc,
-    tryon_pb2,
-    tryon_pb2_grpc,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -242,12 +240,6 @@ def test_similar_garments_unknown_and_not_yet_indexed(running_stack: Stack):
 
 def test_unlanded_services_answer_unimplemented_with_a_reason(running_stack: Stack):
     calls = [
-        (
-            "tryon",
-            lambda ch: tryon_pb2_grpc.TryOnServiceStub(ch).Generate(
-                tryon_pb2.GenerateRequest(), timeout=5
-            ),
-        ),
         (
             "splice",
             lambda ch: splice_pb2_grpc.SpliceServiceStub(ch).Compose(
