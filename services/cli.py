@@ -2,6 +2,7 @@
 
 drape up                 start every service on localhost (Ctrl-C stops them)
 drape serve SERVICE      run one service (what a Kubernetes pod runs)
+drape triton             the model server (Triton with Drape's models)
 drape demo               the whole flow on generated data; exits when done
 drape bench NAME         a benchmark: prints a table, writes JSON
 drape ingest FEED        validate, store, embed and index a catalog feed
@@ -207,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="override the service's port")
     serve.add_argument("--ready-file", type=Path, help="write the bound address here once serving")
     serve.set_defaults(func=_serve)
+
+    triton = sub.add_parser("triton", help="the model server alone (same as `drape serve triton`)")
+    triton.add_argument("--config", type=Path, help="TOML/YAML/JSON config file")
+    triton.add_argument("--port", type=int, help="override Triton's gRPC port")
+    triton.add_argument("--ready-file", type=Path, help="write the bound address here once serving")
+    triton.set_defaults(func=_serve, service="triton")
 
     up = sub.add_parser("up", help="start every service on localhost")
     up.add_argument("--config", type=Path)
