@@ -114,10 +114,6 @@ class GatewayConfig(_Strict):
     max_photo_mb: int = Field(10, ge=1, le=64)
 
 
-class PlainServiceConfig(_Strict):
-    server: ServerConfig
-
-
 class EncoderConfig(_Strict):
     """The garment/user encoder (EfficientNet-Lite0 + projection)."""
 
@@ -161,6 +157,15 @@ class TryOnConfig(_Strict):
     checkpoint: str = ""
 
 
+class SpliceConfig(_Strict):
+    server: ServerConfig = _server(50055, 9105)
+    max_image_mb: int = Field(10, ge=1, le=64)
+    max_image_pixels: int = Field(40_000_000, ge=1024)
+    # Blend used when a request leaves it unspecified.
+    default_blend: Literal["multiband", "alpha", "poisson"] = "multiband"
+    jpeg_quality: int = Field(92, ge=50, le=100)
+
+
 class FeaturesConfig(_Strict):
     server: ServerConfig = _server(50053, 9103)
     # "triton": call the model server over gRPC; "inprocess": run torch in this process.
@@ -186,11 +191,7 @@ class DrapeConfig(_Strict):
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     triton: ModelServerConfig = Field(default_factory=ModelServerConfig)
     tryon: TryOnConfig = Field(default_factory=TryOnConfig)
-    splice: PlainServiceConfig = Field(
-        default_factory=lambda: PlainServiceConfig(
-            server=ServerConfig(port=50055, metrics_port=9105)
-        )
-    )
+    splice: SpliceConfig = Field(default_factory=SpliceConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
 
     @field_validator("data_dir")

@@ -1,14 +1,85 @@
-"""SpliceService: API defined in protos/drape/v1/splice.proto; implementation not landed yet."""
+"""SpliceService: puts a try-on rendering back into the shopper's original photo at its
+original size and orientation (see models.splice). API: protos/drape/v1/splice.proto."""
 
 from __future__ import annotations
 
-from drape.v1 import splice_pb2, splice_pb2_grpc
+import grpc
+import numpy as np
+from drape.v1 import common_pb2, splice_pb2, splice_pb2_grpc
+from prometheus_client import CollectorRegistry, Counter
 
+from models.images import ImageLimits, ImageRejected, ImageTooLarge, decode_image, encode_jpeg
+from models.splice import Blend, compose
 from services.runtime import DrapeConfig, ServiceSpec
-from services.runtime.placeholder import placeholder_spec
+from services.runtime.errors import InvalidArgument, ResourceExhausted
+
+BLENDS = {
+    splice_pb2.BLEND_MODE_ALPHA: Blend.ALPHA,
+    splice_pb2.BLEND_MODE_MULTIBAND: Blend.MULTIBAND,
+    splice_pb2.BLEND_MODE_POISSON: Blend.POISSON,
+}
+
+
+class SpliceServicer(splice_pb2_grpc.SpliceServiceServicer):
+    def __init__(
+        self, limits: ImageLimits, default_blend: Blend, quality: int, registry: CollectorRegistry
+    ) -> None:
+        self.limits, self.default_blend, self.quality = limits, default_blend, quality
+        self.composed = Counter("drape_splice_composites", "Composites made, by blend mode.", ["blend"],
+                                registry=registry)  # fmt: skip
+
+    def _decode(self, field: str, image: common_pb2.Image) -> np.ndarray:
+        if not image.data:
+            raise InvalidArgument(field, "is required")
+        try:
+            return decode_image(image.data, self.limits).pixels
+        except ImageTooLarge as exc:
+            raise ResourceExhausted(f"{field}: {exc.reason}") from None
+        except ImageRejected as exc:
+            raise InvalidArgument(field, exc.reason) from None
+
+    def Compose(
+        self, request: splice_pb2.ComposeRequest, context: grpc.ServicerContext
+    ) -> splice_pb2.ComposeResponse:
+        photo = self._decode("photo", request.photo)
+        rendered = self._decode("rendered", request.rendered)
+        mask = self._decode("garment_mask", request.garment_mask)[..., 0]
+        if mask.shape != rendered.shape[:2]:
+            raise InvalidArgument("garment_mask", f"is {mask.shape[1]}x{mask.shape[0]}; `rendered` is "
+                                  f"{rendered.shape[1]}x{rendered.shape[0]}")  # fmt: skip
+        c = request.crop
+        if not (0 <= c.x_min < c.x_max <= 1 and 0 <= c.y_min < c.y_max <= 1):
+            raise InvalidArgument(
+                "crop", "must be a box inside [0, 1] with x_min < x_max and y_min < y_max"
+            )
+        h, w = photo.shape[:2]
+        box = (round(c.y_min * h), round(c.x_min * w), round(c.y_max * h), round(c.x_max * w))
+        blend = BLENDS.get(request.blend, self.default_blend)
+        composite = compose(photo, rendered, mask, box, blend)
+        self.composed.labels(blend.value).inc()
+        return splice_pb2.ComposeResponse(
+            request_id=request.request_id,
+            composite=common_pb2.Image(
+                data=encode_jpeg(composite, self.quality),
+                media_type="image/jpeg",
+                width=w,
+                height=h,
+            ),
+        )
 
 
 def build(config: DrapeConfig) -> ServiceSpec:
-    return placeholder_spec(
-        "splice", splice_pb2.DESCRIPTOR, "SpliceService", splice_pb2_grpc, config
+    cfg = config.splice
+    registry = CollectorRegistry()
+    servicer = SpliceServicer(
+        ImageLimits(cfg.max_image_mb * 1024 * 1024, cfg.max_image_pixels), Blend(cfg.default_blend),
+        cfg.jpeg_quality, registry,
+    )  # fmt: skip
+    return ServiceSpec(
+        name="splice",
+        grpc_services=[splice_pb2.DESCRIPTOR.services_by_name["SpliceService"].full_name],
+        register=lambda server: splice_pb2_grpc.add_SpliceServiceServicer_to_server(
+            servicer, server
+        ),
+        registry=registry,
     )

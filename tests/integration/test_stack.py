@@ -19,8 +19,6 @@ from drape.v1 import (
     gateway_pb2_grpc,
     recommend_pb2,
     recommend_pb2_grpc,
-    splice_pb2,
-    splice_pb2_grpc,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -236,25 +234,6 @@ def test_similar_garments_unknown_and_not_yet_indexed(running_stack: Stack):
                 recommend_pb2.SimilarGarmentsRequest(garment_id="g000001", k=5), timeout=5
             )
         assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-
-
-def test_unlanded_services_answer_unimplemented_with_a_reason(running_stack: Stack):
-    calls = [
-        (
-            "splice",
-            lambda ch: splice_pb2_grpc.SpliceServiceStub(ch).Compose(
-                splice_pb2.ComposeRequest(), timeout=5
-            ),
-        ),
-    ]
-    for name, call in calls:
-        with (
-            grpc.insecure_channel(running_stack.address(name)) as channel,
-            pytest.raises(grpc.RpcError) as err,
-        ):
-            call(channel)
-        assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED, name
-        assert "not available in this release" in err.value.details()
 
 
 def _grpcurl(*args: str) -> subprocess.CompletedProcess[str]:

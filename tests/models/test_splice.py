@@ -1,0 +1,64 @@
+"""Splicing a try-on into the original photo: the face and background are the original's,
+the garment comes from the GAN, and the seam is blended."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.garment_set import render_garment
+from models.splice import Blend, compose
+from models.tryon.inference import crop_analysis, generate, person_box
+from models.tryon.metrics import ssim
+from models.tryon.photos import _sample
+from models.tryon.synthetic import _fit
+from models.tryon.training import load_generator
+from services.runtime.config import DrapeConfig
+
+
+@pytest.fixture(scope="module")
+def tryon(analyzer, astronaut):
+    generator = load_generator(DrapeConfig().tryon_checkpoint())
+    h, w = generator.spec.height, generator.spec.width
+    analysis = analyzer.analyze(astronaut)
+    box = person_box(analysis, *astronaut.shape[:2], w / h)
+    shot = render_garment("t-shirt", "green", "striped", np.random.default_rng(2))
+    garment = _fit(shot.image, h, w)
+    mask = _fit(np.repeat(shot.mask[..., None], 3, 2), h, w, fill=0)[..., 0]
+    top, left, bottom, right = box
+    sample = _sample(
+        astronaut[top:bottom, left:right], crop_analysis(analysis, box), garment, mask, h, w
+    )
+    out = generate(generator, [sample])
+    return out["tryon"][0], ((out["mask"][0] > 0.5) * 255).astype(np.uint8), box, analysis
+
+
+@pytest.mark.parametrize("blend", list(Blend))
+def test_the_original_is_kept_outside_the_garment(astronaut, tryon, blend):
+    rendered, garment_mask, box, analysis = tryon
+    result = compose(astronaut, rendered, garment_mask, box, blend)
+    assert result.shape == astronaut.shape and result.dtype == np.uint8
+    # The garment region changed ...
+    top, left, bottom, right = box
+    import cv2
+
+    garment = cv2.resize(garment_mask, (right - left, bottom - top)) > 127
+    region = np.zeros(astronaut.shape[:2], bool)
+    region[top:bottom, left:right] = garment
+    assert np.abs(result[region].astype(int) - astronaut[region]).mean() > 10
+    # ... and the background and the face did not.
+    far = ~cv2.dilate(region.astype(np.uint8), np.ones((31, 31), np.uint8)).astype(bool)
+    assert np.abs(result[far].astype(int) - astronaut[far]).mean() <= 2
+    x0, y0, x1, y1 = analysis.face_box
+    h, w = astronaut.shape[:2]
+    face = (slice(int(y0 * h), int(y1 * h)), slice(int(x0 * w), int(x1 * w)))
+    assert np.abs(result[face].astype(int) - astronaut[face]).mean() <= 2
+    assert ssim(result[face], astronaut[face]) >= 0.97
+
+
+def test_bad_crops_are_refused_and_an_empty_mask_changes_nothing(astronaut, tryon):
+    rendered, garment_mask, _, _ = tryon
+    with pytest.raises(ValueError, match="not inside"):
+        compose(astronaut, rendered, garment_mask, (0, 0, 600, 100))
+    same = compose(astronaut, rendered, np.zeros_like(garment_mask), (0, 0, 512, 384))
+    assert np.array_equal(same, astronaut)
