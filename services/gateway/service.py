@@ -7,6 +7,8 @@ and request ids flow to both through the runtime's client channels.
 
 from __future__ import annotations
 
+import time
+
 import grpc
 from drape.v1 import (
     common_pb2,
@@ -18,6 +20,10 @@ from drape.v1 import (
     gateway_pb2_grpc,
     recommend_pb2,
     recommend_pb2_grpc,
+    splice_pb2,
+    splice_pb2_grpc,
+    tryon_pb2,
+    tryon_pb2_grpc,
 )
 from prometheus_client import CollectorRegistry, Counter
 
@@ -26,7 +32,6 @@ from services.runtime import (
     InvalidArgument,
     ResourceExhausted,
     ServiceSpec,
-    Unimplemented,
     connect,
 )
 
@@ -39,12 +44,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         recommend: recommend_pb2_grpc.RecommendServiceStub,
         events: events_pb2_grpc.EventsServiceStub,
         features: features_pb2_grpc.FeaturesServiceStub,
+        tryon: tryon_pb2_grpc.TryOnServiceStub,
+        splice: splice_pb2_grpc.SpliceServiceStub,
         max_photo_bytes: int,
         registry: CollectorRegistry,
     ) -> None:
         self.recommend = recommend
         self.events = events
         self.features = features
+        self.tryon = tryon
+        self.splice = splice
         self.photos = Counter(
             "drape_gateway_photos",
             "Shopper photos sent with recommendation requests, by whether they steered the ranking.",
@@ -151,7 +160,48 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.TryOnRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.TryOnResponse:
         self._check_photo(request.photo, "photo")
-        raise Unimplemented("try-on generation is not deployed in this release")
+        if not request.photo.data:
+            raise InvalidArgument("photo", "is required")
+        which = request.WhichOneof("garment")
+        if which is None:
+            raise InvalidArgument("garment", "send a garment_id or a garment_image")
+        garment = {which: getattr(request, which)}
+        return gateway_pb2.TryOnResponse(
+            request_id=request.request_id, preview=self._preview(request.photo, garment)
+        )
+
+    def _preview(self, photo: common_pb2.Image, garment: dict[str, object]) -> common_pb2.Preview:
+        """One preview: the GAN on Triton (tryon), then back into the photo (splice). The
+        try-on backend being down or too slow is a preview status, not a failed call."""
+        started = time.perf_counter()
+        try:
+            generated = self.tryon.Generate(tryon_pb2.GenerateRequest(photo=photo, **garment))
+            if not generated.rendered.data:
+                return common_pb2.Preview(status=common_pb2.PREVIEW_STATUS_FAILED, reason=generated.analysis.reason,
+                                          model_version=generated.model_version)  # fmt: skip
+            composite = self.splice.Compose(
+                splice_pb2.ComposeRequest(
+                    photo=photo,
+                    rendered=generated.rendered,
+                    garment_mask=generated.garment_mask,
+                    crop=generated.crop,
+                )
+            )
+        except grpc.RpcError as exc:
+            code = exc.code()
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+                status = common_pb2.PREVIEW_STATUS_TIMED_OUT
+            elif code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION):
+                status = common_pb2.PREVIEW_STATUS_UNAVAILABLE
+            else:
+                raise
+            return common_pb2.Preview(status=status, reason=f"try-on backend: {exc.details()}")
+        return common_pb2.Preview(
+            status=common_pb2.PREVIEW_STATUS_OK,
+            image=composite.composite,
+            model_version=generated.model_version,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
 
     def Track(
         self, request: gateway_pb2.TrackRequest, context: grpc.ServicerContext
@@ -172,11 +222,15 @@ def build(config: DrapeConfig) -> ServiceSpec:
     recommend_channel = connect(cfg.recommend_address, cfg.server)
     events_channel = connect(cfg.events_address, cfg.server)
     features_channel = connect(cfg.features_address, cfg.server)
+    tryon_channel = connect(cfg.tryon_address, cfg.server)
+    splice_channel = connect(cfg.splice_address, cfg.server)
     registry = CollectorRegistry()
     servicer = GatewayServicer(
         recommend_pb2_grpc.RecommendServiceStub(recommend_channel),
         events_pb2_grpc.EventsServiceStub(events_channel),
         features_pb2_grpc.FeaturesServiceStub(features_channel),
+        tryon_pb2_grpc.TryOnServiceStub(tryon_channel),
+        splice_pb2_grpc.SpliceServiceStub(splice_channel),
         cfg.max_photo_mb * 2**20,
         registry,
     )
@@ -185,6 +239,8 @@ def build(config: DrapeConfig) -> ServiceSpec:
         recommend_channel.close()
         events_channel.close()
         features_channel.close()
+        tryon_channel.close()
+        splice_channel.close()
 
     return ServiceSpec(
         name="gateway",

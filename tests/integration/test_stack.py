@@ -292,3 +292,50 @@ def test_recommendations_survive_the_features_service_being_down(drape_config, t
         channel.close()
     assert len(reply.items) == 3
     assert not reply.photo.used and "features service is unavailable" in reply.photo.reason
+
+
+def test_try_on_previews_one_garment_on_the_shoppers_photo(gateway):
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from skimage import data
+
+    from models.garment_set import render_garment
+    from models.images import encode_jpeg, encode_png
+
+    shot = render_garment("t-shirt", "red", "striped", np.random.default_rng(5))
+    garment = common_pb2.Image(data=encode_png(shot.image))
+    reply = gateway.TryOn(
+        gateway_pb2.TryOnRequest(
+            user_id="u",
+            photo=common_pb2.Image(data=encode_jpeg(data.astronaut())),
+            garment_image=garment,
+        ),
+        timeout=60,
+    )
+    preview = reply.preview
+    assert preview.status == common_pb2.PREVIEW_STATUS_OK, preview.reason
+    assert Image.open(io.BytesIO(preview.image.data)).size == (512, 512)
+    assert preview.model_version.startswith("tryon_gan-") and preview.latency_ms > 0
+    cat = gateway.TryOn(
+        gateway_pb2.TryOnRequest(
+            user_id="u",
+            photo=common_pb2.Image(data=encode_jpeg(data.chelsea())),
+            garment_image=garment,
+        ),
+        timeout=60,
+    )
+    assert (
+        cat.preview.status == common_pb2.PREVIEW_STATUS_FAILED and "no person" in cat.preview.reason
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        gateway.TryOn(
+            gateway_pb2.TryOnRequest(
+                user_id="u",
+                photo=common_pb2.Image(data=encode_jpeg(data.astronaut())),
+                garment_id="no-such",
+            ),
+            timeout=60,
+        )
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
