@@ -147,7 +147,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 status, reason = common_pb2.PREVIEW_STATUS_SKIPPED, "no photo was sent"
             else:
                 status = common_pb2.PREVIEW_STATUS_UNAVAILABLE
-                reason = "previews inside Recommend are not in this release; call TryOn for one garment"
+                reason = (
+                    "previews inside Recommend are not in this release; call TryOn for one garment"
+                )
             item.preview.status = status
             item.preview.reason = reason
             self.previews.labels(
