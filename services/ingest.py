@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from models.images import ImageLimits, ImageRejected, decode_image
+from models.images import ImageRejected, decode_image
 from recsys.catalog import COLUMNS, Catalog
 from recsys.index import EmbeddingIndex
 from services.runtime.config import DrapeConfig, load_config
+from services.runtime.images import image_limits
 
 MANIFEST = "ingest.json"
 ALIASES = {"id": "garment_id", "color": "colour", "image_path": "image", "image_file": "image"}
@@ -191,9 +192,7 @@ def ingest(
     """
     frame = read_feed(feed)
     report = IngestReport(rows=len(frame), model_version=model_version)
-    limits = ImageLimits(
-        config.features.max_image_mb * 1024 * 1024, config.features.max_image_pixels
-    )
+    limits = image_limits(config.features)
     store = ImageStore(config.images_path())
     previous = _previous_embeddings(config.embeddings_path(), model_version)
     seen: set[str] = set()

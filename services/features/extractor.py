@@ -15,7 +15,7 @@ import numpy as np
 
 from models.encoder import EncoderSpec
 from models.garments import product_mask, worn_garment
-from models.images import DecodedImage, ImageLimits, decode_image, letterbox
+from models.images import ImageLimits, letterbox
 from models.person import AnalyzerPool, PersonAnalysis
 from models.runners import EncoderRunner, OnnxEncoder, TorchEncoder, TritonEncoder
 from recsys.index import EmbeddingIndex
@@ -44,13 +44,6 @@ def open_encoder(config: DrapeConfig, runner: str | None = None) -> EncoderRunne
     if config.encoder.backend == "torch":
         return TorchEncoder(spec, checkpoint, batch, config.encoder.threads)
     return OnnxEncoder(spec, checkpoint, config.models_path(), batch, config.encoder.threads)
-
-
-def image_limits(config: DrapeConfig) -> ImageLimits:
-    return ImageLimits(
-        max_bytes=config.features.max_image_mb * 1024 * 1024,
-        max_pixels=config.features.max_image_pixels,
-    )
 
 
 def crop_to_mask(rgb: np.ndarray, mask: np.ndarray, margin: float = CROP_MARGIN) -> np.ndarray:
@@ -88,10 +81,6 @@ class FeatureExtractor:
     @property
     def model_version(self) -> str:
         return self.encoder.model_version
-
-    def decode(self, data: bytes) -> DecodedImage:
-        """Raises ``ImageRejected`` / ``ImageTooLarge`` with the reason."""
-        return decode_image(data, self.limits)
 
     def garment_input(self, rgb: np.ndarray) -> np.ndarray:
         """A product shot -> the encoder's input: cropped to the garment, letterboxed."""

@@ -11,12 +11,13 @@ import numpy as np
 from drape.v1 import common_pb2, features_pb2, features_pb2_grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from models.images import DecodedImage, ImageRejected, ImageTooLarge, encode_png
+from models.images import DecodedImage, encode_png
 from models.person import POSE_LANDMARKS, PersonAnalysis, PersonStatus
 from models.runners import RunnerUnavailable
-from services.features.extractor import FeatureExtractor, image_limits, open_encoder
+from services.features.extractor import FeatureExtractor, open_encoder
 from services.runtime import DrapeConfig, ServiceSpec
 from services.runtime.errors import InvalidArgument, ResourceExhausted, Unavailable
+from services.runtime.images import decode_field, image_limits
 
 STATUS = {
     PersonStatus.OK: features_pb2.PERSON_STATUS_OK,
@@ -94,17 +95,14 @@ class FeaturesServicer(features_pb2_grpc.FeaturesServiceServicer):
 
     # -- helpers ------------------------------------------------------------------
     def _decode(self, rpc: str, field: str, image: common_pb2.Image) -> DecodedImage:
-        if not image.data:
-            self.images.labels(rpc, "rejected").inc()
-            raise InvalidArgument(field, "is required (JPEG, PNG or WebP bytes)")
         try:
-            return self.extractor.decode(image.data)
-        except ImageTooLarge as exc:
+            return decode_field(field, image, self.extractor.limits)
+        except ResourceExhausted:
             self.images.labels(rpc, "too_large").inc()
-            raise ResourceExhausted(f"{field}: {exc.reason}") from None
-        except ImageRejected as exc:
+            raise
+        except InvalidArgument:
             self.images.labels(rpc, "rejected").inc()
-            raise InvalidArgument(field, exc.reason) from None
+            raise
 
     def _embed(self, inputs: list[np.ndarray]) -> np.ndarray:
         started = time.perf_counter()
@@ -203,7 +201,7 @@ def build(config: DrapeConfig) -> ServiceSpec:
     cfg = config.features
     extractor = FeatureExtractor(
         open_encoder(config),
-        image_limits(config),
+        image_limits(cfg),
         analyzers=cfg.analyzers,
         embeddings_dir=config.embeddings_path(),
         history_half_life=cfg.history_half_life,

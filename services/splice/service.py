@@ -8,10 +8,11 @@ import numpy as np
 from drape.v1 import common_pb2, splice_pb2, splice_pb2_grpc
 from prometheus_client import CollectorRegistry, Counter
 
-from models.images import ImageLimits, ImageRejected, ImageTooLarge, decode_image, encode_jpeg
+from models.images import ImageLimits, encode_jpeg
 from models.splice import Blend, compose
 from services.runtime import DrapeConfig, ServiceSpec
-from services.runtime.errors import InvalidArgument, ResourceExhausted
+from services.runtime.errors import InvalidArgument
+from services.runtime.images import decode_field, image_limits
 
 BLENDS = {
     splice_pb2.BLEND_MODE_ALPHA: Blend.ALPHA,
@@ -29,14 +30,7 @@ class SpliceServicer(splice_pb2_grpc.SpliceServiceServicer):
                                 registry=registry)  # fmt: skip
 
     def _decode(self, field: str, image: common_pb2.Image) -> np.ndarray:
-        if not image.data:
-            raise InvalidArgument(field, "is required")
-        try:
-            return decode_image(image.data, self.limits).pixels
-        except ImageTooLarge as exc:
-            raise ResourceExhausted(f"{field}: {exc.reason}") from None
-        except ImageRejected as exc:
-            raise InvalidArgument(field, exc.reason) from None
+        return decode_field(field, image, self.limits).pixels
 
     def Compose(
         self, request: splice_pb2.ComposeRequest, context: grpc.ServicerContext
@@ -72,7 +66,7 @@ def build(config: DrapeConfig) -> ServiceSpec:
     cfg = config.splice
     registry = CollectorRegistry()
     servicer = SpliceServicer(
-        ImageLimits(cfg.max_image_mb * 1024 * 1024, cfg.max_image_pixels), Blend(cfg.default_blend),
+        image_limits(cfg), Blend(cfg.default_blend),
         cfg.jpeg_quality, registry,
     )  # fmt: skip
     return ServiceSpec(

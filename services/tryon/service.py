@@ -21,10 +21,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from models.encoder import sha256_of
 from models.garments import product_mask
 from models.images import (
-    DecodedImage,
     ImageLimits,
-    ImageRejected,
-    ImageTooLarge,
     decode_image,
     encode_png,
 )
@@ -43,9 +40,9 @@ from services.runtime.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    ResourceExhausted,
     Unavailable,
 )
+from services.runtime.images import decode_field, image_limits
 
 IMAGE_STORE_SCHEME = "drape-images://"
 
@@ -94,16 +91,6 @@ class TryOnServicer(tryon_pb2_grpc.TryOnServiceServicer):
                                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
                                        registry=registry)  # fmt: skip
 
-    def _decode(self, field: str, image: common_pb2.Image) -> DecodedImage:
-        if not image.data:
-            raise InvalidArgument(field, "is required (JPEG, PNG or WebP bytes)")
-        try:
-            return decode_image(image.data, self.limits)
-        except ImageTooLarge as exc:
-            raise ResourceExhausted(f"{field}: {exc.reason}") from None
-        except ImageRejected as exc:
-            raise InvalidArgument(field, exc.reason) from None
-
     def Generate(
         self, request: tryon_pb2.GenerateRequest, context: grpc.ServicerContext
     ) -> tryon_pb2.GenerateResponse:
@@ -117,12 +104,12 @@ class TryOnServicer(tryon_pb2_grpc.TryOnServiceServicer):
             self.stage_seconds.labels(stage).observe(now - clock)
             clock = now
 
-        photo = self._decode("photo", request.photo).pixels
+        photo = decode_field("photo", request.photo, self.limits).pixels
         which = request.WhichOneof("garment")
         if which == "garment_id":
             garment = self.garments.image(request.garment_id)
         elif which == "garment_image":
-            garment = self._decode("garment_image", request.garment_image).pixels
+            garment = decode_field("garment_image", request.garment_image, self.limits).pixels
         else:
             raise InvalidArgument("garment", "send a garment_id or a garment_image")
         lap("decode")
@@ -188,7 +175,7 @@ def build(config: DrapeConfig) -> ServiceSpec:
         )
     with safe_open(str(checkpoint), framework="pt") as handle:
         spec = json.loads(handle.metadata()["spec"])
-    limits = ImageLimits(cfg.max_image_mb * 1024 * 1024, cfg.max_image_pixels)
+    limits = image_limits(cfg)
     runner = TritonTryOn(cfg.triton_url, timeout_s=cfg.triton_timeout_s)
     analyzers = AnalyzerPool(cfg.analyzers)
     registry = CollectorRegistry()
