@@ -46,6 +46,26 @@ def export_encoder_onnx(spec: EncoderSpec, checkpoint: Path | None, path: Path) 
         torch.randint(0, 256, (n, size, size, 3), dtype=torch.uint8, generator=generator)
         for n in (1, 5)
     ]
+    return export_checked(
+        encoder, (sample,), [(batch,) for batch in checks], path, [ENCODER_INPUT], [ENCODER_OUTPUT],
+        EXPORT_TOLERANCE, "the torch encoder",
+    )  # fmt: skip
+
+
+def export_checked(
+    module: torch.nn.Module,
+    trace_inputs: tuple[torch.Tensor, ...],
+    checks: list[tuple[torch.Tensor, ...]],
+    path: Path,
+    input_names: list[str],
+    output_names: list[str],
+    tolerance: float,
+    what: str,
+) -> Path:
+    """Exports ``module`` to ONNX with a dynamic batch axis, then runs onnxruntime on every
+    input tuple of ``checks`` (other batch sizes than the traced one, so a baked-in batch size
+    fails) against torch; the file appears at ``path`` (atomically) only if all agree within
+    ``tolerance``, else :class:`ExportMismatch` names ``what`` it was compared to."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
     os.close(fd)
@@ -54,32 +74,35 @@ def export_encoder_onnx(spec: EncoderSpec, checkpoint: Path | None, path: Path) 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                encoder,
-                (sample,),
+                module,
+                trace_inputs,
                 str(tmp),
-                input_names=[ENCODER_INPUT],
-                output_names=[ENCODER_OUTPUT],
-                dynamic_axes={ENCODER_INPUT: {0: "batch"}, ENCODER_OUTPUT: {0: "batch"}},
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_axes={name: {0: "batch"} for name in (*input_names, *output_names)},
                 opset_version=ONNX_OPSET,
                 dynamo=False,
             )
         session = onnx_session(tmp, threads=1)
-        worst = 0.0
-        for batch in checks:
+        for inputs in checks:
             with torch.inference_mode():
-                expected = encoder(batch).numpy()
+                expected = module(*inputs)
+            expected = expected if isinstance(expected, tuple) else (expected,)
+            feeds = {name: t.numpy() for name, t in zip(input_names, inputs, strict=True)}
             try:
-                actual = session.run(None, {ENCODER_INPUT: batch.numpy()})[0]
+                actual = session.run(output_names, feeds)
             except Exception as exc:  # onnxruntime raises its own untyped failures
                 raise ExportMismatch(
-                    f"the ONNX export fails on a batch of {len(batch)}: {exc}"
+                    f"the ONNX export fails on a batch of {len(inputs[0])}: {exc}"
                 ) from exc
-            worst = max(worst, float(np.abs(actual - expected).max()))
-        if worst > EXPORT_TOLERANCE:
-            raise ExportMismatch(
-                f"ONNX export differs from the torch encoder by {worst:.2e} "
-                f"(tolerance {EXPORT_TOLERANCE:.0e})"
+            worst = max(
+                float(np.abs(a - e.numpy()).max()) for a, e in zip(actual, expected, strict=True)
             )
+            if worst > tolerance:
+                raise ExportMismatch(
+                    f"ONNX export differs from {what} by {worst:.2e} on a batch of {len(inputs[0])} "
+                    f"(tolerance {tolerance:.0e})"
+                )
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from models.tryon.networks import TryOnGenerator
@@ -50,46 +46,14 @@ def example_inputs(
 def export_tryon_onnx(generator: TryOnGenerator, path: Path) -> Path:
     """Writes the generator as ONNX with a dynamic batch, after checking it reproduces torch
     (max abs difference <= 1e-4 on batches other than the traced one)."""
-    from models.export import ExportMismatch, onnx_session
+    from models.export import export_checked
 
     module = _Exported(generator.eval())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, suffix=".onnx.tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    dynamic = {name: {0: "batch"} for name in (*INPUTS, *OUTPUTS)}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                module,
-                example_inputs(generator, 2),
-                str(tmp),
-                input_names=list(INPUTS),
-                output_names=list(OUTPUTS),
-                dynamic_axes=dynamic,
-                opset_version=17,
-                dynamo=False,
-            )
-        session = onnx_session(tmp, threads=1)
-        for batch in (1, 3):
-            inputs = example_inputs(generator, batch, seed=batch)
-            with torch.inference_mode():
-                expected = module(*inputs)
-            actual = session.run(
-                list(OUTPUTS), {n: t.numpy() for n, t in zip(INPUTS, inputs, strict=True)}
-            )
-            worst = max(
-                float(np.abs(a - e.numpy()).max()) for a, e in zip(actual, expected, strict=True)
-            )
-            if worst > EXPORT_TOLERANCE:
-                raise ExportMismatch(
-                    f"ONNX try-on export differs from torch by {worst:.2e} (batch {batch})"
-                )
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    checks = [example_inputs(generator, batch, seed=batch) for batch in (1, 3)]
+    return export_checked(
+        module, example_inputs(generator, 2), checks, path, list(INPUTS), list(OUTPUTS),
+        EXPORT_TOLERANCE, "the torch generator",
+    )  # fmt: skip
 
 
 def cached_tryon_onnx(checkpoint: Path, models_dir: Path) -> tuple[Path, TryOnGenerator]:
