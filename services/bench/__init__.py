@@ -6,8 +6,9 @@ import argparse
 import importlib
 import json
 import platform
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,45 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
         "p90_ms": float(p90),
         "p99_ms": float(p99),
         "max_ms": float(ms.max()),
+    }
+
+
+def timed_phase(
+    name: str,
+    call: Callable[[], int],
+    batch: int,
+    clients: int,
+    seconds: float,
+    rate: str = "items/s",
+) -> dict[str, Any]:
+    """Runs ``call`` (returns items done) from ``clients`` threads for ``seconds``: one table
+    row with the throughput (column ``rate``) and the per-call latencies."""
+    call()  # warm-up (first-call allocations, graph optimisation)
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    done = [0] * clients
+    stop_at = time.monotonic() + seconds
+
+    def client(slot: int) -> None:
+        while time.monotonic() < stop_at:
+            started = time.perf_counter()
+            done[slot] += call()
+            latencies[slot].append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    flat = [x for per in latencies for x in per]
+    return {
+        "phase": name,
+        "batch": batch,
+        "clients": clients,
+        rate: sum(done) / elapsed,
+        **latency_summary(flat),
+        "calls": len(flat),
     }
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from models.garment_set import garment_set
 from models.images import encode_jpeg, encode_png, letterbox
 from models.metrics import knn_accuracy
 from models.runners import OnnxEncoder, TorchEncoder, TritonEncoder
-from services.bench import format_table, latency_summary, write_report
+from services.bench import format_table, timed_phase, write_report
 from services.features.extractor import encoder_spec
 from services.runtime import connect
 from services.runtime.config import load_config
@@ -35,34 +33,7 @@ COLUMNS = ("phase", "batch", "clients", "emb/s", "p50_ms", "p99_ms", "calls")
 def _timed(
     name: str, call: Callable[[], int], batch: int, clients: int, seconds: float
 ) -> dict[str, Any]:
-    """Runs ``call`` (returns items done) from ``clients`` threads for ``seconds``."""
-    call()  # warm-up (first-call allocations, graph optimisation)
-    latencies: list[list[float]] = [[] for _ in range(clients)]
-    done = [0] * clients
-    stop_at = time.monotonic() + seconds
-
-    def client(slot: int) -> None:
-        while time.monotonic() < stop_at:
-            started = time.perf_counter()
-            done[slot] += call()
-            latencies[slot].append(time.perf_counter() - started)
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    flat = [x for per in latencies for x in per]
-    return {
-        "phase": name,
-        "batch": batch,
-        "clients": clients,
-        "emb/s": sum(done) / elapsed,
-        **latency_summary(flat),
-        "calls": len(flat),
-    }
+    return timed_phase(name, call, batch, clients, seconds, rate="emb/s")
 
 
 def _stream(stub: features_pb2_grpc.FeaturesServiceStub, payloads: list[bytes]) -> int:

@@ -14,8 +14,7 @@ import numpy as np
 from models.tryon.runners import TorchTryOn, TritonTryOn
 from models.tryon.synthetic import synthetic_pair
 from models.tryon.training import to_tensors
-from services.bench import format_table, write_report
-from services.bench.features import _timed
+from services.bench import format_table, timed_phase, write_report
 from services.runtime.config import load_config
 from services.stack import Stack, ephemeral
 
@@ -42,15 +41,8 @@ def run(args: argparse.Namespace) -> int:
     seconds = args.seconds
 
     def timed(name: str, runner, inputs: dict[str, np.ndarray], clients: int) -> dict[str, Any]:
-        row = _timed(
-            name,
-            lambda: len(runner.run(inputs)["tryon"]),
-            len(inputs["agnostic"]),
-            clients,
-            seconds,
-        )
-        row["images/s"] = row.pop("emb/s")
-        return row
+        call = lambda: len(runner.run(inputs)["tryon"])  # noqa: E731
+        return timed_phase(name, call, len(inputs["agnostic"]), clients, seconds, rate="images/s")
 
     rows.append(timed("in-process torch", torch_runner, batch, 1))
     stack = Stack(config, ["tryon"], run_dir=root / "run")
