@@ -169,6 +169,7 @@ class ImageStore:
 
 @dataclass
 class _Pending:
+    number: int  # the row's number in the feed
     row: dict[str, object]
     digest: str
     pixels: np.ndarray | None  # None when the embedding is reused
@@ -221,18 +222,16 @@ def ingest(
         garment["image_uri"] = uri
         reuse = previous.get(garment_id)
         pixels = None if reuse is not None and reuse[0] == digest else decoded.pixels
-        pending.append(_Pending(garment, digest, pixels))
+        pending.append(_Pending(number, garment, digest, pixels))
 
     vectors: dict[str, np.ndarray] = {}
     to_embed = [(str(p.row["garment_id"]), p.pixels) for p in pending if p.pixels is not None]
+    row_of = {str(p.row["garment_id"]): p.number for p in pending}
     for start in progress(range(0, len(to_embed), batch_size), "embed"):
         results = embedder(to_embed[start : start + batch_size])
         for garment_id, result in results.items():
             if isinstance(result, str):
-                row_number = next(
-                    i for i, p in enumerate(pending) if p.row["garment_id"] == garment_id
-                )
-                report.problems.append(Problem(row_number + 1, garment_id, result))
+                report.problems.append(Problem(row_of[garment_id], garment_id, result))
             else:
                 vectors[garment_id] = result
         report.embedded += sum(1 for _, r in results.items() if not isinstance(r, str))

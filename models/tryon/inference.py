@@ -43,9 +43,34 @@ def photo_inputs(
     ``analysis_of``) and a product shot with its mask."""
     crop = crop_to_aspect(photo, height, width)
     analysis = analysis_of(crop)
-    fitted = _fit(garment, height, width)
+    return _sample(
+        crop, analysis, *fit_garment(garment, garment_mask, height, width), height, width
+    ), analysis
+
+
+def fit_garment(
+    garment: np.ndarray, garment_mask: np.ndarray, height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """A product shot and its mask letterboxed into the model's (H, W) canvas."""
     fitted_mask = _fit(np.repeat(garment_mask[..., None], 3, 2), height, width, fill=0)[..., 0]
-    return _sample(crop, analysis, fitted, fitted_mask, height, width), analysis
+    return _fit(garment, height, width), fitted_mask
+
+
+def person_inputs(
+    photo: np.ndarray,
+    analysis: PersonAnalysis,
+    garment: np.ndarray,
+    garment_mask: np.ndarray,
+    height: int,
+    width: int,
+) -> tuple[TryOnSample | None, tuple[int, int, int, int]]:
+    """Inputs for a whole photo analysed once: the crop around the person (returned as
+    (top, left, bottom, right)) with the analysis re-expressed for it, and the garment."""
+    box = person_box(analysis, photo.shape[0], photo.shape[1], width / height)
+    top, left, bottom, right = box
+    fitted, fitted_mask = fit_garment(garment, garment_mask, height, width)
+    cropped = crop_analysis(analysis, box)
+    return _sample(photo[top:bottom, left:right], cropped, fitted, fitted_mask, height, width), box
 
 
 def person_box(

@@ -27,8 +27,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from models.person import AGNOSTIC_GREY
+
 POSE_CHANNELS = 10
-AGNOSTIC_GREY = 128  # the fill of the clothing-agnostic person (models.person)
 
 
 @dataclass(frozen=True)

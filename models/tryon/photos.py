@@ -47,8 +47,7 @@ def pose_points(analysis: PersonAnalysis) -> np.ndarray:
     for a, b in _PAIRS:
         pair = sorted((k[a], k[b]), key=lambda p: p[0])
         points += pair
-    order = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
-    return np.asarray([points[i] for i in order], np.float32)
+    return np.asarray(points, np.float32)
 
 
 def _sample(

@@ -87,7 +87,7 @@ def synthetic_pair(rng: np.random.Generator, height: int = 256, width: int = 192
     for shoulder, side in ((ls, -1), (rs, 1)):
         angle = np.radians(rng.uniform(6, 32))
         elbow = shoulder + 0.17 * H * np.array([side * np.sin(angle), np.cos(angle)])
-        bend = angle - side * 0 + np.radians(rng.uniform(-25, 20))
+        bend = angle + np.radians(rng.uniform(-25, 20))
         wrist = elbow + 0.16 * H * np.array([side * np.sin(bend), np.cos(bend)])
         arms.append((elbow, wrist))
     (le, lw), (re, rw) = arms

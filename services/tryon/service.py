@@ -28,10 +28,8 @@ from models.images import (
 from models.person import AnalyzerPool
 from models.runners import RunnerUnavailable
 from models.tryon.export import INPUTS
-from models.tryon.inference import crop_analysis, person_box, to_uint8
-from models.tryon.photos import _sample
+from models.tryon.inference import person_inputs, to_uint8
 from models.tryon.runners import TritonTryOn
-from models.tryon.synthetic import _fit
 from models.tryon.training import to_tensors
 from recsys.catalog import Catalog
 from services.features.service import analysis_proto
@@ -122,17 +120,10 @@ class TryOnServicer(tryon_pb2_grpc.TryOnServiceServicer):
             self.outcomes.labels("unusable_photo").inc()
             response.analysis.CopyFrom(analysis_proto(analysis, include_masks=False))
             return response
-        box = person_box(analysis, photo.shape[0], photo.shape[1], self.width / self.height)
-        cropped = crop_analysis(analysis, box)
-        top, left, bottom, right = box
-        mask = product_mask(garment)
-        fitted = _fit(garment, self.height, self.width)
-        fitted_mask = _fit(np.repeat(mask[..., None], 3, 2), self.height, self.width, fill=0)[
-            ..., 0
-        ]
-        sample = _sample(
-            photo[top:bottom, left:right], cropped, fitted, fitted_mask, self.height, self.width
+        sample, box = person_inputs(
+            photo, analysis, garment, product_mask(garment), self.height, self.width
         )
+        top, left, bottom, right = box
         if sample is None:
             raise InvalidArgument(
                 "garment", "no garment found in the product shot (uniform image?)"

@@ -8,10 +8,8 @@ import pytest
 
 from models.garment_set import render_garment
 from models.splice import Blend, compose
-from models.tryon.inference import crop_analysis, generate, person_box
+from models.tryon.inference import generate, person_inputs
 from models.tryon.metrics import ssim
-from models.tryon.photos import _sample
-from models.tryon.synthetic import _fit
 from models.tryon.training import load_generator
 from services.runtime.config import DrapeConfig
 
@@ -21,14 +19,8 @@ def tryon(analyzer, astronaut):
     generator = load_generator(DrapeConfig().tryon_checkpoint())
     h, w = generator.spec.height, generator.spec.width
     analysis = analyzer.analyze(astronaut)
-    box = person_box(analysis, *astronaut.shape[:2], w / h)
     shot = render_garment("t-shirt", "green", "striped", np.random.default_rng(2))
-    garment = _fit(shot.image, h, w)
-    mask = _fit(np.repeat(shot.mask[..., None], 3, 2), h, w, fill=0)[..., 0]
-    top, left, bottom, right = box
-    sample = _sample(
-        astronaut[top:bottom, left:right], crop_analysis(analysis, box), garment, mask, h, w
-    )
+    sample, box = person_inputs(astronaut, analysis, shot.image, shot.mask, h, w)
     out = generate(generator, [sample])
     return out["tryon"][0], ((out["mask"][0] > 0.5) * 255).astype(np.uint8), box, analysis
 
