@@ -121,6 +121,15 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    # Each trainer imports only what it needs (a GPU box training the GAN has no FAISS).
+    if args.what == "tryon":
+        from services.train_tryon import run_train_tryon
+
+        return run_train_tryon(args)
+    if args.what == "encoder":
+        from services.train_encoder import run_train_encoder
+
+        return run_train_encoder(args)
     from services.train import run_train
 
     return run_train(args)
@@ -227,10 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--events", type=int, default=5000)
     demo.add_argument("--data-dir", type=Path, help="keep the demo's data here (default: temp)")
     demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--out", type=Path, default=Path("demo-output"),
+                      help="where the previews page and its images go (default: demo-output)")  # fmt: skip
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="run a benchmark; prints a table and writes JSON")
-    bench.add_argument("name", choices=("events", "recommend", "features", "tryon"))
+    from services.bench import BENCHMARKS
+
+    bench.add_argument("name", choices=tuple(BENCHMARKS))
     bench.add_argument("--out", type=Path, help="JSON output (default: bench-results/NAME.json)")
     bench.add_argument("--seconds", type=float, default=5.0, help="duration of each phase")
     bench.add_argument(

@@ -10,6 +10,7 @@ feedback, and shows the business metrics. Exits 0 and leaves nothing running.
 from __future__ import annotations
 
 import argparse
+import html
 import shutil
 import tempfile
 import time
@@ -28,7 +29,7 @@ from recsys.catalog import generate_catalog
 from recsys.experiments import load_experiment
 from recsys.synthetic import generate_shoppers
 from services.generate import write_generated_feed
-from services.ingest import ingest, service_embedder
+from services.ingest import ingest_via_service
 from services.runtime import connect
 from services.runtime.config import DrapeConfig
 from services.stack import Stack, ephemeral
@@ -171,6 +172,7 @@ def run_demo(args: argparse.Namespace) -> int:
         _wait_for_artifacts(gateway, list(shoppers.user_ids[:8]), trained, timeout=60)
         _recommend_and_feedback(gateway, shoppers.user_ids[:4])
         _shop_the_look(gateway, experiment)
+        page = _previews_page(gateway, experiment, feed.parent / "images", args.out)
         _bad_requests(gateway)
         print("\nlive business metrics (events service):")
         for line in _metric_lines(stack.endpoints["events"].metrics_port, "drape_events_total")[
@@ -186,20 +188,17 @@ def run_demo(args: argparse.Namespace) -> int:
         if own_dir:
             shutil.rmtree(data_dir, ignore_errors=True)
     print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; all services stopped")
+    print(f"the shopper's previews: {page.resolve()}")
     return 0
 
 
 def _ingest(config: DrapeConfig, feed: Path, features_address: str) -> None:
     started = time.perf_counter()
-    embed, version, close = service_embedder(features_address)
-    try:
-        report = ingest(feed, feed.parent / "images", config, embed, version)
-    finally:
-        close()
+    report = ingest_via_service(feed, config, features_address)
     elapsed = time.perf_counter() - started
     print(
         f"ingested {report.ingested} garments through the features service (Triton) in "
-        f"{elapsed:.1f} s ({report.embedded / elapsed:.0f} images/s), encoder {version}"
+        f"{elapsed:.1f} s ({report.embedded / elapsed:.0f} images/s), encoder {report.model_version}"
     )
 
 
@@ -227,6 +226,101 @@ def _shop_the_look(gateway: gateway_pb2_grpc.GatewayServiceStub, experiment) -> 
             for c in item.channels
         )
         print(f"  {item.rank}. {item.garment.garment_id} {item.garment.title:<24} via {channels}")
+
+
+def _previews_page(gateway: gateway_pb2_grpc.GatewayServiceStub, experiment, product_shots: Path,
+                   out: Path) -> Path:  # fmt: skip
+    """The storefront's main call: recommendations for a shopper who sent a photo (the
+    astronaut), each garment previewed on it; written as an HTML page with its images."""
+    from skimage import data
+
+    from models.images import decode_image, encode_jpeg, encode_png
+
+    photo = data.astronaut()
+    request = gateway_pb2.GatewayServiceRecommendRequest(
+        user_id=next(u for u in (f"visitor-{i}" for i in range(100)) if experiment.assign(u).previews),
+        k=8, photo=common_pb2.Image(data=encode_jpeg(photo)), previews=True,
+    )  # fmt: skip
+    started = time.perf_counter()
+    reply = gateway.Recommend(request, timeout=60)
+    cold = time.perf_counter() - started
+    started = time.perf_counter()
+    again = gateway.Recommend(request, timeout=60)
+    warm = time.perf_counter() - started
+    a = reply.assignment
+    print(f"\npreviews: a shopper in {a.experiment}/{a.variant} sends a photo (the astronaut) and "
+          f"gets {len(reply.items)} garments previewed on it in {cold:.2f} s "
+          f"(asked again: {warm * 1000:.0f} ms, {_statuses(again)})")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "shopper.png").write_bytes(encode_png(photo))
+    cards = []
+    for item in reply.items:
+        g, preview = item.garment, item.preview
+        status = common_pb2.PreviewStatus.Name(preview.status).removeprefix("PREVIEW_STATUS_")
+        print(f"  {item.rank}. {g.garment_id} {g.title:<24} preview {status} "
+              f"{preview.latency_ms:5.0f} ms {preview.reason}")  # fmt: skip
+        shot = product_shots / f"{g.garment_id}.jpg"
+        if shot.exists():
+            (out / f"{g.garment_id}-garment.png").write_bytes(
+                encode_png(decode_image(shot.read_bytes()).pixels)
+            )
+        if preview.image.data:
+            (out / f"{g.garment_id}-preview.png").write_bytes(
+                encode_png(decode_image(preview.image.data).pixels)
+            )
+        cards.append(_card(item, status, shot.exists()))
+    page = out / "index.html"
+    page.write_text(_PAGE.format(variant=html.escape(f"{a.experiment}/{a.variant}"), cards="\n".join(cards),
+                                 cold=f"{cold:.2f}", warm=f"{warm * 1000:.0f}"))  # fmt: skip
+    print(f"  page: {page.resolve()}")
+    return page
+
+
+def _statuses(reply: gateway_pb2.GatewayServiceRecommendResponse) -> str:
+    counts: dict[str, int] = {}
+    for item in reply.items:
+        name = (
+            common_pb2.PreviewStatus.Name(item.preview.status)
+            .removeprefix("PREVIEW_STATUS_")
+            .lower()
+        )
+        counts[name] = counts.get(name, 0) + 1
+    return ", ".join(f"{n} {name}" for name, n in counts.items())
+
+
+def _card(item: common_pb2.RecommendedGarment, status: str, has_shot: bool) -> str:
+    g = item.garment
+    shot = f'<img src="{g.garment_id}-garment.png" alt="product shot">' if has_shot else ""
+    if item.preview.image.data:
+        preview = f'<img src="{g.garment_id}-preview.png" alt="try-on preview">'
+    else:
+        preview = f'<p class="status">{status}: {html.escape(item.preview.reason)}</p>'
+    return (f'<figure>{preview}<figcaption>{item.rank}. {html.escape(g.title)} '
+            f"({html.escape(g.garment_id)}, {g.price_minor / 100:.2f} {html.escape(g.currency)}) "
+            f"{shot}<br>preview {status}, {item.preview.latency_ms:.0f} ms</figcaption></figure>")  # fmt: skip
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Drape: recommended for you, on you</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }}
+main {{ display: flex; flex-wrap: wrap; gap: 1em; }}
+figure {{ width: 256px; margin: 0; }}
+figure > img {{ width: 256px; }}
+figcaption img {{ width: 48px; vertical-align: middle; }}
+.status {{ width: 256px; height: 256px; background: #eee; }}
+</style></head>
+<body>
+<h1>Recommended for you, on you</h1>
+<p>The shopper's photo, then the top garments for them (experiment variant {variant}), each
+previewed on the photo by the try-on GAN served by Triton and spliced back into it.
+All previews in {cold} s; the same request again, from the preview cache, in {warm} ms.</p>
+<main>
+<figure><img src="shopper.png" alt="the shopper's photo"><figcaption>the shopper</figcaption></figure>
+{cards}
+</main>
+</body></html>
+"""
 
 
 def _seed(gateway: gateway_pb2_grpc.GatewayServiceStub, frame: pd.DataFrame) -> None:

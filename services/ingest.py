@@ -384,3 +384,13 @@ def run_ingest(args: argparse.Namespace) -> int:
     out.write_text(json.dumps(report.as_dict(), indent=2))
     print(f"catalog {config.catalog_path()}; embeddings {config.embeddings_path()}; report {out}")
     return 0 if report.ingested else 1
+
+
+def ingest_via_service(feed: Path, config: DrapeConfig, features_address: str) -> IngestReport:
+    """Ingests a feed (CSV beside its ``images/``) with the garments embedded by a running
+    features service."""
+    embed, version, close = service_embedder(features_address)
+    try:
+        return ingest(feed, feed.parent / "images", config, embed, version)
+    finally:
+        close()

@@ -8,6 +8,7 @@ Stopping sends SIGTERM (graceful drain), then SIGKILL after a bounded wait.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -41,8 +42,21 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
+def _kill_group(pid: int) -> None:
+    """SIGKILL to the process group that ``pid`` leads (each service starts its own)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
 class StackError(RuntimeError):
     """A service failed to start; the message includes the end of its log."""
+
+
+class _PortTaken(StackError):
+    pass
+
+
+PORT_TAKEN = "already in use"
 
 
 @dataclass
@@ -77,6 +91,7 @@ class Stack:
         self.endpoints: dict[str, Endpoint] = {}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[IO[bytes]] = []
+        self._log_starts: dict[str, int] = {}
 
     def log_path(self, name: str) -> Path:
         return self.run_dir / f"{name}.log"
@@ -90,14 +105,14 @@ class Stack:
             leaves = [s for s in self.services if s not in ("gateway", MODEL_SERVER)]
             for name in leaves:
                 if name in ("features", "tryon") and MODEL_SERVER in self.services:
-                    self._await_ready(MODEL_SERVER, model_timeout)
+                    self._await_model_server(model_timeout)
                     self.config.features.triton_url = self.endpoints[MODEL_SERVER].address
                     self.config.tryon.triton_url = self.endpoints[MODEL_SERVER].address
                 self._spawn(name)
             for name in leaves:
                 self._await_ready(name, timeout)
             if MODEL_SERVER in self.services and MODEL_SERVER not in self.endpoints:
-                self._await_ready(MODEL_SERVER, model_timeout)
+                self._await_model_server(model_timeout)
             if "gateway" in self.services:
                 gateway = self.config.gateway
                 for name, endpoint in self.endpoints.items():
@@ -118,6 +133,7 @@ class Stack:
         out: IO[bytes] | None = None
         if self.log_to_files:
             out = open(self.log_path(name), "ab")  # noqa: SIM115 (closed in stop())
+            self._log_starts[name] = out.tell()
             self._logs.append(out)
         # The config file is the whole truth for the child: drop DRAPE_ overrides.
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRAPE_")}
@@ -142,11 +158,34 @@ class Stack:
             preexec_fn=_die_with_parent,
         )
 
-    def _await_ready(self, name: str, timeout: float) -> None:
+    def _await_model_server(self, timeout: float, attempts: int = 3) -> None:
+        """Waits for Triton. Its ports were only reserved (it cannot bind port 0), so on an
+        ephemeral stack a port taken in the meantime means new ports and another try."""
+        ephemeral = all(self.config.server(s).port == 0 for s in SERVICE_NAMES)
+        for attempt in range(attempts):
+            try:
+                self._await_ready(MODEL_SERVER, timeout, fail_on=PORT_TAKEN if ephemeral else None)
+                return
+            except _PortTaken:
+                if attempt == attempts - 1:
+                    raise
+                self._terminate([MODEL_SERVER], grace=self._grace(MODEL_SERVER))
+                triton = self.config.triton
+                triton.grpc_port, triton.http_port, triton.metrics_port = free_ports(3)
+                self._spawn(MODEL_SERVER)
+
+    def _await_ready(self, name: str, timeout: float, fail_on: str | None = None) -> None:
         ready = self.run_dir / f"{name}.ready"
         proc = self._procs[name]
         deadline = time.monotonic() + timeout
+        next_look = time.monotonic() + 0.5
         while time.monotonic() < deadline:
+            if fail_on and self.log_to_files and time.monotonic() > next_look:
+                next_look = time.monotonic() + 0.5
+                with open(self.log_path(name), "rb") as handle:
+                    handle.seek(self._log_starts.get(name, 0))
+                    if fail_on.encode() in handle.read():
+                        raise _PortTaken(f"{name}: {fail_on}")
             if ready.exists():
                 info = json.loads(ready.read_text())
                 self.endpoints[name] = Endpoint(
@@ -169,6 +208,12 @@ class Stack:
 
     def process(self, name: str) -> subprocess.Popen[bytes]:
         return self._procs[name]
+
+    def kill(self, name: str) -> None:
+        """SIGKILLs ``name`` and every process it started, as when its machine dies."""
+        proc = self._procs[name]
+        _kill_group(proc.pid)
+        proc.wait(timeout=30)
 
     def restart(self, name: str, timeout: float = 60.0) -> None:
         """Starts ``name`` again on the same port (after it died or was killed)."""
@@ -202,6 +247,7 @@ class Stack:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(timeout=10)
+            _kill_group(proc.pid)  # whatever it started and left behind (Triton's server)
 
     def stop(self) -> None:
         """Gateway first (no new work comes in), then the rest; every child is reaped."""

@@ -56,14 +56,6 @@ def train_recsys(
 
 
 def run_train(args: argparse.Namespace) -> int:
-    if args.what == "tryon":
-        from services.train_tryon import run_train_tryon
-
-        return run_train_tryon(args)
-    if args.what == "encoder":
-        from services.train_encoder import run_train_encoder
-
-        return run_train_encoder(args)
     config = load_config(args.config)
     try:
         train_recsys(

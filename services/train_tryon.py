@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
+import os
+import pickle
 import shutil
 import sys
 import time
 import tomllib
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,14 +24,14 @@ import torch
 from models.tryon.networks import TryOnSpec
 from models.tryon.training import (
     GENERATOR_FILE,
-    SyntheticBatches,
     TrainSettings,
     TryOnTrainer,
     to_tensors,
 )
 
 TRAIN_KEYS = {"batch_size", "steps", "learning_rate", "seed", "checkpoint_every", "sample_every",
-              "real_share", "photos", "viton"}  # fmt: skip
+              "real_share", "photos", "viton", "workers", "init"}  # fmt: skip
+ANALYSES_FILE = "person-analyses.pkl"
 
 
 def read_config(path: Path) -> tuple[TrainSettings, dict]:
@@ -37,7 +41,7 @@ def read_config(path: Path) -> tuple[TrainSettings, dict]:
         raise ValueError(f"{path}: unknown [train] settings {sorted(unknown)}")
     spec = TryOnSpec(**data.get("spec", {}))
     train = {"steps": 1000, "checkpoint_every": 100, "sample_every": 200, "real_share": 0.0,
-             "photos": "", "viton": "", **data.get("train", {})}  # fmt: skip
+             "photos": "", "viton": "", "workers": 0, "init": "", **data.get("train", {})}  # fmt: skip
     settings = TrainSettings(
         spec=spec, batch_size=int(train.get("batch_size", 8)),
         learning_rate=float(train.get("learning_rate", 2e-4)), seed=int(train.get("seed", 0)),
@@ -62,17 +66,59 @@ def bundled_photos() -> list[np.ndarray]:
     return photos
 
 
+class MemoAnalyzer:
+    """Person analysis memoised by the pixels analysed, kept in a file beside the run.
+
+    Self-supervised pairs analyse the same few crops (each photo, mirrored or not) over and
+    over; the memo turns that into one MediaPipe call per crop, and its file lets a run go on
+    where MediaPipe is not installed. MediaPipe is loaded on the first miss only, so the memo
+    pickles cleanly into data-loading workers."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._analyzer = None
+        self._memo: dict[str, object] = {}
+        if path is not None and path.exists():
+            with open(path, "rb") as handle:
+                self._memo = pickle.load(handle)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_analyzer": None}
+
+    @staticmethod
+    def key(rgb: np.ndarray) -> str:
+        return f"{rgb.shape}:{hashlib.sha256(np.ascontiguousarray(rgb).tobytes()).hexdigest()}"
+
+    def analyze(self, rgb: np.ndarray):  # -> PersonAnalysis
+        key = self.key(rgb)
+        if key not in self._memo:
+            if self._analyzer is None:
+                from models.person import PersonAnalyzer
+
+                self._analyzer = PersonAnalyzer()
+            self._memo[key] = self._analyzer.analyze(rgb)
+            if self.path is not None:
+                staging = self.path.with_suffix(".tmp")
+                with open(staging, "wb") as handle:
+                    pickle.dump(self._memo, handle)
+                os.replace(staging, self.path)
+        return self._memo[key]
+
+    def close(self) -> None:
+        if self._analyzer is not None:
+            self._analyzer.close()
+            self._analyzer = None
+
+
 class RealPairs:
     """Self-supervised pairs from person photos, or VITON-HD pairs, drawn deterministically
     (pair ``i`` of a run is always built from the same photo and random draw)."""
 
-    def __init__(self, train: dict, spec: TryOnSpec) -> None:
+    def __init__(self, train: dict, spec: TryOnSpec, run_dir: Path | None = None) -> None:
         from models.images import decode_image
-        from models.person import PersonAnalyzer
         from models.tryon.photos import photo_folder, viton_pairs
 
         self.spec = spec
-        self.analyzer = PersonAnalyzer()
         self.viton = viton_pairs(Path(train["viton"])) if train["viton"] else []
         if train["photos"] == "bundled":
             self.photos = bundled_photos()
@@ -84,6 +130,9 @@ class RealPairs:
             self.photos = []
         if not self.viton and not self.photos:
             raise ValueError("real_share > 0 needs `photos` or `viton` in the config")
+        # VITON-HD photos are each analysed once an epoch: nothing to gain from a memo.
+        memo = run_dir / ANALYSES_FILE if run_dir is not None and not self.viton else None
+        self.analyzer = MemoAnalyzer(memo)
 
     def pair(self, index: int, seed: int):  # -> TryOnSample | None
         from models.tryon.photos import self_supervised_pair, viton_pair
@@ -98,7 +147,7 @@ class RealPairs:
         self.analyzer.close()
 
 
-def _batch(step: int, settings: TrainSettings, synthetic: SyntheticBatches, real: RealPairs | None,
+def _batch(step: int, settings: TrainSettings, real: RealPairs | None,
            real_share: float) -> dict[str, torch.Tensor]:  # fmt: skip
     from models.tryon.synthetic import synthetic_pair
 
@@ -113,6 +162,29 @@ def _batch(step: int, settings: TrainSettings, synthetic: SyntheticBatches, real
             samples.append(sample)
     samples += [synthetic_pair(rng, h, w) for _ in range(count - len(samples))]
     return to_tensors(samples)
+
+
+class TrainBatches(torch.utils.data.Dataset):
+    """Batch ``step`` of a run, the same whichever process builds it (so ``workers`` changes
+    the speed of a run, never its result)."""
+
+    def __init__(self, settings: TrainSettings, real: RealPairs | None, real_share: float) -> None:
+        self.settings, self.real, self.real_share = settings, real, real_share
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+        return _batch(step, self.settings, self.real, self.real_share)
+
+
+def batches(dataset: TrainBatches, steps: range, workers: int) -> Iterable[dict[str, torch.Tensor]]:
+    """The run's batches in step order, built by ``workers`` processes ahead of the GPU (or
+    in this process when 0). Workers are spawned, never forked from a process holding CUDA."""
+    if workers <= 0:
+        return (dataset[step] for step in steps)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=None, sampler=steps, num_workers=workers, prefetch_factor=4,
+        multiprocessing_context="spawn", persistent_workers=False,
+        pin_memory=torch.cuda.is_available(),
+    )  # fmt: skip
 
 
 def _grid(
@@ -167,17 +239,25 @@ def run_train_tryon(args: argparse.Namespace) -> int:
             return 2
         trainer.load(checkpoint)
         print(f"resumed at step {trainer.step_count}")
-    real = RealPairs(train, settings.spec) if train["real_share"] > 0 else None
-    synthetic = SyntheticBatches(settings.spec, settings.batch_size, settings.seed)
+    elif train["init"]:
+        try:
+            trainer.init_generator(Path(train["init"]))
+        except (OSError, ValueError) as exc:
+            print(f"drape train tryon: init: {exc}", file=sys.stderr)
+            return 2
+        print(f"generator initialised from {train['init']}")
+    real = RealPairs(train, settings.spec, out) if train["real_share"] > 0 else None
+    dataset = TrainBatches(settings, real, float(train["real_share"]))
     log_path = out / "log.csv"
     new_log = not log_path.exists() or trainer.step_count == 0
     started = time.perf_counter()
     with open(log_path, "w" if new_log else "a", newline="") as handle:
         writer = None
         steps = range(trainer.step_count, int(train["steps"]))
-        for step in tqdm(steps, desc="train tryon", unit="step", file=sys.stderr, initial=trainer.step_count,
-                         total=int(train["steps"])):  # fmt: skip
-            batch = _batch(step, settings, synthetic, real, float(train["real_share"]))
+        progress = tqdm(zip(steps, batches(dataset, steps, int(train["workers"])), strict=True),
+                        desc="train tryon", unit="step", file=sys.stderr, initial=trainer.step_count,
+                        total=int(train["steps"]))  # fmt: skip
+        for step, batch in progress:
             losses = trainer.step(batch)
             row = {"step": step + 1, "seconds": round(time.perf_counter() - started, 2), **losses}
             if writer is None:
@@ -195,9 +275,12 @@ def run_train_tryon(args: argparse.Namespace) -> int:
                 _grid(batch, out_images, out / "samples" / f"step-{done:06d}.png")
             if done % int(train["checkpoint_every"]) == 0 or done == int(train["steps"]):
                 trainer.save(checkpoint)
+                # the latest generator stands beside the run, so a stopped run leaves one
+                staging = out / f"{GENERATOR_FILE}.tmp"
+                shutil.copy(checkpoint / GENERATOR_FILE, staging)
+                os.replace(staging, out / GENERATOR_FILE)
     if real:
         real.close()
-    shutil.copy(checkpoint / GENERATOR_FILE, out / GENERATOR_FILE)
     print(f"trained {trainer.step_count} steps in {time.perf_counter() - started:.0f} s; "
           f"generator: {out / GENERATOR_FILE}; log: {log_path}; samples: {out / 'samples'}")  # fmt: skip
     return 0

@@ -35,11 +35,18 @@ def _children_named(fragment: str) -> list[int]:
 
 
 def test_demo_runs_the_flow_and_leaves_nothing_running(tmp_path: Path):
-    result = _drape(
-        "demo", "--data-dir", str(tmp_path / "demo"), "--users", "120", "--events", "3000"
-    )
+    page = tmp_path / "page"
+    result = _drape("demo", "--data-dir", str(tmp_path / "demo"), "--users", "120", "--events", "3000",
+                    "--out", str(page))  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
+    # The main flow: 8 garments previewed on the astronaut, on a page with its images.
+    assert "gets 8 garments previewed on it" in out and "8 cached" in out
+    assert out.count("preview OK") == 8
+    html = (page / "index.html").read_text()
+    previews = sorted(page.glob("*-preview.png"))
+    assert len(previews) == 8 and all(p.name in html for p in previews)
+    assert (page / "shopper.png").exists() and str((page / "index.html").resolve()) in out
     assert "3000 stored, 0 duplicates" in out
     assert "0 stored, 500 duplicates" in out
     assert "experiment demo-previews/" in out

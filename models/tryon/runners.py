@@ -38,8 +38,14 @@ class TritonTryOn:
         self.url, self.max_batch, self.timeout_s = url, max_batch, timeout_s
         self._client = triton_grpc.InferenceServerClient(url)
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def run(
+        self, inputs: dict[str, np.ndarray], timeout_s: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """As :meth:`TorchTryOn.run`; each Triton call waits at most ``timeout_s`` (the
+        caller's remaining deadline) or the runner's own timeout, whichever is shorter."""
         from tritonclient.utils import InferenceServerException
+
+        timeout = self.timeout_s if timeout_s is None else max(min(self.timeout_s, timeout_s), 1e-3)
 
         batch = len(inputs[INPUTS[0]])
         parts: dict[str, list[np.ndarray]] = {name: [] for name in OUTPUTS}
@@ -55,7 +61,7 @@ class TritonTryOn:
             try:
                 result = self._client.infer(
                     TRYON_MODEL, requests, outputs=[self._grpc.InferRequestedOutput(n) for n in OUTPUTS],
-                    client_timeout=self.timeout_s,
+                    client_timeout=timeout,
                 )  # fmt: skip
             except InferenceServerException as exc:
                 raise RunnerUnavailable(

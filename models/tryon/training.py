@@ -171,6 +171,18 @@ class TryOnTrainer:
         else:
             os.replace(staging, directory)
 
+    def init_generator(self, path: Path) -> None:
+        """Starts from a trained generator (fine-tuning: a fresh discriminator and optimisers);
+        its spec must be this run's."""
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        with safe_open(str(path), framework="pt") as handle:
+            spec = TryOnSpec(**json.loads(handle.metadata()["spec"]))
+        if spec != self.settings.spec:
+            raise ValueError(f"{path} is a {spec} generator; this run trains {self.settings.spec}")
+        self.generator.load_state_dict(load_file(str(path)))
+
     def load(self, directory: Path) -> None:
         from safetensors.torch import load_file
 

@@ -19,6 +19,8 @@ BENCHMARKS = {
     "recommend": "services.bench.recommend",
     "features": "services.bench.features",
     "tryon": "services.bench.tryon",
+    "tryon-gpu": "services.bench.tryon_gpu",
+    "previews": "services.bench.previews",
 }
 
 
@@ -48,10 +50,13 @@ def timed_phase(
     clients: int,
     seconds: float,
     rate: str = "items/s",
+    warmup: int = 1,
 ) -> dict[str, Any]:
     """Runs ``call`` (returns items done) from ``clients`` threads for ``seconds``: one table
-    row with the throughput (column ``rate``) and the per-call latencies."""
-    call()  # warm-up (first-call allocations, graph optimisation)
+    row with the throughput (column ``rate``) and the per-call latencies. ``warmup`` untimed
+    calls go first (first-call allocations, graph optimisation, kernel autotuning)."""
+    for _ in range(warmup):
+        call()
     latencies: list[list[float]] = [[] for _ in range(clients)]
     done = [0] * clients
     stop_at = time.monotonic() + seconds

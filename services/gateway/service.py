@@ -1,13 +1,24 @@
 """GatewayService: the storefront's single entry point.
 
-Recommend asks the recommend service for the ranking and attaches a preview
-status to every item; Track forwards feedback to the events service. Deadlines
-and request ids flow to both through the runtime's client channels.
+Recommend asks the recommend service for the ranking and, when the request asks for
+previews, the experiment variant shows them and a photo came with it, previews the top
+items on the shopper's photo: one tryon Generate + splice Compose per garment, all at once
+(the tryon service analyses the photo once; Triton batches the GAN calls). Previews are
+cached by content (photo hash, garment id, try-on model version) in a bounded cache whose
+entries expire after a TTL, and bounded by the caller's deadline: an item whose preview is
+not ready in time comes back without one, with a status and the reason, never failing the
+call. Track forwards feedback to the events service. Deadlines and request ids flow
+downstream through the runtime's client channels. Photos are never logged.
 """
 
 from __future__ import annotations
 
+import contextvars
+import hashlib
+import logging
 import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 import grpc
 from drape.v1 import (
@@ -25,7 +36,7 @@ from drape.v1 import (
     tryon_pb2,
     tryon_pb2_grpc,
 )
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.runtime import (
     DrapeConfig,
@@ -34,8 +45,29 @@ from services.runtime import (
     ServiceSpec,
     connect,
 )
+from services.runtime import scope as scopes
+from services.runtime.cache import TtlCache
+from services.runtime.config import GatewayConfig
+from services.runtime.errors import DrapeError
 
+log = logging.getLogger(__name__)
 MAX_PREVIEWS = 16
+# Errors of a preview that are about its input (the garment, the photo), not the backend.
+_INPUT_ERRORS = (
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+)
+
+
+@dataclass(frozen=True)
+class _PhotoEmbedding:
+    use: gateway_pb2.PhotoUse
+    values: tuple[float, ...]
+
+
+def _status_name(status: int) -> str:
+    return common_pb2.PreviewStatus.Name(status).removeprefix("PREVIEW_STATUS_").lower()
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
@@ -46,7 +78,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         features: features_pb2_grpc.FeaturesServiceStub,
         tryon: tryon_pb2_grpc.TryOnServiceStub,
         splice: splice_pb2_grpc.SpliceServiceStub,
-        max_photo_bytes: int,
+        settings: GatewayConfig,
         registry: CollectorRegistry,
     ) -> None:
         self.recommend = recommend
@@ -54,19 +86,42 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self.features = features
         self.tryon = tryon
         self.splice = splice
+        self.settings = settings
+        self.max_photo_bytes = settings.max_photo_mb * 2**20
+        self.pool = ThreadPoolExecutor(settings.preview_workers, thread_name_prefix="preview")
+        ttl = settings.preview_cache_ttl_s
+        self.preview_cache: TtlCache[common_pb2.Preview] = TtlCache(
+            "preview", settings.preview_cache_entries, settings.preview_cache_mb * 2**20, ttl,
+            lambda preview: preview.ByteSize(), registry,
+        ).start_sweeper()  # fmt: skip
+        self.photo_cache: TtlCache[_PhotoEmbedding] = TtlCache(
+            "photo_embedding", settings.preview_cache_entries, 64 * 2**20, ttl,
+            lambda embedding: 8 * len(embedding.values) + 256, registry,
+        ).start_sweeper()  # fmt: skip
+        # The try-on model version of the latest preview: part of every cache key, so a new
+        # model never serves the old one's previews.
+        self.tryon_version = ""
         self.photos = Counter(
             "drape_gateway_photos",
             "Shopper photos sent with recommendation requests, by whether they steered the ranking.",
             ["outcome"],
             registry=registry,
         )
-        self.max_photo_bytes = max_photo_bytes
         self.previews = Counter(
             "drape_previews",
             "Try-on previews attached to recommendations, by status and experiment variant.",
             ["status", "experiment", "variant"],
             registry=registry,
         )
+        self.preview_seconds = Histogram(
+            "drape_preview_seconds", "Time to make one preview (tryon + splice), by status.",
+            ["status"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10), registry=registry,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.preview_cache.close()
+        self.photo_cache.close()
 
     def _check_photo(self, photo: common_pb2.Image, field: str) -> None:
         if len(photo.data) > self.max_photo_bytes:
@@ -83,7 +138,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             raise InvalidArgument("preview_limit", "must not be negative")
         if not request.user_id:
             raise InvalidArgument("user_id", "is required (use a stable anonymous id for guests)")
-        photo_use, photo_embedding = self._photo_embedding(request)
+        photo_hash = hashlib.sha256(request.photo.data).hexdigest() if request.photo.data else ""
+        photo_use, photo_embedding = self._photo_embedding(request, photo_hash)
         ranked = self.recommend.Recommend(
             recommend_pb2.RecommendRequest(
                 user_id=request.user_id,
@@ -99,64 +155,123 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             model_version=ranked.model_version,
             photo=photo_use,
         )
-        self._attach_previews(request, response)
+        self._attach_previews(request, response, photo_hash)
         return response
 
     def _photo_embedding(
-        self, request: gateway_pb2.GatewayServiceRecommendRequest
+        self, request: gateway_pb2.GatewayServiceRecommendRequest, photo_hash: str
     ) -> tuple[gateway_pb2.PhotoUse | None, list[float]]:
-        """The garment worn in the photo, embedded by the features service. A bad photo is
-        the caller's error; a person the photo cannot be used for, or the features service
-        being down, only means ranking without it."""
+        """The garment worn in the photo, embedded by the features service (cached by the
+        photo's content hash). A bad photo is the caller's error; a person the photo cannot
+        be used for, or the features service being down, only means ranking without it."""
         if not request.photo.data:
             return None, []
-        try:
-            reply = self.features.EmbedUser(
-                features_pb2.EmbedUserRequest(user_id=request.user_id, photo=request.photo)
-            )
-        except grpc.RpcError as exc:
-            if exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED):
-                raise
-            self.photos.labels("features_unavailable").inc()
-            return gateway_pb2.PhotoUse(
-                used=False, reason=f"the features service is unavailable ({exc.code().name})"
-            ), []
-        if not reply.photo_embedding.values:
-            self.photos.labels("not_usable").inc()
-            return gateway_pb2.PhotoUse(used=False, reason=reply.analysis.reason), []
-        self.photos.labels("used").inc()
-        embedding = reply.photo_embedding
-        return gateway_pb2.PhotoUse(used=True, model_version=embedding.model_version), list(
-            embedding.values
-        )
+        cached = self.photo_cache.get(photo_hash)
+        if cached is None:
+            try:
+                reply = self.features.EmbedUser(
+                    features_pb2.EmbedUserRequest(user_id=request.user_id, photo=request.photo)
+                )
+            except grpc.RpcError as exc:
+                if exc.code() in (
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                ):
+                    raise
+                self.photos.labels("features_unavailable").inc()
+                return gateway_pb2.PhotoUse(
+                    used=False, reason=f"the features service is unavailable ({exc.code().name})"
+                ), []
+            embedding = reply.photo_embedding
+            if embedding.values:
+                use = gateway_pb2.PhotoUse(used=True, model_version=embedding.model_version)
+            else:
+                use = gateway_pb2.PhotoUse(used=False, reason=reply.analysis.reason)
+            cached = _PhotoEmbedding(use, tuple(embedding.values))
+            self.photo_cache.put(photo_hash, cached)
+        self.photos.labels("used" if cached.use.used else "not_usable").inc()
+        return cached.use, list(cached.values)
 
     def _attach_previews(
         self,
         request: gateway_pb2.GatewayServiceRecommendRequest,
         response: gateway_pb2.GatewayServiceRecommendResponse,
+        photo_hash: str,
     ) -> None:
         assignment = response.assignment
-        limit = min(request.preview_limit or MAX_PREVIEWS, MAX_PREVIEWS)
-        for item in response.items[:limit]:
-            if not request.previews:
-                status, reason = common_pb2.PREVIEW_STATUS_SKIPPED, "previews were not requested"
-            elif not assignment.previews_enabled:
-                status = common_pb2.PREVIEW_STATUS_SKIPPED
-                reason = f"variant {assignment.variant!r} does not show previews"
-            elif not request.photo.data:
-                status, reason = common_pb2.PREVIEW_STATUS_SKIPPED, "no photo was sent"
-            else:
-                status = common_pb2.PREVIEW_STATUS_UNAVAILABLE
-                reason = (
-                    "previews inside Recommend are not in this release; call TryOn for one garment"
+        items = response.items[: min(request.preview_limit or MAX_PREVIEWS, MAX_PREVIEWS)]
+        skip = ""
+        if not request.previews:
+            skip = "previews were not requested"
+        elif not assignment.previews_enabled:
+            skip = f"variant {assignment.variant!r} does not show previews"
+        elif not request.photo.data:
+            skip = "no photo was sent"
+        if skip:
+            for item in items:
+                item.preview.CopyFrom(
+                    common_pb2.Preview(status=common_pb2.PREVIEW_STATUS_SKIPPED, reason=skip)
                 )
-            item.preview.status = status
-            item.preview.reason = reason
-            self.previews.labels(
-                common_pb2.PreviewStatus.Name(status).removeprefix("PREVIEW_STATUS_").lower(),
-                assignment.experiment,
-                assignment.variant,
-            ).inc()
+        else:
+            self._previews(request.photo, photo_hash, items)
+        for item in items:
+            self.previews.labels(_status_name(item.preview.status), assignment.experiment,
+                                 assignment.variant).inc()  # fmt: skip
+
+    def _previews(self, photo: common_pb2.Image, photo_hash: str,
+                  items: list[common_pb2.RecommendedGarment]) -> None:  # fmt: skip
+        """Every item's preview, from the cache or made now, all at once; whatever is not
+        ready when the caller's deadline (less a margin to send the reply) comes is marked
+        TIMED_OUT and, if it finishes before the deadline after all, cached for next time."""
+        scope = scopes.current()
+        remaining = scope.remaining() if scope is not None else None
+        if remaining is None:
+            remaining = self.settings.preview_timeout_s
+        budget = remaining - self.settings.preview_reply_margin_ms / 1000
+        deadline = time.monotonic() + budget
+        pending: dict[Future[common_pb2.Preview], common_pb2.RecommendedGarment] = {}
+        for item in items:
+            garment_id = item.garment.garment_id
+            cached = self.preview_cache.get((photo_hash, garment_id, self.tryon_version))
+            if cached is not None:
+                item.preview.CopyFrom(cached)
+                item.preview.status = common_pb2.PREVIEW_STATUS_CACHED
+                item.preview.latency_ms = 0
+                continue
+            if budget <= 0:
+                item.preview.CopyFrom(common_pb2.Preview(status=common_pb2.PREVIEW_STATUS_TIMED_OUT,
+                                      reason="the request's deadline left no time for previews"))  # fmt: skip
+                continue
+            run = contextvars.copy_context().run  # the request's id and deadline go along
+            future = self.pool.submit(run, self._preview, photo, {"garment_id": garment_id},
+                                      deadline, strict=False)  # fmt: skip
+            future.add_done_callback(lambda f, key=(photo_hash, garment_id): self._keep(key, f))
+            pending[future] = item
+        if not pending:
+            return
+        done, _ = wait(pending, timeout=max(deadline - time.monotonic(), 0))
+        for future, item in pending.items():
+            if future in done and future.exception() is not None:
+                log.error(
+                    "preview of %s failed", item.garment.garment_id, exc_info=future.exception()
+                )
+                item.preview.CopyFrom(common_pb2.Preview(status=common_pb2.PREVIEW_STATUS_FAILED,
+                                                         reason="internal error in the gateway"))  # fmt: skip
+            elif future in done:
+                item.preview.CopyFrom(future.result())
+            else:
+                item.preview.CopyFrom(common_pb2.Preview(
+                    status=common_pb2.PREVIEW_STATUS_TIMED_OUT,
+                    reason=f"not ready within the request's deadline ({budget * 1000:.0f} ms for previews)",
+                ))  # fmt: skip
+
+    def _keep(self, key: tuple[str, str], future: Future[common_pb2.Preview]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        preview = future.result()
+        if preview.status == common_pb2.PREVIEW_STATUS_OK:
+            self.tryon_version = preview.model_version
+            self.preview_cache.put((*key, preview.model_version), preview)
 
     def TryOn(
         self, request: gateway_pb2.TryOnRequest, context: grpc.ServicerContext
@@ -168,42 +283,72 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         if which is None:
             raise InvalidArgument("garment", "send a garment_id or a garment_image")
         garment = {which: getattr(request, which)}
-        return gateway_pb2.TryOnResponse(
-            request_id=request.request_id, preview=self._preview(request.photo, garment)
+        scope = scopes.current()
+        remaining = scope.remaining() if scope is not None else None
+        deadline = time.monotonic() + (
+            remaining if remaining is not None else self.settings.preview_timeout_s
         )
+        preview = self._preview(request.photo, garment, deadline, strict=True)
+        if preview.status == common_pb2.PREVIEW_STATUS_OK:
+            self.tryon_version = preview.model_version
+        return gateway_pb2.TryOnResponse(request_id=request.request_id, preview=preview)
 
-    def _preview(self, photo: common_pb2.Image, garment: dict[str, object]) -> common_pb2.Preview:
-        """One preview: the GAN on Triton (tryon), then back into the photo (splice). The
-        try-on backend being down or too slow is a preview status, not a failed call."""
+    def _preview(self, photo: common_pb2.Image, garment: dict[str, object], deadline: float,
+                 strict: bool) -> common_pb2.Preview:  # fmt: skip
+        """One preview: the GAN on Triton (tryon), then back into the photo (splice), done
+        by ``deadline`` (time.monotonic()). The try-on backend being down or too slow is a
+        preview status, not a failed call; so is bad input, unless ``strict`` (TryOn, where
+        the garment is the caller's own choice)."""
         started = time.perf_counter()
+
+        def left() -> float:
+            return max(deadline - time.monotonic(), 0.001)
+
         try:
-            generated = self.tryon.Generate(tryon_pb2.GenerateRequest(photo=photo, **garment))
-            if not generated.rendered.data:
-                return common_pb2.Preview(status=common_pb2.PREVIEW_STATUS_FAILED, reason=generated.analysis.reason,
-                                          model_version=generated.model_version)  # fmt: skip
-            composite = self.splice.Compose(
-                splice_pb2.ComposeRequest(
-                    photo=photo,
-                    rendered=generated.rendered,
-                    garment_mask=generated.garment_mask,
-                    crop=generated.crop,
-                )
+            generated = self.tryon.Generate(
+                tryon_pb2.GenerateRequest(photo=photo, **garment), timeout=left()
             )
+            if not generated.rendered.data:
+                preview = common_pb2.Preview(status=common_pb2.PREVIEW_STATUS_FAILED,
+                                             reason=generated.analysis.reason,
+                                             model_version=generated.model_version)  # fmt: skip
+            else:
+                composite = self.splice.Compose(
+                    splice_pb2.ComposeRequest(
+                        photo=photo,
+                        rendered=generated.rendered,
+                        garment_mask=generated.garment_mask,
+                        crop=generated.crop,
+                    ),
+                    timeout=left(),
+                )
+                preview = common_pb2.Preview(
+                    status=common_pb2.PREVIEW_STATUS_OK,
+                    image=composite.composite,
+                    model_version=generated.model_version,
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                )
         except grpc.RpcError as exc:
             code = exc.code()
+            if strict and code in _INPUT_ERRORS:
+                raise
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 status = common_pb2.PREVIEW_STATUS_TIMED_OUT
-            elif code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.FAILED_PRECONDITION):
-                status = common_pb2.PREVIEW_STATUS_UNAVAILABLE
+            elif code in _INPUT_ERRORS:
+                status = common_pb2.PREVIEW_STATUS_FAILED
             else:
-                raise
-            return common_pb2.Preview(status=status, reason=f"try-on backend: {exc.details()}")
-        return common_pb2.Preview(
-            status=common_pb2.PREVIEW_STATUS_OK,
-            image=composite.composite,
-            model_version=generated.model_version,
-            latency_ms=(time.perf_counter() - started) * 1000,
+                status = common_pb2.PREVIEW_STATUS_UNAVAILABLE
+            preview = common_pb2.Preview(
+                status=status, reason=f"try-on backend: {code.name}: {exc.details()}"
+            )
+        except DrapeError as exc:  # no time left to make the call at all
+            preview = common_pb2.Preview(
+                status=common_pb2.PREVIEW_STATUS_TIMED_OUT, reason=f"try-on backend: {exc}"
+            )
+        self.preview_seconds.labels(_status_name(preview.status)).observe(
+            time.perf_counter() - started
         )
+        return preview
 
     def Track(
         self, request: gateway_pb2.TrackRequest, context: grpc.ServicerContext
@@ -233,11 +378,12 @@ def build(config: DrapeConfig) -> ServiceSpec:
         features_pb2_grpc.FeaturesServiceStub(features_channel),
         tryon_pb2_grpc.TryOnServiceStub(tryon_channel),
         splice_pb2_grpc.SpliceServiceStub(splice_channel),
-        cfg.max_photo_mb * 2**20,
+        cfg,
         registry,
     )
 
     def stop() -> None:
+        servicer.close()
         recommend_channel.close()
         events_channel.close()
         features_channel.close()

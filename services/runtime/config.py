@@ -112,6 +112,17 @@ class GatewayConfig(_Strict):
     splice_address: str = "127.0.0.1:50055"
     events_address: str = "127.0.0.1:50056"
     max_photo_mb: int = Field(10, ge=1, le=64)
+    # Previews inside Recommend: made by this many threads at once (tryon + splice calls),
+    # within the caller's deadline less a margin to send the reply, or within
+    # preview_timeout_s when the caller sets no deadline.
+    preview_workers: int = Field(32, ge=1, le=512)
+    preview_reply_margin_ms: float = Field(30.0, ge=0, le=10_000)
+    preview_timeout_s: float = Field(10.0, gt=0, le=600)
+    # Previews by (photo hash, garment id, try-on model version), and photo embeddings by
+    # photo hash: bounded, and gone from memory ttl seconds after they were made.
+    preview_cache_entries: int = Field(2048, ge=1, le=1_000_000)
+    preview_cache_mb: int = Field(256, ge=1, le=65_536)
+    preview_cache_ttl_s: float = Field(600.0, gt=0, le=86_400)
 
 
 class EncoderConfig(_Strict):
@@ -152,6 +163,11 @@ class TryOnConfig(_Strict):
     max_image_mb: int = Field(10, ge=1, le=64)
     max_image_pixels: int = Field(40_000_000, ge=1024)
     analyzers: int = Field(2, ge=1, le=64)
+    # Decoded photos and their person analyses, by content hash: the k Generate calls of one
+    # storefront request share one analysis. Gone from memory ttl seconds after they were made.
+    analysis_cache_entries: int = Field(32, ge=1, le=10_000)
+    analysis_cache_mb: int = Field(512, ge=1, le=65_536)
+    analysis_ttl_s: float = Field(60.0, gt=0, le=86_400)
     # Trained generator (safetensors from `drape train tryon`); empty = the checkpoint that
     # ships with Drape (models/checkpoints/tryon_gan.safetensors).
     checkpoint: str = ""

@@ -1,13 +1,18 @@
 """TryOnService: a garment rendered onto a shopper's photo by the try-on GAN on Triton.
 
-Generate analyses the photo once (MediaPipe), crops it around the person to the model's
-aspect ratio, cuts the garment out of its product shot (a catalog id or image bytes), solves
-the keypoint TPS, and calls ``tryon_gan`` on Triton with ``tritonclient``; concurrent calls
-reach Triton as they come and its dynamic batcher batches them. API:
-protos/drape/v1/tryon.proto."""
+Generate analyses the photo (MediaPipe), crops it around the person to the model's aspect
+ratio, cuts the garment out of its product shot (a catalog id or image bytes), solves the
+keypoint TPS, and calls ``tryon_gan`` on Triton with ``tritonclient``; concurrent calls
+reach Triton as they come and its dynamic batcher batches them.
+
+A storefront previews k garments on one photo with k concurrent Generate calls: the photo is
+decoded and analysed once, by the first of them (the others wait for it), and kept in a
+bounded cache keyed by the photo's content hash for ``analysis_ttl_s``. Triton calls wait
+at most the caller's remaining deadline. API: protos/drape/v1/tryon.proto."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -25,7 +30,7 @@ from models.images import (
     decode_image,
     encode_png,
 )
-from models.person import AnalyzerPool
+from models.person import AnalyzerPool, PersonAnalysis
 from models.runners import RunnerUnavailable
 from models.tryon.export import INPUTS
 from models.tryon.inference import person_inputs, to_uint8
@@ -34,6 +39,8 @@ from models.tryon.training import to_tensors
 from recsys.catalog import Catalog
 from services.features.service import analysis_proto
 from services.runtime import DrapeConfig, ServiceSpec
+from services.runtime import scope as scopes
+from services.runtime.cache import TtlCache
 from services.runtime.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -76,13 +83,23 @@ class GarmentSource:
         return self._catalog[1]
 
 
+def _analysed_bytes(item: tuple[np.ndarray, PersonAnalysis]) -> int:
+    pixels, analysis = item
+    arrays = (analysis.keypoints, analysis.person_mask, analysis.upper_body_mask, analysis.agnostic)
+    return pixels.nbytes + sum(a.nbytes for a in arrays if a is not None)
+
+
 class TryOnServicer(tryon_pb2_grpc.TryOnServiceServicer):
     def __init__(self, runner: TritonTryOn, height: int, width: int, model_version: str,
                  analyzers: AnalyzerPool, garments: GarmentSource, limits: ImageLimits,
-                 registry: CollectorRegistry) -> None:  # fmt: skip
+                 registry: CollectorRegistry, analyses: TtlCache | None = None) -> None:  # fmt: skip
         self.runner, self.height, self.width = runner, height, width
         self.model_version = model_version
         self.analyzers, self.garments, self.limits = analyzers, garments, limits
+        # The decoded photo and its analysis, by the photo's content hash.
+        self.analyses = analyses or TtlCache(
+            "tryon_analysis", 32, 512 * 2**20, 60.0, _analysed_bytes
+        )
         self.outcomes = Counter("drape_tryon_generations", "Generate calls by outcome.", ["outcome"],
                                 registry=registry)  # fmt: skip
         self.stage_seconds = Histogram("drape_tryon_stage_seconds", "Time per stage of Generate.", ["stage"],
@@ -102,7 +119,6 @@ class TryOnServicer(tryon_pb2_grpc.TryOnServiceServicer):
             self.stage_seconds.labels(stage).observe(now - clock)
             clock = now
 
-        photo = decode_field("photo", request.photo, self.limits).pixels
         which = request.WhichOneof("garment")
         if which == "garment_id":
             garment = self.garments.image(request.garment_id)
@@ -110,8 +126,8 @@ class TryOnServicer(tryon_pb2_grpc.TryOnServiceServicer):
             garment = decode_field("garment_image", request.garment_image, self.limits).pixels
         else:
             raise InvalidArgument("garment", "send a garment_id or a garment_image")
-        lap("decode")
-        analysis = self.analyzers.analyze(photo)
+        lap("garment")
+        photo, analysis = self._analysed(request.photo)
         lap("person_analysis")
         response = tryon_pb2.GenerateResponse(
             request_id=request.request_id, model_version=self.model_version
@@ -130,8 +146,10 @@ class TryOnServicer(tryon_pb2_grpc.TryOnServiceServicer):
             )
         tensors = to_tensors([sample])
         lap("inputs")
+        scope = scopes.current()
+        remaining = scope.remaining() if scope is not None else None
         try:
-            out = self.runner.run({name: tensors[name].numpy() for name in INPUTS})
+            out = self.runner.run({name: tensors[name].numpy() for name in INPUTS}, remaining)
         except RunnerUnavailable as exc:
             self.outcomes.labels("unavailable").inc()
             raise Unavailable(f"the try-on model is unavailable: {exc}") from None
@@ -154,6 +172,18 @@ class TryOnServicer(tryon_pb2_grpc.TryOnServiceServicer):
         self.outcomes.labels("ok").inc()
         return response
 
+    def _analysed(self, photo: common_pb2.Image) -> tuple[np.ndarray, PersonAnalysis]:
+        """The decoded photo and its person analysis, made once per photo content."""
+        if not photo.data:
+            raise InvalidArgument("photo", "is required (JPEG, PNG or WebP bytes)")
+
+        def analyse() -> tuple[np.ndarray, PersonAnalysis]:
+            pixels = decode_field("photo", photo, self.limits).pixels
+            return pixels, self.analyzers.analyze(pixels)
+
+        key = hashlib.sha256(photo.data).digest()
+        return self.analyses.get_or_compute(key, analyse)[0]
+
 
 def build(config: DrapeConfig) -> ServiceSpec:
     from safetensors import safe_open
@@ -170,12 +200,16 @@ def build(config: DrapeConfig) -> ServiceSpec:
     runner = TritonTryOn(cfg.triton_url, timeout_s=cfg.triton_timeout_s)
     analyzers = AnalyzerPool(cfg.analyzers)
     registry = CollectorRegistry()
+    analyses = TtlCache("tryon_analysis", cfg.analysis_cache_entries, cfg.analysis_cache_mb * 2**20,
+                        cfg.analysis_ttl_s, _analysed_bytes, registry).start_sweeper()  # fmt: skip
     servicer = TryOnServicer(
         runner, spec["height"], spec["width"], f"tryon_gan-{sha256_of(checkpoint)[:12]}", analyzers,
         GarmentSource(config.catalog_path(), config.images_path(), limits), limits, registry,
+        analyses,
     )  # fmt: skip
 
     def stop() -> None:
+        analyses.close()
         runner.close()
         analyzers.close()
 
