@@ -332,18 +332,19 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             code = exc.code()
             if strict and code in _INPUT_ERRORS:
                 raise
+            reason = f"try-on backend: {code.name}: {exc.details()}"
             if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 status = common_pb2.PREVIEW_STATUS_TIMED_OUT
+                reason = f"not ready within the request's deadline ({reason})"
             elif code in _INPUT_ERRORS:
                 status = common_pb2.PREVIEW_STATUS_FAILED
             else:
                 status = common_pb2.PREVIEW_STATUS_UNAVAILABLE
-            preview = common_pb2.Preview(
-                status=status, reason=f"try-on backend: {code.name}: {exc.details()}"
-            )
+            preview = common_pb2.Preview(status=status, reason=reason)
         except DrapeError as exc:  # no time left to make the call at all
             preview = common_pb2.Preview(
-                status=common_pb2.PREVIEW_STATUS_TIMED_OUT, reason=f"try-on backend: {exc}"
+                status=common_pb2.PREVIEW_STATUS_TIMED_OUT,
+                reason=f"not ready within the request's deadline ({exc})",
             )
         self.preview_seconds.labels(_status_name(preview.status)).observe(
             time.perf_counter() - started

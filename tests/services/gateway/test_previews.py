@@ -1,0 +1,183 @@
+"""The gateway's preview logic on its own, against scripted backends: every per-item outcome,
+the variant's choice, the cache and its model-version key, the deadline."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import grpc
+import pytest
+from drape.v1 import common_pb2, features_pb2, gateway_pb2, recommend_pb2, splice_pb2, tryon_pb2
+from prometheus_client import CollectorRegistry
+
+from services.gateway.service import GatewayServicer
+from services.runtime import scope as scopes
+from services.runtime.config import GatewayConfig
+
+
+class RpcError(grpc.RpcError):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        self._code, self._details = code, details
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+
+class Recommend:
+    def __init__(self, garments: list[str], previews: bool = True) -> None:
+        self.garments, self.previews = garments, previews
+
+    def Recommend(self, request, timeout=None):
+        return recommend_pb2.RecommendResponse(
+            recommendation_id="r",
+            assignment=common_pb2.ExperimentAssignment(
+                experiment="exp",
+                variant="on" if self.previews else "off",
+                previews_enabled=self.previews,
+            ),
+            items=[
+                common_pb2.RecommendedGarment(garment=common_pb2.Garment(garment_id=g), rank=i + 1)
+                for i, g in enumerate(self.garments[: request.k])
+            ],
+        )
+
+
+class Features:
+    def EmbedUser(self, request, timeout=None):
+        return features_pb2.EmbedUserResponse(
+            photo_embedding=features_pb2.Embedding(values=[1.0, 0.0], model_version="enc-1")
+        )
+
+
+class TryOn:
+    """``slow-*`` garments take 2 s; ``down-*`` find Triton down; ``gone-*`` do not exist."""
+
+    def __init__(self) -> None:
+        self.version = "tryon_gan-a"
+        self.calls: list[str] = []
+        self.lock = threading.Lock()
+
+    def Generate(self, request, timeout=None):
+        garment = request.garment_id
+        with self.lock:
+            self.calls.append(garment)
+        if garment.startswith("slow"):
+            time.sleep(min(2.0, timeout or 2.0))
+            raise RpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        if garment.startswith("down"):
+            raise RpcError(grpc.StatusCode.UNAVAILABLE, "the try-on model is unavailable")
+        if garment.startswith("gone"):
+            raise RpcError(grpc.StatusCode.NOT_FOUND, f"garment {garment!r} is not in the catalog")
+        image = common_pb2.Image(data=f"{garment}@{self.version}".encode())
+        return tryon_pb2.GenerateResponse(
+            rendered=image, garment_mask=image, model_version=self.version
+        )
+
+
+class Splice:
+    def Compose(self, request, timeout=None):
+        return splice_pb2.ComposeResponse(composite=common_pb2.Image(data=request.rendered.data))
+
+
+def _gateway(recommend: Recommend, tryon: TryOn, **settings) -> GatewayServicer:
+    config = GatewayConfig(**{"preview_reply_margin_ms": 50, **settings})
+    return GatewayServicer(
+        recommend, None, Features(), tryon, Splice(), config, CollectorRegistry()
+    )
+
+
+def _ask(gateway: GatewayServicer, timeout: float = 5.0, k: int = 4, previews: bool = True):
+    request = gateway_pb2.GatewayServiceRecommendRequest(
+        user_id="u", k=k, photo=common_pb2.Image(data=b"photo-bytes"), previews=previews
+    )
+    with scopes.request_scope("req", timeout=timeout):
+        return gateway.Recommend(request, None)
+
+
+def _statuses(reply) -> list[str]:
+    return [
+        common_pb2.PreviewStatus.Name(i.preview.status).removeprefix("PREVIEW_STATUS_")
+        for i in reply.items
+    ]
+
+
+def test_every_item_gets_its_own_outcome_within_the_deadline():
+    tryon = TryOn()
+    gateway = _gateway(Recommend(["ok-1", "slow-1", "down-1", "gone-1"]), tryon)
+    try:
+        started = time.monotonic()
+        reply = _ask(gateway, timeout=0.8)
+        assert time.monotonic() - started < 0.8, "answered before the caller's deadline"
+        assert _statuses(reply) == ["OK", "TIMED_OUT", "UNAVAILABLE", "FAILED"]
+        ok, slow, down, gone = (i.preview for i in reply.items)
+        assert ok.image.data == b"ok-1@tryon_gan-a" and ok.model_version == "tryon_gan-a"
+        assert "deadline" in slow.reason and not slow.image.data
+        assert "UNAVAILABLE" in down.reason and "NOT_FOUND" in gone.reason
+        assert reply.photo.used and len(reply.items) == 4
+    finally:
+        gateway.close()
+
+
+def test_the_cache_answers_repeats_and_a_new_model_version_is_not_served_old_previews():
+    tryon = TryOn()
+    gateway = _gateway(Recommend(["a", "b"]), tryon)
+    try:
+        assert _statuses(_ask(gateway, k=2)) == ["OK", "OK"]
+        again = _ask(gateway, k=2)
+        assert _statuses(again) == ["CACHED", "CACHED"] and len(tryon.calls) == 2
+        assert again.items[0].preview.image.data == b"a@tryon_gan-a"
+
+        # A new generator is deployed; once the gateway has seen it, old previews are misses.
+        tryon.version = "tryon_gan-b"
+        gateway.TryOn(
+            gateway_pb2.TryOnRequest(photo=common_pb2.Image(data=b"other"), garment_id="c"), None
+        )
+        fresh = _ask(gateway, k=2)
+        assert _statuses(fresh) == ["OK", "OK"]
+        assert fresh.items[0].preview.image.data == b"a@tryon_gan-b"
+    finally:
+        gateway.close()
+
+
+def test_the_cache_forgets_after_its_ttl():
+    tryon = TryOn()
+    gateway = _gateway(Recommend(["a"]), tryon, preview_cache_ttl_s=0.2)
+    try:
+        assert _statuses(_ask(gateway, k=1)) == ["OK"]
+        time.sleep(0.5)
+        assert len(gateway.preview_cache) == 0 and len(gateway.photo_cache) == 0
+        assert _statuses(_ask(gateway, k=1)) == ["OK"] and len(tryon.calls) == 2
+    finally:
+        gateway.close()
+
+
+@pytest.mark.parametrize(
+    ("recommend", "previews", "reason"),
+    [
+        (Recommend(["a", "b"], previews=False), True, "variant 'off' does not show previews"),
+        (Recommend(["a", "b"]), False, "previews were not requested"),
+    ],
+)
+def test_skipped_previews_say_why_and_call_nothing(recommend, previews, reason):
+    tryon = TryOn()
+    gateway = _gateway(recommend, tryon)
+    try:
+        reply = _ask(gateway, k=2, previews=previews)
+        assert _statuses(reply) == ["SKIPPED", "SKIPPED"]
+        assert all(i.preview.reason == reason for i in reply.items) and not tryon.calls
+    finally:
+        gateway.close()
+
+
+def test_no_time_left_for_previews_still_returns_the_items():
+    gateway = _gateway(Recommend(["a", "b"]), TryOn(), preview_reply_margin_ms=5000)
+    try:
+        reply = _ask(gateway, timeout=1.0, k=2)
+        assert _statuses(reply) == ["TIMED_OUT", "TIMED_OUT"]
+        assert "left no time for previews" in reply.items[0].preview.reason
+    finally:
+        gateway.close()
