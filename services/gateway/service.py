@@ -214,6 +214,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 )
         else:
             self._previews(request.photo, photo_hash, items)
+            self._fit_in_reply(response, items)
         for item in items:
             self.previews.labels(_status_name(item.preview.status), assignment.experiment,
                                  assignment.variant).inc()  # fmt: skip
@@ -263,6 +264,22 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 item.preview.CopyFrom(common_pb2.Preview(
                     status=common_pb2.PREVIEW_STATUS_TIMED_OUT,
                     reason=f"not ready within the request's deadline ({budget * 1000:.0f} ms for previews)",
+                ))  # fmt: skip
+
+    def _fit_in_reply(self, response: gateway_pb2.GatewayServiceRecommendResponse,
+                      items: list[common_pb2.RecommendedGarment]) -> None:  # fmt: skip
+        """Previews are full-size photos: the best-ranked keep their image while the reply
+        stays within the message size limit; the rest say why they have none."""
+        limit = self.settings.server.max_message_bytes - 64 * 1024
+        size = response.ByteSize() - sum(item.preview.image.ByteSize() for item in items)
+        for item in items:
+            size += item.preview.image.ByteSize()
+            if size > limit and item.preview.image.data:
+                size -= item.preview.image.ByteSize()
+                item.preview.CopyFrom(common_pb2.Preview(
+                    status=common_pb2.PREVIEW_STATUS_FAILED, model_version=item.preview.model_version,
+                    reason=f"the reply would exceed {self.settings.server.max_message_mb} MiB with this "
+                           "preview: ask for fewer (preview_limit) or send a smaller photo",
                 ))  # fmt: skip
 
     def _keep(self, key: tuple[str, str], future: Future[common_pb2.Preview]) -> None:

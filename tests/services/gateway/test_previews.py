@@ -181,3 +181,20 @@ def test_no_time_left_for_previews_still_returns_the_items():
         assert "left no time for previews" in reply.items[0].preview.reason
     finally:
         gateway.close()
+
+
+def test_previews_that_would_overflow_the_reply_say_so():
+    class BigSplice(Splice):
+        def Compose(self, request, timeout=None):
+            return splice_pb2.ComposeResponse(composite=common_pb2.Image(data=b"x" * 400_000))
+
+    config = GatewayConfig(server={"max_message_mb": 1})
+    gateway = GatewayServicer(Recommend(["a", "b", "c"]), None, Features(), TryOn(), BigSplice(),
+                              config, CollectorRegistry())  # fmt: skip
+    try:
+        reply = _ask(gateway, k=3)
+        assert _statuses(reply) == ["OK", "OK", "FAILED"]
+        assert "would exceed 1 MiB" in reply.items[2].preview.reason
+        assert reply.ByteSize() < 2**20
+    finally:
+        gateway.close()
