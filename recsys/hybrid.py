@@ -118,6 +118,7 @@ class HybridModel:
         self.params = params
         self.version = version
         self._purchases = purchases
+        self._label_cache: dict[int, np.ndarray] = {}
         n = len(catalog)
         # Matrix column -> catalog position (-1 for items that left the catalog).
         self.col_to_pos = catalog.positions(interactions.items.ids)
@@ -175,13 +176,26 @@ class HybridModel:
         # Headroom for filtered-out neighbours, so one search usually suffices.
         fetch = n + n // 4 + 32
         for _ in range(4):  # widen the search when filters reject many neighbours
-            ids, scores = index.search(query, fetch)
-            positions = ids[0].astype(np.int64) if as_positions else self.catalog.positions(ids[0])
+            if as_positions:
+                ids, scores = index.search(query, fetch)
+                positions = ids[0].astype(np.int64)
+            else:
+                labels, scores = index.search_labels(query, fetch)
+                positions = self._label_positions(index)[labels[0]]
             keep = (positions >= 0) & mask[np.maximum(positions, 0)]
             if keep.sum() >= n or fetch >= len(index):
                 return positions[keep][:n], scores[0][keep][:n]
             fetch = min(fetch * 4, len(index))
         return positions[keep][:n], scores[0][keep][:n]
+
+    def _label_positions(self, index: EmbeddingIndex) -> np.ndarray:
+        """Catalog position of each of ``index``'s labels (-1: not in the catalog), mapped
+        once per index size rather than per request (an index only ever appends labels)."""
+        cached = self._label_cache.get(id(index))
+        if cached is None or len(cached) != len(index.label_ids):
+            cached = self.catalog.positions(index.label_ids)
+            self._label_cache[id(index)] = cached
+        return cached
 
     @property
     def als_index(self) -> EmbeddingIndex | None:

@@ -186,9 +186,22 @@ class EmbeddingIndex:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Top-``k`` (garment ids, scores) for each query row, best first."""
+        labels, scores = self.search_labels(queries, k)
+        return [self._ids[row] for row in labels], scores
+
+    @property
+    def label_ids(self) -> np.ndarray:
+        """Garment id of every label (row) the index has ever held, removed ones included."""
+        return self._ids
+
+    def search_labels(
+        self, queries: np.ndarray, k: int
+    ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """As :meth:`search`, with labels (indexes into :attr:`label_ids`) instead of ids, for
+        callers that map labels to their own positions once rather than ids every time."""
         queries = normalise(np.atleast_2d(queries), self.spec.metric == "cosine")
         if self._index is None or len(self) == 0 or k <= 0:
-            empty = [np.empty(0, dtype=object)] * len(queries)
+            empty = [np.empty(0, dtype=np.int64)] * len(queries)
             return empty, [np.empty(0, dtype=np.float32)] * len(queries)
         dead = len(self._alive) - len(self)
         # PQ distances are approximate: fetch more and re-rank on the exact vectors.
@@ -204,7 +217,7 @@ class EmbeddingIndex:
                 row_scores = self._vectors[row_labels] @ query
                 order = np.argsort(-row_scores, kind="stable")
                 row_labels, row_scores = row_labels[order], row_scores[order]
-            out_ids.append(self._ids[row_labels[:k]])
+            out_ids.append(row_labels[:k].astype(np.int64))
             out_scores.append(row_scores[:k])
         return out_ids, out_scores
 

@@ -75,3 +75,18 @@ def test_choose_kind():
         and choose_kind(100_000) == "hnsw"
         and choose_kind(10_000_000) == "ivfpq"
     )
+
+
+def test_labels_name_the_same_neighbours_as_ids_across_removal_and_readding():
+    ids, x, rng = _data(n=800)
+    index = EmbeddingIndex.build(ids, x, IndexSpec(kind="hnsw"))
+    index.remove(["g3", "g4"])
+    index.add(["g3"], x[3:4])  # a new label for g3; the old one stays dead
+    queries = x[rng.integers(0, len(x), 20)]
+    found, scores = index.search(queries, 15)
+    labels, label_scores = index.search_labels(queries, 15)
+    for row_ids, row_labels, a, b in zip(found, labels, scores, label_scores, strict=True):
+        assert row_labels.dtype == np.int64
+        assert index.label_ids[row_labels].tolist() == row_ids.tolist()
+        assert np.array_equal(a, b) and "g4" not in row_ids.tolist()
+    assert len(index.label_ids) == 801
