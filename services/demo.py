@@ -16,6 +16,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import grpc
@@ -28,6 +29,7 @@ from recsys.als import ALSParams
 from recsys.catalog import generate_catalog
 from recsys.experiments import load_experiment
 from recsys.synthetic import generate_shoppers
+from services.gateway.service import preview_status_name
 from services.generate import write_generated_feed
 from services.ingest import ingest_via_service
 from services.runtime import connect
@@ -256,7 +258,7 @@ def _previews_page(gateway: gateway_pb2_grpc.GatewayServiceStub, experiment, pro
     cards = []
     for item in reply.items:
         g, preview = item.garment, item.preview
-        status = common_pb2.PreviewStatus.Name(preview.status).removeprefix("PREVIEW_STATUS_")
+        status = preview_status_name(preview.status).upper()
         print(f"  {item.rank}. {g.garment_id} {g.title:<24} preview {status} "
               f"{preview.latency_ms:5.0f} ms {preview.reason}")  # fmt: skip
         shot = product_shots / f"{g.garment_id}.jpg"
@@ -277,14 +279,7 @@ def _previews_page(gateway: gateway_pb2_grpc.GatewayServiceStub, experiment, pro
 
 
 def _statuses(reply: gateway_pb2.GatewayServiceRecommendResponse) -> str:
-    counts: dict[str, int] = {}
-    for item in reply.items:
-        name = (
-            common_pb2.PreviewStatus.Name(item.preview.status)
-            .removeprefix("PREVIEW_STATUS_")
-            .lower()
-        )
-        counts[name] = counts.get(name, 0) + 1
+    counts = Counter(preview_status_name(item.preview.status) for item in reply.items)
     return ", ".join(f"{n} {name}" for name, n in counts.items())
 
 
@@ -353,9 +348,7 @@ def _recommend_and_feedback(gateway: gateway_pb2_grpc.GatewayServiceStub, users:
         )
         for item in reply.items:
             g = item.garment
-            preview = common_pb2.PreviewStatus.Name(item.preview.status).removeprefix(
-                "PREVIEW_STATUS_"
-            )
+            preview = preview_status_name(item.preview.status).upper()
             channels = "+".join(
                 common_pb2.Channel.Name(c.channel).removeprefix("CHANNEL_").lower()
                 for c in item.channels

@@ -26,6 +26,7 @@ from drape.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 from models.images import encode_jpeg
 from models.tryon.export import TRYON_MODEL
 from services.bench import format_table, timed_phase, write_report
+from services.gateway.service import preview_status_name
 from services.generate import write_generated_feed
 from services.ingest import ingest_via_service
 from services.runtime.config import load_config
@@ -75,9 +76,8 @@ def run(args: argparse.Namespace) -> int:
                 ),
                 timeout=30,
             )
-            names = [common_pb2.PreviewStatus.Name(i.preview.status) for i in reply.items]
             with lock:
-                statuses.update(n.removeprefix("PREVIEW_STATUS_").lower() for n in names)
+                statuses.update(preview_status_name(i.preview.status) for i in reply.items)
             return 1
 
         deadline = time.monotonic() + 60

@@ -66,7 +66,8 @@ class _PhotoEmbedding:
     values: tuple[float, ...]
 
 
-def _status_name(status: int) -> str:
+def preview_status_name(status: int) -> str:
+    """``ok``, ``cached``, ``timed_out``, ... (metric labels, reports)."""
     return common_pb2.PreviewStatus.Name(status).removeprefix("PREVIEW_STATUS_").lower()
 
 
@@ -216,7 +217,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             self._previews(request.photo, photo_hash, items)
             self._fit_in_reply(response, items)
         for item in items:
-            self.previews.labels(_status_name(item.preview.status), assignment.experiment,
+            self.previews.labels(preview_status_name(item.preview.status), assignment.experiment,
                                  assignment.variant).inc()  # fmt: skip
 
     def _previews(self, photo: common_pb2.Image, photo_hash: str,
@@ -224,11 +225,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         """Every item's preview, from the cache or made now, all at once; whatever is not
         ready when the caller's deadline (less a margin to send the reply) comes is marked
         TIMED_OUT and, if it finishes before the deadline after all, cached for next time."""
-        scope = scopes.current()
-        remaining = scope.remaining() if scope is not None else None
-        if remaining is None:
-            remaining = self.settings.preview_timeout_s
-        budget = remaining - self.settings.preview_reply_margin_ms / 1000
+        budget = self._time_left() - self.settings.preview_reply_margin_ms / 1000
         deadline = time.monotonic() + budget
         pending: dict[Future[common_pb2.Preview], common_pb2.RecommendedGarment] = {}
         for item in items:
@@ -282,6 +279,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                            "preview: ask for fewer (preview_limit) or send a smaller photo",
                 ))  # fmt: skip
 
+    def _time_left(self) -> float:
+        """Seconds to the caller's deadline, or preview_timeout_s when it set none."""
+        remaining = scopes.remaining()
+        return self.settings.preview_timeout_s if remaining is None else remaining
+
     def _keep(self, key: tuple[str, str], future: Future[common_pb2.Preview]) -> None:
         if future.cancelled() or future.exception() is not None:
             return
@@ -300,11 +302,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         if which is None:
             raise InvalidArgument("garment", "send a garment_id or a garment_image")
         garment = {which: getattr(request, which)}
-        scope = scopes.current()
-        remaining = scope.remaining() if scope is not None else None
-        deadline = time.monotonic() + (
-            remaining if remaining is not None else self.settings.preview_timeout_s
-        )
+        deadline = time.monotonic() + self._time_left()
         preview = self._preview(request.photo, garment, deadline, strict=True)
         if preview.status == common_pb2.PREVIEW_STATUS_OK:
             self.tryon_version = preview.model_version
@@ -363,7 +361,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 status=common_pb2.PREVIEW_STATUS_TIMED_OUT,
                 reason=f"not ready within the request's deadline ({exc})",
             )
-        self.preview_seconds.labels(_status_name(preview.status)).observe(
+        self.preview_seconds.labels(preview_status_name(preview.status)).observe(
             time.perf_counter() - started
         )
         return preview

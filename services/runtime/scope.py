@@ -38,6 +38,12 @@ def current() -> RequestScope | None:
     return _current.get()
 
 
+def remaining() -> float | None:
+    """Seconds left before the current call's deadline, or None (no call, or no deadline)."""
+    scope = _current.get()
+    return scope.remaining() if scope else None
+
+
 def current_request_id() -> str:
     scope = _current.get()
     return scope.request_id if scope else ""

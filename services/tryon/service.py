@@ -92,14 +92,12 @@ def _analysed_bytes(item: tuple[np.ndarray, PersonAnalysis]) -> int:
 class TryOnServicer(tryon_pb2_grpc.TryOnServiceServicer):
     def __init__(self, runner: TritonTryOn, height: int, width: int, model_version: str,
                  analyzers: AnalyzerPool, garments: GarmentSource, limits: ImageLimits,
-                 registry: CollectorRegistry, analyses: TtlCache | None = None) -> None:  # fmt: skip
+                 registry: CollectorRegistry, analyses: TtlCache) -> None:  # fmt: skip
         self.runner, self.height, self.width = runner, height, width
         self.model_version = model_version
         self.analyzers, self.garments, self.limits = analyzers, garments, limits
         # The decoded photo and its analysis, by the photo's content hash.
-        self.analyses = analyses or TtlCache(
-            "tryon_analysis", 32, 512 * 2**20, 60.0, _analysed_bytes
-        )
+        self.analyses = analyses
         self.outcomes = Counter("drape_tryon_generations", "Generate calls by outcome.", ["outcome"],
                                 registry=registry)  # fmt: skip
         self.stage_seconds = Histogram("drape_tryon_stage_seconds", "Time per stage of Generate.", ["stage"],
@@ -146,10 +144,10 @@ class TryOnServicer(tryon_pb2_grpc.TryOnServiceServicer):
             )
         tensors = to_tensors([sample])
         lap("inputs")
-        scope = scopes.current()
-        remaining = scope.remaining() if scope is not None else None
         try:
-            out = self.runner.run({name: tensors[name].numpy() for name in INPUTS}, remaining)
+            out = self.runner.run(
+                {name: tensors[name].numpy() for name in INPUTS}, scopes.remaining()
+            )
         except RunnerUnavailable as exc:
             self.outcomes.labels("unavailable").inc()
             raise Unavailable(f"the try-on model is unavailable: {exc}") from None

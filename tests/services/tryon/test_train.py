@@ -13,29 +13,12 @@ from models.tryon.networks import TryOnSpec
 from models.tryon.training import TrainSettings
 from services.cli import main
 from services.train_tryon import ANALYSES_FILE, MemoAnalyzer, RealPairs, TrainBatches, batches
-
-TINY = """
-[spec]
-height = 64
-width = 48
-base_channels = 8
-flow_channels = 4
-depth = 3
-
-[train]
-batch_size = 4
-steps = {steps}
-checkpoint_every = 2
-sample_every = 2
-real_share = 0.25
-photos = "bundled"
-workers = {workers}
-"""
+from tests.models.test_tryon_serving import TINY_CONFIG
 
 
 def _config(tmp_path: Path, steps: int, workers: int) -> Path:
     path = tmp_path / f"tiny-{steps}-{workers}.toml"
-    path.write_text(TINY.format(steps=steps, workers=workers))
+    path.write_text(TINY_CONFIG.replace("STEPS", str(steps)) + f"workers = {workers}\n")
     return path
 
 
