@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys.idmap import index_lookup
+
 COLUMNS = (
     "garment_id",
     "title",
@@ -59,7 +61,7 @@ class Catalog:
 
     def positions(self, garment_ids: Iterable[str]) -> np.ndarray:
         """Dense indexes of ``garment_ids``; -1 for ids not in the catalog."""
-        return self._index.get_indexer(list(garment_ids))
+        return index_lookup(self._index, garment_ids)
 
     def category_mask(self, categories: Iterable[str]) -> np.ndarray:
         """Boolean mask over garments in any of ``categories``."""

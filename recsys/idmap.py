@@ -13,13 +13,36 @@ import numpy as np
 import pandas as pd
 
 
+def _distinct(
+    external_ids: Iterable[str] | pd.Series | np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, distinct ids in first-seen order): ``ids[codes]`` rebuilds the input, and code
+    -1 marks a missing id. Factorising first keeps lookups of millions of events (often
+    Arrow-backed strings) to one pass, with hash lookups of the few distinct ids only."""
+    if not isinstance(external_ids, (pd.Series, pd.Index, np.ndarray)):
+        external_ids = np.asarray(list(external_ids), dtype=object)
+    codes, uniques = pd.factorize(external_ids)
+    return np.asarray(codes, dtype=np.int64), np.asarray(uniques, dtype=object)
+
+
+def _expand(codes: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    return np.append(positions, -1)[codes]  # code -1 (a missing id) -> -1
+
+
+def index_lookup(
+    index: pd.Index, external_ids: Iterable[str] | pd.Series | np.ndarray
+) -> np.ndarray:
+    """Positions of ``external_ids`` in ``index``; -1 where absent."""
+    codes, uniques = _distinct(external_ids)
+    return _expand(codes, index.get_indexer(uniques))
+
+
 class IdMap:
     """Append-only id <-> index mapping backed by a pandas Index (vectorised lookups)."""
 
     def __init__(self, ids: Iterable[str] = ()) -> None:
-        values = pd.unique(pd.Series(list(ids), dtype=object))
-        self._ids = np.asarray(values, dtype=object)
-        self._index = pd.Index(self._ids)
+        self._ids = _distinct(ids)[1]
+        self._index = pd.Index(self._ids, dtype=object)
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -33,7 +56,7 @@ class IdMap:
 
     def lookup(self, external_ids: Iterable[str] | pd.Series | np.ndarray) -> np.ndarray:
         """Indexes of ``external_ids``; -1 where unknown."""
-        return self._index.get_indexer(pd.Index(np.asarray(list(external_ids), dtype=object)))
+        return index_lookup(self._index, external_ids)
 
     def index_of(self, external_id: str) -> int:
         """Index of one id, or -1."""
@@ -42,14 +65,16 @@ class IdMap:
         except KeyError:
             return -1
 
-    def extend(self, external_ids: Iterable[str] | pd.Series) -> np.ndarray:
+    def extend(self, external_ids: Iterable[str] | pd.Series | np.ndarray) -> np.ndarray:
         """Appends unseen ids (first-seen order); returns the indexes of all given ids."""
-        values = pd.Series(np.asarray(list(external_ids), dtype=object))
-        new = pd.unique(values[self._index.get_indexer(values) < 0])
-        if len(new):
-            self._ids = np.concatenate([self._ids, np.asarray(new, dtype=object)])
-            self._index = pd.Index(self._ids)
-        return self.lookup(values)
+        codes, uniques = _distinct(external_ids)
+        positions = self._index.get_indexer(uniques)
+        new = positions < 0
+        if new.any():
+            positions[new] = len(self._ids) + np.arange(int(new.sum()))
+            self._ids = np.concatenate([self._ids, uniques[new]])
+            self._index = pd.Index(self._ids, dtype=object)
+        return _expand(codes, positions)
 
     def save(self, path: Path) -> None:
         Path(path).write_text("\n".join(map(str, self._ids)) + ("\n" if len(self._ids) else ""))

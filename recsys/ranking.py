@@ -79,10 +79,17 @@ def top_k(order: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
 
 
 def purchases_by_user(catalog: Catalog, events: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Catalog positions each user bought (the "already bought" filter)."""
+    """Catalog positions each user bought (the "already bought" filter), sorted and distinct."""
     bought = events[events["type"] == "purchase"]
-    frame = bought.assign(position=catalog.positions(bought["garment_id"]))
-    frame = frame[frame["position"] >= 0]
-    return {
-        user: np.unique(group.to_numpy()) for user, group in frame.groupby("user_id")["position"]
-    }
+    positions = catalog.positions(bought["garment_id"])
+    keep = positions >= 0
+    if not keep.any():
+        return {}
+    codes, users = pd.factorize(bought["user_id"].to_numpy()[keep])
+    positions = positions[keep]
+    order = np.lexsort((positions, codes))
+    codes, positions = codes[order], positions[order]
+    distinct = np.r_[True, (codes[1:] != codes[:-1]) | (positions[1:] != positions[:-1])]
+    codes, positions = codes[distinct], positions[distinct]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    return dict(zip(users[codes[starts]], np.split(positions, starts[1:]), strict=True))

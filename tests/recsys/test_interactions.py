@@ -65,3 +65,14 @@ def test_idmap_roundtrip(tmp_path):
 def _empty(tmp_path):
     IdMap().save(tmp_path / "e.txt")
     return tmp_path / "e.txt"
+
+
+def test_idmap_takes_arrow_strings_and_missing_ids_like_object_arrays():
+    ids = IdMap(["a", "b"])
+    arrow = pd.Series(["c", "a", None, "c", "b"], dtype="string[pyarrow]")
+    assert list(ids.lookup(arrow)) == [-1, 0, -1, -1, 1]
+    # New ids are appended in first-seen order; a missing id gets no index.
+    assert list(ids.extend(arrow)) == [2, 0, -1, 2, 1]
+    assert list(ids.ids) == ["a", "b", "c"]
+    assert list(ids.extend(np.array(["d", "a"], dtype=object))) == [3, 0]
+    assert list(ids.lookup(iter(["d", "zz"]))) == [3, -1]

@@ -1,0 +1,146 @@
+"""Sequential rules: the garments shoppers engage with next.
+
+Follows the SR method of Ludewig & Jannach, "Evaluation of session-based
+recommendation algorithms" (2018): along every shopper's timeline, each pair of
+items i then j that are at most ``window`` steps apart adds 1/gap to the rule
+i -> j. Each item keeps its ``max_rules`` strongest successors. A shopper is then
+scored by the rules of their ``recent`` latest items, the newest weighing most
+(``decay`` per step back).
+
+Unlike co-occurrence over whole histories, the rules keep order and locality: what
+a shopper looked at a moment ago predicts what they look at next far better than
+what they bought months ago (on MovieLens, blending them with ALS lifts NDCG@10
+well beyond ALS alone; see the README).
+
+Timelines collapse immediate repeats (view, try-on, add-to-cart of one garment
+count as one step), so the funnel of one garment does not eat the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass(frozen=True)
+class SequentialParams:
+    window: int = 20
+    max_rules: int = 100
+    recent: int = 5
+    decay: float = 0.8
+
+
+def timelines(
+    user_rows: np.ndarray, item_cols: np.ndarray, times: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) ordered by user, then time (ties keep input order), immediate repeats of
+    an item collapsed; entries with a negative row or column are dropped."""
+    keep = (user_rows >= 0) & (item_cols >= 0)
+    rows, cols, times = user_rows[keep], item_cols[keep], times[keep]
+    order = np.lexsort((times, rows))
+    rows, cols = rows[order], cols[order]
+    if len(rows):
+        new = np.ones(len(rows), dtype=bool)
+        new[1:] = (rows[1:] != rows[:-1]) | (cols[1:] != cols[:-1])
+        rows, cols = rows[new], cols[new]
+    return rows, cols
+
+
+def latest_items(rows: np.ndarray, cols: np.ndarray, n_users: int, n: int) -> np.ndarray:
+    """``n_users x n`` matrix of each user's last ``n`` items of a timeline, newest last,
+    padded with -1 on the left."""
+    out = np.full((n_users, n), -1, dtype=np.int32)
+    if len(rows) == 0 or n == 0:
+        return out
+    ends = np.flatnonzero(np.r_[rows[1:] != rows[:-1], True])  # last entry of each user
+    starts = np.r_[0, ends[:-1] + 1]
+    users = rows[ends]
+    for back in range(n):  # n is small (a handful); each pass is vectorised over users
+        at = ends - back
+        valid = at >= starts
+        out[users[valid], n - 1 - back] = cols[at[valid]]
+    return out
+
+
+class SequentialRules:
+    """An items x items CSR of rule strengths (rows: the earlier item)."""
+
+    def __init__(self, rules: sp.csr_matrix, params: SequentialParams) -> None:
+        self.rules = sp.csr_matrix(rules, dtype=np.float32)
+        self.params = params
+
+    @property
+    def n_items(self) -> int:
+        return self.rules.shape[0]
+
+    @classmethod
+    def fit(
+        cls, rows: np.ndarray, cols: np.ndarray, n_items: int, params: SequentialParams
+    ) -> SequentialRules:
+        """Rules from a timeline (see :func:`timelines`) over ``n_items`` columns."""
+        sources, targets, weights = [], [], []
+        for gap in range(1, params.window + 1):
+            same = rows[:-gap] == rows[gap:]
+            a, b = cols[:-gap][same], cols[gap:][same]
+            distinct = a != b
+            sources.append(a[distinct])
+            targets.append(b[distinct])
+            weights.append(np.full(int(distinct.sum()), 1.0 / gap, dtype=np.float32))
+        if sources:
+            src, dst, w = (np.concatenate(x) for x in (sources, targets, weights))
+        else:
+            src = dst = np.empty(0, dtype=np.int64)
+            w = np.empty(0, dtype=np.float32)
+        matrix = sp.csr_matrix((w, (src, dst)), shape=(n_items, n_items), dtype=np.float32)
+        matrix.sum_duplicates()
+        return cls(_strongest_per_row(matrix, params.max_rules), params)
+
+    def scores(self, recent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(item columns, scores) reached from a user's recent items (newest last, -1 padded)."""
+        recent = recent[(recent >= 0) & (recent < self.n_items)]
+        if recent.size == 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        weights = self.params.decay ** np.arange(len(recent) - 1, -1, -1, dtype=np.float32)
+        combined = sp.csr_matrix(weights[None, :]) @ self.rules[recent]
+        return combined.indices.astype(np.int64), combined.data
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        sp.save_npz(directory / "rules.npz", self.rules)
+        (directory / "params.txt").write_text(
+            "\n".join(f"{k}={v}" for k, v in asdict(self.params).items()) + "\n"
+        )
+
+    @classmethod
+    def load(cls, directory: Path) -> SequentialRules:
+        directory = Path(directory)
+        raw = dict(
+            line.split("=", 1) for line in (directory / "params.txt").read_text().splitlines()
+        )
+        params = SequentialParams(
+            window=int(raw["window"]),
+            max_rules=int(raw["max_rules"]),
+            recent=int(raw["recent"]),
+            decay=float(raw["decay"]),
+        )
+        return cls(sp.load_npz(directory / "rules.npz").tocsr(), params)
+
+
+def _strongest_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
+    """Keeps the ``k`` largest entries of every row (vectorised: one sort of all entries)."""
+    counts = np.diff(matrix.indptr)
+    if counts.max(initial=0) <= k:
+        return matrix
+    row_of = np.repeat(np.arange(matrix.shape[0]), counts)
+    order = np.lexsort((-matrix.data, row_of))  # by row, strongest first
+    rank = np.arange(len(order)) - np.repeat(matrix.indptr[:-1], counts)
+    keep = order[rank < k]
+    keep.sort()  # back to CSR order
+    pruned = sp.csr_matrix(
+        (matrix.data[keep], (row_of[keep], matrix.indices[keep])), shape=matrix.shape
+    )
+    return pruned
