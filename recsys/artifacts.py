@@ -5,6 +5,7 @@
     <root>/<version>/items.txt
     <root>/<version>/als/             ALS factors
     <root>/<version>/embeddings/      garment embedding index (when embeddings exist)
+    <root>/<version>/sequential/      sequential rules (versions trained since they exist)
     <root>/CURRENT                    the version services load
 
 A version is written completely in a temporary folder, renamed into place,
@@ -26,6 +27,7 @@ from recsys.als import ALSModel
 from recsys.hybrid import BlendWeights, HybridParams
 from recsys.idmap import IdMap
 from recsys.index import EmbeddingIndex
+from recsys.sequential import SequentialRules
 
 
 class NoArtifacts(FileNotFoundError):
@@ -41,6 +43,7 @@ class ArtifactSet:
     embeddings: EmbeddingIndex | None
     params: HybridParams
     manifest: dict[str, object]
+    sequential: SequentialRules | None = None
 
 
 def current_version(root: Path) -> str | None:
@@ -59,6 +62,8 @@ def save(root: Path, artifacts: ArtifactSet) -> Path:
         artifacts.als.save(staging / "als")
         if artifacts.embeddings is not None:
             artifacts.embeddings.save(staging / "embeddings")
+        if artifacts.sequential is not None:
+            artifacts.sequential.save(staging / "sequential")
         manifest = {
             **artifacts.manifest,
             "version": artifacts.version,
@@ -102,4 +107,9 @@ def load(root: Path, version: str | None = None) -> ArtifactSet:
         embeddings=embeddings,
         params=params,
         manifest=manifest,
+        sequential=(
+            SequentialRules.load(directory / "sequential")
+            if (directory / "sequential").exists()
+            else None
+        ),
     )

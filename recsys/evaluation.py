@@ -41,6 +41,7 @@ from recsys.index import EmbeddingIndex
 from recsys.interactions import InteractionMatrix
 from recsys.metrics import coverage, ranking_metrics, user_metrics
 from recsys.ranking import RankRequest, purchases_by_user
+from recsys.sequential import SequentialParams, SequentialRules
 
 K = 10
 K_COLD = 20
@@ -49,6 +50,7 @@ WEIGHT_GRID = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 MODELS = {
     "popularity": BlendWeights.only("popularity"),
     "als": BlendWeights.only("collaborative"),
+    "sequential": BlendWeights.only("sequential"),
     "embedding": BlendWeights.only("visual"),
 }
 
@@ -90,6 +92,7 @@ class Fitted:
     als: ALSModel
     embeddings: EmbeddingIndex
     purchases: dict[str, np.ndarray]
+    sequential: SequentialRules | None = None
 
     def model(self, weights: BlendWeights) -> HybridModel:
         return HybridModel(
@@ -99,6 +102,7 @@ class Fitted:
             self.embeddings,
             self.purchases,
             HybridParams(weights=weights, cold_start_fallback=False),
+            sequential=self.sequential,
         )
 
 
@@ -108,9 +112,12 @@ def fit(
     vectors: np.ndarray,
     events: pd.DataFrame,
     params: ALSParams,
+    sequential: SequentialParams | None = None,
 ) -> Fitted:
     now = int(events["occurred_at_us"].max())
-    matrix = InteractionMatrix.build(events, data.weights, data.half_life_days, now)
+    matrix = InteractionMatrix.build(
+        events, data.weights, data.half_life_days, now, keep_timeline=True
+    )
     als = ALSModel.fit(matrix.matrix, params, use_gpu=False)
     return Fitted(
         catalog,
@@ -118,6 +125,7 @@ def fit(
         als,
         EmbeddingIndex.build(catalog.ids, vectors),
         purchases_by_user(catalog, events),
+        matrix.sequential_rules(sequential or SequentialParams()),
     )
 
 
@@ -223,6 +231,7 @@ def evaluate(
         final.als,
         EmbeddingIndex.build(data.catalog.ids, data.vectors),
         final.purchases,
+        final.sequential,
     )
     cold_users = truth(data, split.test, data.catalog, users)
     cold_users = {u: {p for p in r if is_cold[p]} for u, r in cold_users.items()}

@@ -11,8 +11,11 @@ import pandas as pd
 import scipy.sparse as sp
 
 from recsys.idmap import IdMap
+from recsys.sequential import SequentialParams, SequentialRules, latest_items, timelines
 
 US_PER_DAY = 86_400 * 1_000_000
+# Latest items kept per user for the sequential channel (it reads at most this many).
+RECENT_ITEMS = 20
 
 
 def interaction_strength(
@@ -41,6 +44,12 @@ class InteractionMatrix:
     matrix: sp.csr_matrix
     users: IdMap
     items: IdMap
+    # Each user's latest items (columns) in time order, newest last, -1 padded: the
+    # queries of the sequential channel.
+    recent: np.ndarray | None = None
+    # The (user rows, item columns) timeline the matrix was built from (see
+    # :func:`recsys.sequential.timelines`); kept only when asked for (training).
+    timeline: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def build(
@@ -51,6 +60,7 @@ class InteractionMatrix:
         now_us: int,
         users: IdMap | None = None,
         items: IdMap | None = None,
+        keep_timeline: bool = False,
     ) -> InteractionMatrix:
         """Aggregates events into a CSR matrix (vectorised; duplicates are summed).
 
@@ -70,7 +80,24 @@ class InteractionMatrix:
             shape=(len(users), len(items)),
         )
         matrix.sum_duplicates()
-        return cls(matrix, users, items)
+        times = events["occurred_at_us"].to_numpy()
+        timeline = timelines(rows[keep], cols[keep], times[keep])
+        recent = latest_items(*timeline, len(users), RECENT_ITEMS)
+        return cls(matrix, users, items, recent, timeline if keep_timeline else None)
+
+    def sequential_rules(self, params: SequentialParams) -> SequentialRules:
+        """Sequential rules over this matrix's columns, from the timeline it was built with."""
+        if self.timeline is None:
+            raise ValueError("the interaction matrix was built without keep_timeline=True")
+        return SequentialRules.fit(*self.timeline, len(self.items), params)
+
+    def recent_items(self, user_id: str) -> np.ndarray:
+        """The user's latest item columns, newest last (empty for an unknown user)."""
+        index = self.users.index_of(user_id)
+        if index < 0 or self.recent is None or index >= len(self.recent):
+            return np.empty(0, dtype=np.int32)
+        row = self.recent[index]
+        return row[row >= 0]
 
     def user_row(self, user_id: str) -> sp.csr_matrix:
         """The user's row (empty 1 x items for an unknown user)."""

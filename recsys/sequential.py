@@ -27,10 +27,19 @@ import scipy.sparse as sp
 
 @dataclass(frozen=True)
 class SequentialParams:
-    window: int = 20
+    # Chosen on MovieLens (see the README). A window of 20 adds ~0.003 NDCG@10 there but
+    # costs 1.3x the fit time on 2M events.
+    window: int = 10
     max_rules: int = 100
+    # At most RECENT_ITEMS (interactions.py): the latest items the matrix keeps per user.
     recent: int = 5
     decay: float = 0.8
+
+    def __post_init__(self) -> None:
+        if self.window < 1 or self.max_rules < 1 or self.recent < 1:
+            raise ValueError(f"window, max_rules and recent must be >= 1: {self}")
+        if not 0.0 < self.decay <= 1.0:
+            raise ValueError(f"decay must be in (0, 1], got {self.decay}")
 
 
 def timelines(
@@ -81,6 +90,7 @@ class SequentialRules:
         cls, rows: np.ndarray, cols: np.ndarray, n_items: int, params: SequentialParams
     ) -> SequentialRules:
         """Rules from a timeline (see :func:`timelines`) over ``n_items`` columns."""
+        rows, cols = rows.astype(np.int32, copy=False), cols.astype(np.int32, copy=False)
         sources, targets, weights = [], [], []
         for gap in range(1, params.window + 1):
             same = rows[:-gap] == rows[gap:]
@@ -92,7 +102,7 @@ class SequentialRules:
         if sources:
             src, dst, w = (np.concatenate(x) for x in (sources, targets, weights))
         else:
-            src = dst = np.empty(0, dtype=np.int64)
+            src = dst = np.empty(0, dtype=np.int32)
             w = np.empty(0, dtype=np.float32)
         matrix = sp.csr_matrix((w, (src, dst)), shape=(n_items, n_items), dtype=np.float32)
         matrix.sum_duplicates()
@@ -100,6 +110,7 @@ class SequentialRules:
 
     def scores(self, recent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(item columns, scores) reached from a user's recent items (newest last, -1 padded)."""
+        recent = recent[-self.params.recent :]
         recent = recent[(recent >= 0) & (recent < self.n_items)]
         if recent.size == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
@@ -110,7 +121,7 @@ class SequentialRules:
     def save(self, directory: Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        sp.save_npz(directory / "rules.npz", self.rules)
+        sp.save_npz(directory / "rules.npz", self.rules, compressed=False)
         (directory / "params.txt").write_text(
             "\n".join(f"{k}={v}" for k, v in asdict(self.params).items()) + "\n"
         )
@@ -131,16 +142,21 @@ class SequentialRules:
 
 
 def _strongest_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:
-    """Keeps the ``k`` largest entries of every row (vectorised: one sort of all entries)."""
+    """Keeps the ``k`` largest entries of every row (ties: the lower column), in one
+    vectorised sort of the rows that have more than ``k``."""
     counts = np.diff(matrix.indptr)
-    if counts.max(initial=0) <= k:
+    long_rows = counts > k
+    if not long_rows.any():
         return matrix
-    row_of = np.repeat(np.arange(matrix.shape[0]), counts)
-    order = np.lexsort((-matrix.data, row_of))  # by row, strongest first
-    rank = np.arange(len(order)) - np.repeat(matrix.indptr[:-1], counts)
-    keep = order[rank < k]
-    keep.sort()  # back to CSR order
-    pruned = sp.csr_matrix(
-        (matrix.data[keep], (row_of[keep], matrix.indices[keep])), shape=matrix.shape
-    )
-    return pruned
+    row_of = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), counts)
+    entries = np.flatnonzero(long_rows[row_of])
+    # Non-negative float32 values order like their bit patterns: one int64 key sorts by
+    # row, then by value descending.
+    bits = matrix.data[entries].astype(np.float32).view(np.uint32).astype(np.int64)
+    entries = entries[np.argsort((row_of[entries] << 32) | (0xFFFFFFFF - bits), kind="stable")]
+    long_counts = counts[long_rows]
+    rank = np.arange(len(entries)) - np.repeat(np.cumsum(long_counts) - long_counts, long_counts)
+    keep = np.ones(matrix.nnz, dtype=bool)
+    keep[entries[rank >= k]] = False
+    indptr = np.r_[0, np.cumsum(np.minimum(counts, k))]
+    return sp.csr_matrix((matrix.data[keep], matrix.indices[keep], indptr), shape=matrix.shape)

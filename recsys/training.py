@@ -24,6 +24,7 @@ from recsys.hybrid import HybridModel, HybridParams, als_item_index
 from recsys.index import EmbeddingIndex
 from recsys.interactions import InteractionMatrix
 from recsys.ranking import purchases_by_user
+from recsys.sequential import SequentialParams
 
 log = logging.getLogger("drape.train")
 
@@ -33,6 +34,7 @@ class TrainSettings:
     weights: Mapping[str, float]
     half_life_days: float = 14.0
     als: ALSParams = field(default_factory=ALSParams)
+    sequential: SequentialParams = field(default_factory=SequentialParams)
     params: HybridParams = field(default_factory=HybridParams)
     tune: bool = True
     validation_share: float = 0.1
@@ -86,14 +88,18 @@ def train(
             events[events["occurred_at_us"] < cut],
             events[events["occurred_at_us"] >= cut],
         )
-        matrix = InteractionMatrix.build(past, settings.weights, settings.half_life_days, int(cut))
+        matrix = InteractionMatrix.build(
+            past, settings.weights, settings.half_life_days, int(cut), keep_timeline=True
+        )
         progress(f"tuning: ALS on {matrix.matrix.nnz:,} interactions before the validation window")
         als = ALSModel.fit(
             matrix.matrix, replace(settings.als, iterations=settings.tuning_iterations)
         )
+        # Validation users' recent items are their items before the window, as at serving.
         model = HybridModel(
             catalog, matrix, als, embeddings, purchases_by_user(catalog, past), params,
             als_index=als_item_index(catalog.positions(matrix.items.ids), als, kind="flat"),
+            sequential=matrix.sequential_rules(settings.sequential),
         )  # fmt: skip
         users = _relevant_by_user(catalog, recent, set(matrix.users.ids), settings.tuning_users)
         threads = faiss.omp_get_max_threads()
@@ -106,11 +112,16 @@ def train(
         timings["tune"] = time.perf_counter() - started
         progress(f"tuned blend on {len(users)} validation users: ndcg@10 {validation_ndcg:.4f}")
     t = time.perf_counter()
-    matrix = InteractionMatrix.build(events, settings.weights, settings.half_life_days, now_us)
+    matrix = InteractionMatrix.build(
+        events, settings.weights, settings.half_life_days, now_us, keep_timeline=True
+    )
     timings["matrix"] = time.perf_counter() - t
     t = time.perf_counter()
     als = ALSModel.fit(matrix.matrix, settings.als)
     timings["als"] = time.perf_counter() - t
+    t = time.perf_counter()
+    sequential = matrix.sequential_rules(settings.sequential)
+    timings["sequential"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
     # Milliseconds and a random tag: two trainings in the same second never collide.
     stamp = time.time()
@@ -125,11 +136,13 @@ def train(
         als=als,
         embeddings=embeddings,
         params=params,
+        sequential=sequential,
         manifest={
             "events": len(events),
             "users": len(matrix.users),
             "items": len(matrix.items),
             "nnz": int(matrix.matrix.nnz),
+            "sequential_rules": int(sequential.rules.nnz),
             "now_us": now_us,
             "half_life_days": settings.half_life_days,
             "weights": dict(settings.weights),

@@ -25,6 +25,7 @@ CHANNELS = {
     "visual": common_pb2.CHANNEL_VISUAL,
     "photo": common_pb2.CHANNEL_PHOTO,
     "similar": common_pb2.CHANNEL_SIMILAR,
+    "sequential": common_pb2.CHANNEL_SEQUENTIAL,
 }
 
 

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +36,7 @@ log = logging.getLogger("drape.recommend")
 # Baseline strategies are the hybrid restricted to one kind of channel.
 STRATEGY_WEIGHTS = {
     "als": BlendWeights.only("collaborative"),
-    "embedding": BlendWeights(
-        collaborative=0, visual=1, photo=1, category_popularity=0, popularity=0
-    ),
+    "embedding": replace(BlendWeights.only("visual"), photo=1.0),
 }
 
 
@@ -145,7 +143,7 @@ class RecommendState:
         cached = self._als_index[1] if self._als_index and self._als_index[0] == key else None
         model = HybridModel(
             catalog, matrix, trained.als, trained.embeddings, purchases,
-            trained.params, trained.version, als_index=cached,
+            trained.params, trained.version, als_index=cached, sequential=trained.sequential,
         )  # fmt: skip
         self._als_index = (key, model.als_index)
         return model

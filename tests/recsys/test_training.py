@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 
@@ -29,6 +31,13 @@ def test_train_save_load_publish(tmp_path):
     np.testing.assert_array_equal(loaded.als.item_factors, trained.als.item_factors)
     assert list(loaded.users.ids) == list(trained.users.ids)
     assert loaded.params == trained.params and loaded.embeddings is not None
+    assert loaded.sequential is not None and loaded.sequential.rules.nnz > 0
+    np.testing.assert_array_equal(
+        loaded.sequential.rules.toarray(), trained.sequential.rules.toarray()
+    )
+    # Versions trained before the sequential channel existed still load, without it.
+    shutil.rmtree(tmp_path / trained.version / "sequential")
+    assert artifacts.load(tmp_path).sequential is None
     with pytest.raises(FileExistsError):
         artifacts.save(tmp_path, trained)  # versions are immutable
     assert not list(tmp_path.glob(".staging-*"))

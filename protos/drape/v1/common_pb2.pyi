@@ -15,6 +15,7 @@ class Channel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHANNEL_VISUAL: _ClassVar[Channel]
     CHANNEL_PHOTO: _ClassVar[Channel]
     CHANNEL_SIMILAR: _ClassVar[Channel]
+    CHANNEL_SEQUENTIAL: _ClassVar[Channel]
 
 class PreviewStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -32,6 +33,7 @@ CHANNEL_COLLABORATIVE: Channel
 CHANNEL_VISUAL: Channel
 CHANNEL_PHOTO: Channel
 CHANNEL_SIMILAR: Channel
+CHANNEL_SEQUENTIAL: Channel
 PREVIEW_STATUS_UNSPECIFIED: PreviewStatus
 PREVIEW_STATUS_OK: PreviewStatus
 PREVIEW_STATUS_CACHED: PreviewStatus
