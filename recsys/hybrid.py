@@ -182,10 +182,12 @@ class HybridModel:
         self, user_id: str, row: sp.csr_matrix | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         """(catalog positions, strengths) of the user's interactions."""
-        row = self.interactions.user_row(user_id) if row is None else row
-        positions = self.col_to_pos[row.indices] if row.nnz else np.empty(0, dtype=np.int64)
+        cols, strength = (
+            self.interactions.user_entries(user_id) if row is None else (row.indices, row.data)
+        )
+        positions = self.col_to_pos[cols]
         keep = positions >= 0
-        return positions[keep], row.data[keep]
+        return positions[keep], strength[keep]
 
     def user_vector(self, user_id: str, row: sp.csr_matrix | None = None) -> np.ndarray | None:
         if self.als is None:

@@ -99,6 +99,14 @@ class InteractionMatrix:
         row = self.recent[index]
         return row[row >= 0]
 
+    def user_entries(self, user_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(item columns, strengths) of the user's row, without building a sparse row."""
+        index = self.users.index_of(user_id)
+        if index < 0 or index >= self.matrix.shape[0]:
+            return np.empty(0, dtype=np.int32), np.empty(0, dtype=np.float32)
+        span = slice(self.matrix.indptr[index], self.matrix.indptr[index + 1])
+        return self.matrix.indices[span], self.matrix.data[span]
+
     def user_row(self, user_id: str) -> sp.csr_matrix:
         """The user's row (empty 1 x items for an unknown user)."""
         index = self.users.index_of(user_id)

@@ -115,8 +115,16 @@ class SequentialRules:
         if recent.size == 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         weights = self.params.decay ** np.arange(len(recent) - 1, -1, -1, dtype=np.float32)
-        combined = sp.csr_matrix(weights[None, :]) @ self.rules[recent]
-        return combined.indices.astype(np.int64), combined.data
+        # A weighted sum of a handful of sparse rows, on the raw CSR arrays: scipy's
+        # per-call overhead would cost more than the arithmetic.
+        indptr = self.rules.indptr
+        slices = [slice(indptr[i], indptr[i + 1]) for i in recent]
+        targets = np.concatenate([self.rules.indices[s] for s in slices])
+        values = np.concatenate(
+            [self.rules.data[s] * w for s, w in zip(slices, weights, strict=True)]
+        )
+        items, where = np.unique(targets, return_inverse=True)
+        return items.astype(np.int64), np.bincount(where, values, len(items)).astype(np.float32)
 
     def save(self, directory: Path) -> None:
         directory = Path(directory)

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from services.runtime.config import SERVICE_NAMES, ConfigError, DrapeConfig, load_config
@@ -25,6 +27,7 @@ def _serve(args: argparse.Namespace) -> int:
     from services.registry import build_service
     from services.runtime.logs import configure_logging
     from services.runtime.server import RunningService, serve_until_signalled
+    from services.runtime.workers import Supervisor, supervise, worker_count
 
     config = load_config(args.config)
     if args.service == "triton":
@@ -33,8 +36,23 @@ def _serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         server.port = args.port
     configure_logging(args.service, config.log_level)
+    if args.worker is None and worker_count(server) > 1:
+        run_dir = Path(tempfile.mkdtemp(prefix=f"drape-{args.service}-workers-"))
+        try:
+            supervise(
+                Supervisor(args.service, args.config, server, worker_count(server), run_dir),
+                args.ready_file,
+            )
+        finally:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        return 0
     spec = build_service(args.service, config)
-    serve_until_signalled(RunningService(spec, server), args.ready_file)
+    if args.worker is None:
+        serve_until_signalled(RunningService(spec, server), args.ready_file)
+    else:  # one of a supervisor's workers: its port is shared, its /metrics is private
+        server.metrics_port = 0 if server.metrics_port >= 0 else -1
+        service = RunningService(spec, server, reuse_port=True, metrics_host="127.0.0.1")
+        serve_until_signalled(service, args.ready_file)
     return 0
 
 
@@ -216,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, help="TOML/YAML/JSON config file")
     serve.add_argument("--port", type=int, help="override the service's port")
     serve.add_argument("--ready-file", type=Path, help="write the bound address here once serving")
+    serve.add_argument("--worker", type=int, help=argparse.SUPPRESS)  # set by the supervisor
     serve.set_defaults(func=_serve)
 
     triton = sub.add_parser("triton", help="the model server alone (same as `drape serve triton`)")

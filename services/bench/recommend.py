@@ -35,7 +35,9 @@ def _client(address: str, users: list[str], seconds: float, threads: int, out: A
 
     def loop(seed: int) -> None:
         rng = np.random.default_rng(seed)
-        channel = grpc.insecure_channel(address)
+        # Each client its own connection, as separate storefront backends would have
+        # (channels of one process otherwise share one).
+        channel = grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
         stub = recommend_pb2_grpc.RecommendServiceStub(channel)
         mine = []
         while time.monotonic() < stop_at:

@@ -382,7 +382,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
 
 def build(config: DrapeConfig) -> ServiceSpec:
     cfg = config.gateway
-    recommend_channel = connect(cfg.recommend_address, cfg.server)
+    recommend_channel = connect(cfg.recommend_address, cfg.server, cfg.recommend_connections)
     events_channel = connect(cfg.events_address, cfg.server)
     features_channel = connect(cfg.features_address, cfg.server)
     tryon_channel = connect(cfg.tryon_address, cfg.server)

@@ -46,27 +46,35 @@ class ServiceSpec:
     on_reload: Callable[[], None] | None = None
 
 
-def server_options(config: ServerConfig) -> list[tuple[str, int]]:
+def server_options(config: ServerConfig, reuse_port: bool = False) -> list[tuple[str, int]]:
     return [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        # Only the workers of one service share a port (services/runtime/workers.py).
+        ("grpc.so_reuseport", int(reuse_port)),
     ]
 
 
 class RunningService:
     """A started gRPC server with health, reflection and metrics."""
 
-    def __init__(self, spec: ServiceSpec, config: ServerConfig) -> None:
+    def __init__(
+        self,
+        spec: ServiceSpec,
+        config: ServerConfig,
+        reuse_port: bool = False,
+        metrics_host: str | None = None,
+    ) -> None:
         self.spec = spec
         self.config = config
+        self.metrics_host = metrics_host or config.host
         self.metrics = RpcMetrics(spec.registry)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(
                 max_workers=config.max_workers, thread_name_prefix=f"{spec.name}-rpc"
             ),
             interceptors=[ServerInterceptor(self.metrics)],
-            options=server_options(config),
+            options=server_options(config, reuse_port),
             maximum_concurrent_rpcs=config.max_workers * 8,
         )
         spec.register(self._server)
@@ -92,7 +100,7 @@ class RunningService:
     def start(self) -> RunningService:
         if self.config.metrics_port >= 0:
             self._metrics_endpoint = MetricsEndpoint(
-                self.spec.registry, self.config.host, self.config.metrics_port
+                self.spec.registry, self.metrics_host, self.config.metrics_port
             )
         self._server.start()
         for name in ("", *self.spec.grpc_services):

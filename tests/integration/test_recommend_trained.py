@@ -178,12 +178,22 @@ def test_sighup_loads_a_new_version_without_waiting_for_the_refresh(tmp_path):
     shoppers = generate_shoppers(catalog, 60, 2_000, seed=4)
     store.append([StoredEvent(*row) for row in shoppers.events.itertuples(index=False)])
     store.close()
+    assert config.recommend.server.processes == 2  # the supervisor forwards the signal
     with Stack(config, services=["recommend"], run_dir=tmp_path / "run") as stack:
-        channel = grpc.insecure_channel(stack.address("recommend"))
-        stub = recommend_pb2_grpc.RecommendServiceStub(channel)
-        assert _version(stub) == ""  # FAILED_PRECONDITION: nothing trained yet
+        # Eight connections: the kernel spreads them over both worker processes.
+        channels = [
+            grpc.insecure_channel(
+                stack.address("recommend"), options=[("grpc.use_local_subchannel_pool", 1)]
+            )
+            for _ in range(8)
+        ]
+        stubs = [recommend_pb2_grpc.RecommendServiceStub(c) for c in channels]
+        assert {_version(stub) for stub in stubs} == {""}  # FAILED_PRECONDITION: not trained
         version = train_recsys(config, quiet=True)
-        assert not wait_until(lambda: _version(stub) != "", timeout=1.0)
+        assert not wait_until(lambda: _version(stubs[0]) != "", timeout=1.0)
         os.kill(stack.process("recommend").pid, signal.SIGHUP)
-        assert wait_until(lambda: _version(stub) == f"hybrid-{version}", timeout=20)
-        channel.close()
+        assert wait_until(
+            lambda: {_version(stub) for stub in stubs} == {f"hybrid-{version}"}, timeout=20
+        )
+        for channel in channels:
+            channel.close()
