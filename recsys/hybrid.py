@@ -68,7 +68,7 @@ class BlendWeights:
 @dataclass(frozen=True)
 class HybridParams:
     weights: BlendWeights = field(default_factory=BlendWeights)
-    n_candidates: int = 200
+    n_candidates: int = 100
     # 1.0 = pure relevance; lower trades relevance for variety.
     mmr_lambda: float = 1.0
     # MMR re-ranks this many of the best-blended candidates.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from pathlib import Path
 
@@ -29,7 +30,10 @@ CHANNELS = {
 }
 
 
+@functools.lru_cache(maxsize=100_000)
 def garment_proto(catalog: Catalog, position: int) -> common_pb2.Garment:
+    """A catalog row as a message; cached per catalog (a reload brings a new catalog object),
+    and never mutated: messages that embed it take a copy."""
     row = catalog.row(position)
     return common_pb2.Garment(
         garment_id=row["garment_id"],
