@@ -80,22 +80,30 @@ def _model_version(gateway: gateway_pb2_grpc.GatewayServiceStub, user: str) -> s
 
 
 def _wait_for_refresh(
-    gateway: gateway_pb2_grpc.GatewayServiceStub, control_user: str, timeout: float
+    gateway: gateway_pb2_grpc.GatewayServiceStub,
+    control_user: str,
+    timeout: float,
+    probes: int = 8,
 ) -> str:
-    """Waits for the recommender's next refresh (which sees every event seeded so far)."""
+    """Waits until the recommender has refreshed since this call (so it sees every event
+    seeded so far). Its worker processes refresh on their own timers, so the wait ends when
+    ``probes`` calls in a row, spread by the gateway over its connections to them, all
+    answer with a version not seen at the start."""
     deadline = time.monotonic() + timeout
-    while True:  # the freshly ingested catalog is picked up on a refresh too
+
+    def version() -> str | None:  # None: a worker has not loaded the new catalog yet
         try:
-            before = _model_version(gateway, control_user)
-            break
+            return _model_version(gateway, control_user)
         except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION or time.monotonic() > deadline:
+            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
                 raise
-            time.sleep(0.2)
+            return None
+
+    before = {version() for _ in range(probes)}
     while time.monotonic() < deadline:
-        version = _model_version(gateway, control_user)
-        if version != before:
-            return version
+        seen = [version() for _ in range(probes)]
+        if all(v is not None and v not in before for v in seen):
+            return str(seen[-1])
         time.sleep(0.2)
     raise TimeoutError(f"the recommender did not refresh within {timeout:.0f} s")
 

@@ -23,23 +23,13 @@ from pathlib import Path
 from typing import IO
 
 from services.runtime.config import SERVICE_NAMES, DrapeConfig
+from services.runtime.workers import die_with_parent
 
 # The model server comes first (features calls it); the gateway depends on every other
 # service, so it goes last.
 MODEL_SERVER = "triton"
 START_ORDER = (MODEL_SERVER, "events", "recommend", "features", "tryon", "splice", "gateway")
 PROCESS_NAMES = (*SERVICE_NAMES, MODEL_SERVER)
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGTERM it when its supervisor dies,
-    even by SIGKILL, so no service outlives `drape up` (a no-op elsewhere)."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def _kill_group(pid: int) -> None:
@@ -155,7 +145,7 @@ class Stack:
             stderr=subprocess.STDOUT if out else None,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
     def _await_model_server(self, timeout: float, attempts: int = 3) -> None:

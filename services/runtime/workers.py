@@ -43,6 +43,17 @@ log = logging.getLogger("drape.workers")
 WORKER_LABEL = "worker"
 
 
+def die_with_parent() -> None:
+    """In a child, before exec: ask Linux to SIGTERM it when its parent dies, even by
+    SIGKILL, so no service outlives its supervisor (a no-op elsewhere)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def worker_count(config: ServerConfig) -> int:
     """``processes``; 0 means one per CPU this process may run on."""
     if config.processes:
@@ -140,9 +151,7 @@ class Supervisor:
         if self.config_path is not None:
             command += ["--config", str(self.config_path)]
         command += ["--port", str(self.port), "--worker", str(index), "--ready-file", str(ready)]
-        from services.stack import _die_with_parent
-
-        self._procs[index] = subprocess.Popen(command, preexec_fn=_die_with_parent)
+        self._procs[index] = subprocess.Popen(command, preexec_fn=die_with_parent)
 
     def _await(self, index: int, deadline: float) -> None:
         ready, proc = self._ready_file(index), self._procs[index]

@@ -115,3 +115,27 @@ def _safe(call) -> int:
         return call()
     except grpc.RpcError:
         return -1
+
+
+def test_round_robin_channel_takes_its_connections_in_turn():
+    class Fake:
+        def __init__(self, name):
+            self.name, self.closed = name, False
+
+        def unary_unary(self, method, *args, **kwargs):
+            def call(request, **kw):
+                return (self.name, method, request)
+
+            call.with_call = lambda request, **kw: ((self.name, request), "call")
+            return call
+
+        def close(self):
+            self.closed = True
+
+    fakes = [Fake("a"), Fake("b"), Fake("c")]
+    channel = RoundRobinChannel(fakes)
+    method = channel.unary_unary("/svc/M", request_serializer=None, _registered_method=True)
+    assert [method(i)[0] for i in range(6)] == ["a", "b", "c", "a", "b", "c"]
+    assert method.with_call("r") == (("a", "r"), "call")
+    channel.close()
+    assert all(f.closed for f in fakes)
