@@ -207,26 +207,25 @@ class HybridModel:
         self, index: EmbeddingIndex, query: np.ndarray, mask: np.ndarray, n: int, as_positions: bool
     ) -> tuple[np.ndarray, np.ndarray]:
         # Headroom for filtered-out neighbours, so one search usually suffices.
-        fetch = n + n // 4 + 32
+        fetch = n + n // 8 + 8
+        label_positions = self._label_positions(index, as_positions)
         for _ in range(4):  # widen the search when filters reject many neighbours
-            if as_positions:
-                ids, scores = index.search(query, fetch)
-                positions = ids[0].astype(np.int64)
-            else:
-                labels, scores = index.search_labels(query, fetch)
-                positions = self._label_positions(index)[labels[0]]
+            labels, scores = index.search_labels(query, fetch)
+            positions = label_positions[labels[0]]
             keep = (positions >= 0) & mask[np.maximum(positions, 0)]
             if keep.sum() >= n or fetch >= len(index):
                 return positions[keep][:n], scores[0][keep][:n]
             fetch = min(fetch * 4, len(index))
         return positions[keep][:n], scores[0][keep][:n]
 
-    def _label_positions(self, index: EmbeddingIndex) -> np.ndarray:
+    def _label_positions(self, index: EmbeddingIndex, ids_are_positions: bool) -> np.ndarray:
         """Catalog position of each of ``index``'s labels (-1: not in the catalog), mapped
-        once per index size rather than per request (an index only ever appends labels)."""
+        once per index size rather than per request (an index only ever appends labels).
+        The ALS index is keyed by catalog position already; the embedding index by id."""
         cached = self._label_cache.get(id(index))
         if cached is None or len(cached) != len(index.label_ids):
-            cached = self.catalog.positions(index.label_ids)
+            ids = index.label_ids
+            cached = ids.astype(np.int64) if ids_are_positions else self.catalog.positions(ids)
             self._label_cache[id(index)] = cached
         return cached
 
