@@ -272,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--users", type=int, default=100_000, help="recommend: shoppers")
     bench.add_argument("--interactions", type=int, default=2_000_000, help="recommend: events")
     bench.add_argument(
+        "--processes", type=int, help="recommend: server worker processes (default: the config's)"
+    )
+    bench.add_argument(
         "--no-tune", action="store_true", help="recommend: train without blend tuning"
     )
     bench.set_defaults(func=_bench)

@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,9 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="drape-bench-rec-") as tmp:
         config = ephemeral(DrapeConfig(data_dir=Path(tmp)))
         config.recommend.refresh_s = 3600.0  # no background refresh during the measurement
+        if args.processes is not None:
+            config.recommend.server.processes = args.processes
+        processes = config.recommend.server.processes
         exp = Path(tmp) / "exp.yaml"
         exp.write_text(
             "name: bench\nsalt: b\nvariants:\n  - {name: hybrid, share: 1, strategy: hybrid}\n"
@@ -142,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         from recsys.interactions import InteractionMatrix
 
         published = artifacts.load(config.recsys_artifacts())
+        weights = {k: v for k, v in asdict(published.params.weights).items() if v}
+        print(f"tuned blend (channels with a weight): {weights}", flush=True)
         events = shoppers.events
         matrix = InteractionMatrix.build(
             events, config.recommend.weights.model_dump(), 14, int(events["occurred_at_us"].max())
@@ -192,7 +198,8 @@ def run(args: argparse.Namespace) -> int:
 
     rows = [{"path": "in-process ranker (1 thread)", "clients": 1, "qps": in_process_qps}]
     rows += [{"path": "gRPC Recommend", **r} for r in grpc_rows]
-    print(f"recommend: {n_garments:,} garments, {n_users:,} users, {n_events:,} interactions")
+    print(f"recommend: {n_garments:,} garments, {n_users:,} users, {n_events:,} interactions; "
+          f"{processes} server process(es)")  # fmt: skip
     print(format_table(rows, ["path", "clients", "qps", "p50_ms", "p99_ms", "errors"]))
     ratio = grpc_rows[-1]["qps"] / in_process_qps
     print(f"served/in-process QPS at 8 clients: {ratio:.2f}")
@@ -202,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
     out = write_report(
         "recommend", rows, args.out,
         {"scale": {"garments": n_garments, "users": n_users, "interactions": n_events}, "timings_s": timings,
-         "served_over_in_process": ratio},
+         "served_over_in_process": ratio, "server_processes": processes, "blend": weights},
     )  # fmt: skip
     print(f"wrote {out}")
     return 0

@@ -178,9 +178,9 @@ def test_sighup_loads_a_new_version_without_waiting_for_the_refresh(tmp_path):
     shoppers = generate_shoppers(catalog, 60, 2_000, seed=4)
     store.append([StoredEvent(*row) for row in shoppers.events.itertuples(index=False)])
     store.close()
-    assert config.recommend.server.processes == 2  # the supervisor forwards the signal
+    assert config.recommend.server.processes > 1  # the supervisor forwards the signal
     with Stack(config, services=["recommend"], run_dir=tmp_path / "run") as stack:
-        # Eight connections: the kernel spreads them over both worker processes.
+        # Eight connections: the kernel spreads them over the worker processes.
         channels = [
             grpc.insecure_channel(
                 stack.address("recommend"), options=[("grpc.use_local_subchannel_pool", 1)]
