@@ -17,6 +17,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -79,54 +80,69 @@ def _model_version(gateway: gateway_pb2_grpc.GatewayServiceStub, user: str) -> s
     return gateway.Recommend(probe).model_version
 
 
-def _wait_for_refresh(
+def _recommend_or_none(
+    gateway: gateway_pb2_grpc.GatewayServiceStub, user: str
+) -> gateway_pb2.GatewayServiceRecommendResponse | None:
+    """One Recommend; None while the recommender has not loaded what it needs yet."""
+    try:
+        return gateway.Recommend(gateway_pb2.GatewayServiceRecommendRequest(user_id=user, k=1))
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+            raise
+        return None
+
+
+def _until_every_worker(
     gateway: gateway_pb2_grpc.GatewayServiceStub,
-    control_user: str,
+    users: list[str],
+    done: Callable[[gateway_pb2.GatewayServiceRecommendResponse | None], bool],
     timeout: float,
-    probes: int = 8,
-) -> str:
-    """Waits until the recommender has refreshed since this call (so it sees every event
-    seeded so far). Its worker processes refresh on their own timers, so the wait ends when
-    ``probes`` calls in a row, spread by the gateway over its connections to them, all
-    answer with a version not seen at the start."""
+    what: str,
+    probes: int = 12,
+) -> gateway_pb2.GatewayServiceRecommendResponse | None:
+    """Waits until ``probes`` Recommend calls in a row (for ``users`` in turn) all satisfy
+    ``done``. The gateway spreads calls over its connections, and so over recommend's
+    worker processes, which refresh on their own timers: one good answer is not enough."""
     deadline = time.monotonic() + timeout
-
-    def version() -> str | None:  # None: a worker has not loaded the new catalog yet
-        try:
-            return _model_version(gateway, control_user)
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
-                raise
-            return None
-
-    before = {version() for _ in range(probes)}
     while time.monotonic() < deadline:
-        seen = [version() for _ in range(probes)]
-        if all(v is not None and v not in before for v in seen):
-            return str(seen[-1])
+        replies = [_recommend_or_none(gateway, users[i % len(users)]) for i in range(probes)]
+        if all(done(reply) for reply in replies):
+            return replies[-1]
         time.sleep(0.2)
-    raise TimeoutError(f"the recommender did not refresh within {timeout:.0f} s")
+    raise TimeoutError(f"the recommender did not {what} within {timeout:.0f} s")
+
+
+def _wait_for_refresh(
+    gateway: gateway_pb2_grpc.GatewayServiceStub, control_user: str, timeout: float
+) -> str:
+    """Waits until every recommend worker has refreshed since this call (so each sees every
+    event seeded so far): every answer carries a model version not seen at the start."""
+    before = {
+        reply.model_version if reply else None
+        for reply in (_recommend_or_none(gateway, control_user) for _ in range(12))
+    }
+    reply = _until_every_worker(
+        gateway,
+        [control_user],
+        lambda r: r is not None and r.model_version not in before,
+        timeout,
+        "refresh",
+    )
+    assert reply is not None
+    return reply.model_version
 
 
 def _wait_for_artifacts(
     gateway: gateway_pb2_grpc.GatewayServiceStub, users: list[str], version: str, timeout: float
 ) -> None:
-    """Waits until the recommend service serves the published artifact version."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for user in users:
-            try:
-                reply = gateway.Recommend(
-                    gateway_pb2.GatewayServiceRecommendRequest(user_id=user, k=1)
-                )
-            except grpc.RpcError as exc:
-                if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
-                    raise
-                continue  # published, not loaded yet
-            if reply.assignment.strategy == "hybrid" and reply.model_version.endswith(version):
-                return
-        time.sleep(0.2)
-    raise TimeoutError(f"the recommend service did not load {version} within {timeout:.0f} s")
+    """Waits until every recommend worker serves the published artifact version to ``users``
+    (shoppers assigned to the hybrid strategy)."""
+
+    def loaded(reply: gateway_pb2.GatewayServiceRecommendResponse | None) -> bool:
+        # None: published, not loaded yet
+        return reply is not None and reply.model_version.endswith(version)
+
+    _until_every_worker(gateway, users, loaded, timeout, f"load {version}")
 
 
 def _metric_lines(port: int | None, prefix: str) -> list[str]:
@@ -179,7 +195,10 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"popularity refreshed from the event store: {version}")
         print("\ndrape train recsys:")
         trained = train_recsys(config, ALSParams(factors=32, iterations=10))
-        _wait_for_artifacts(gateway, list(shoppers.user_ids[:8]), trained, timeout=60)
+        hybrid_users = [
+            u for u in shoppers.user_ids[:20] if experiment.assign(u).strategy == "hybrid"
+        ]
+        _wait_for_artifacts(gateway, hybrid_users, trained, timeout=60)
         _recommend_and_feedback(gateway, shoppers.user_ids[:4])
         _shop_the_look(gateway, experiment)
         page = _previews_page(gateway, experiment, feed.parent / "images", args.out)

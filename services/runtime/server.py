@@ -136,20 +136,10 @@ class RunningService:
         self._server.wait_for_termination()
 
 
-def write_ready_file(path: Path, service: RunningService) -> None:
-    """Tells a supervisor where the service listens (atomically: write, then rename)."""
+def write_ready_file(path: Path, info: dict[str, object]) -> None:
+    """Tells a supervisor where a service listens (atomically: write, then rename)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(
-        json.dumps(
-            {
-                "service": service.spec.name,
-                "address": service.address,
-                "port": service.port,
-                "metrics_port": service.metrics_port,
-                "pid": os.getpid(),
-            }
-        )
-    )
+    tmp.write_text(json.dumps({**info, "pid": os.getpid()}))
     tmp.replace(path)
 
 
@@ -171,7 +161,15 @@ def serve_until_signalled(service: RunningService, ready_file: Path | None = Non
     try:
         service.start()
         if ready_file is not None:
-            write_ready_file(ready_file, service)
+            write_ready_file(
+                ready_file,
+                {
+                    "service": service.spec.name,
+                    "address": service.address,
+                    "port": service.port,
+                    "metrics_port": service.metrics_port,
+                },
+            )
         while not stop.wait(1.0):
             pass
     finally:

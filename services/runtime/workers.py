@@ -37,6 +37,7 @@ from prometheus_client.registry import Collector
 
 from services.runtime.config import ServerConfig
 from services.runtime.metrics import MetricsEndpoint
+from services.runtime.server import write_ready_file
 
 log = logging.getLogger("drape.workers")
 
@@ -254,20 +255,16 @@ def supervise(supervisor: Supervisor, ready_file: Path | None) -> None:
     try:
         supervisor.start()
         if ready_file is not None:
-            tmp = ready_file.with_suffix(ready_file.suffix + ".tmp")
-            tmp.write_text(
-                json.dumps(
-                    {
-                        "service": supervisor.service,
-                        "address": supervisor.address,
-                        "port": supervisor.port,
-                        "metrics_port": supervisor.metrics_port,
-                        "pid": os.getpid(),
-                        "workers": supervisor.count,
-                    }
-                )
+            write_ready_file(
+                ready_file,
+                {
+                    "service": supervisor.service,
+                    "address": supervisor.address,
+                    "port": supervisor.port,
+                    "metrics_port": supervisor.metrics_port,
+                    "workers": supervisor.count,
+                },
             )
-            tmp.replace(ready_file)
         supervisor.watch()
     finally:
         supervisor.stop()

@@ -13,12 +13,13 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 import pytest
-from drape.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from drape.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, recommend_pb2, recommend_pb2_grpc
 from PIL import Image
 
 from models.images import encode_jpeg, encode_png
 from services.generate import write_generated_feed
 from services.ingest import ingest_via_service
+from services.runtime import connect
 from services.runtime.config import DrapeConfig
 from services.stack import Stack, ephemeral
 from tests.conftest import wait_until
@@ -47,6 +48,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         report = ingest_via_service(feed, stack.config, stack.address("features"))
         assert report.ingested == 40
+        # Every recommend worker has picked up the ingested catalog (each on its own timer).
+        channel = connect(stack.address("recommend"), connections=16)
+        stub = recommend_pb2_grpc.RecommendServiceStub(channel)
+
+        def loaded() -> bool:
+            try:
+                for _ in range(32):
+                    stub.Recommend(recommend_pb2.RecommendRequest(user_id="u", k=1), timeout=5)
+            except grpc.RpcError:
+                return False
+            return True
+
+        assert wait_until(loaded, timeout=30)
+        channel.close()
         yield stack
     finally:
         stack.stop()
