@@ -60,10 +60,10 @@ class ServerConfig(_Strict):
         return self.max_message_mb * 1024 * 1024
 
 
-def _server(port: int, metrics_port: int, processes: int = 1) -> Any:
+def _server(port: int, metrics_port: int, processes: int = 1, max_workers: int = 16) -> Any:
     return Field(
         default_factory=lambda: ServerConfig(
-            port=port, metrics_port=metrics_port, processes=processes
+            port=port, metrics_port=metrics_port, processes=processes, max_workers=max_workers
         )
     )
 
@@ -94,9 +94,10 @@ class EventWeights(_Strict):
 
 class RecommendConfig(_Strict):
     # Ranking is CPU-bound Python: one process uses about one core. On the 2-core benchmark
-    # machine, 3 processes served 1,234 requests/s against 1,094 with 2 and ~400 with 1 (one
-    # more than the cores evens out the kernel's per-connection balancing). Scale with CPUs.
-    server: ServerConfig = _server(50052, 9102, processes=3)
+    # machine, 8 clients got 300-410 requests/s from 1 process, 718-1,094 from 2 and 950-1,311
+    # from 3 (one more than the cores evens out the kernel's per-connection balancing). Scale
+    # with CPUs. Few threads each: CPU-bound handlers only contend for the interpreter lock.
+    server: ServerConfig = _server(50052, 9102, processes=3, max_workers=4)
     # Catalog database; empty = <data_dir>/catalog.db.
     catalog_path: str = ""
     # Event store the popularity statistics are read from; empty = the events
