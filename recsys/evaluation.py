@@ -253,6 +253,7 @@ def evaluate(
         "dataset": data.name,
         "protocol": f"time split 80/10/10 ({data.split}), 10% items held out as cold, tuned on validation",
         "als": asdict(als_params),
+        "sequential": asdict(SequentialParams()),
         "blend": asdict(weights),
         "seconds": round(time.perf_counter() - started, 1),
         "results": rows,
