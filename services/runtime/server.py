@@ -14,8 +14,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -147,32 +148,47 @@ def serve_until_signalled(service: RunningService, ready_file: Path | None = Non
     """Runs ``service`` until SIGTERM or SIGINT, then shuts it down gracefully."""
     stop = threading.Event()
 
-    def _on_signal(signum: int, _frame: object) -> None:
+    def _on_stop(signum: int) -> None:
         log.info("signal received, draining", extra={"signal": signal.Signals(signum).name})
         stop.set()
 
-    def _on_reload(signum: int, _frame: object) -> None:
+    def _on_reload() -> None:
         log.info("SIGHUP: reloading")
         if service.spec.on_reload is not None:
             service.spec.on_reload()
 
-    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _on_reload)
+    with handling_signals(_on_stop, _on_reload):
+        try:
+            service.start()
+            if ready_file is not None:
+                write_ready_file(
+                    ready_file,
+                    {
+                        "service": service.spec.name,
+                        "address": service.address,
+                        "port": service.port,
+                        "metrics_port": service.metrics_port,
+                    },
+                )
+            while not stop.wait(1.0):
+                pass
+        finally:
+            service.stop()
+
+
+@contextmanager
+def handling_signals(
+    on_stop: Callable[[int], None], on_reload: Callable[[], None]
+) -> Iterator[None]:
+    """SIGTERM and SIGINT call ``on_stop(signum)``, SIGHUP ``on_reload()``; the previous
+    handlers are back afterwards."""
+    previous = {
+        s: signal.signal(s, lambda signum, _frame: on_stop(signum))
+        for s in (signal.SIGTERM, signal.SIGINT)
+    }
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda _signum, _frame: on_reload())
     try:
-        service.start()
-        if ready_file is not None:
-            write_ready_file(
-                ready_file,
-                {
-                    "service": service.spec.name,
-                    "address": service.address,
-                    "port": service.port,
-                    "metrics_port": service.metrics_port,
-                },
-            )
-        while not stop.wait(1.0):
-            pass
+        yield
     finally:
-        service.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -37,7 +37,7 @@ from prometheus_client.registry import Collector
 
 from services.runtime.config import ServerConfig
 from services.runtime.metrics import MetricsEndpoint
-from services.runtime.server import write_ready_file
+from services.runtime.server import handling_signals, write_ready_file
 
 log = logging.getLogger("drape.workers")
 
@@ -243,30 +243,24 @@ class Supervisor:
 def supervise(supervisor: Supervisor, ready_file: Path | None) -> None:
     """Runs ``supervisor`` until SIGTERM or SIGINT; SIGHUP reaches every worker."""
 
-    def _on_stop(signum: int, _frame: object) -> None:
+    def _on_stop(signum: int) -> None:
         log.info("signal received, stopping workers", extra={"signal": signal.Signals(signum).name})
         supervisor.request_stop()
 
-    def _on_reload(signum: int, _frame: object) -> None:
-        supervisor.signal_workers(signal.SIGHUP)
-
-    previous = {s: signal.signal(s, _on_stop) for s in (signal.SIGTERM, signal.SIGINT)}
-    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, _on_reload)
-    try:
-        supervisor.start()
-        if ready_file is not None:
-            write_ready_file(
-                ready_file,
-                {
-                    "service": supervisor.service,
-                    "address": supervisor.address,
-                    "port": supervisor.port,
-                    "metrics_port": supervisor.metrics_port,
-                    "workers": supervisor.count,
-                },
-            )
-        supervisor.watch()
-    finally:
-        supervisor.stop()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with handling_signals(_on_stop, lambda: supervisor.signal_workers(signal.SIGHUP)):
+        try:
+            supervisor.start()
+            if ready_file is not None:
+                write_ready_file(
+                    ready_file,
+                    {
+                        "service": supervisor.service,
+                        "address": supervisor.address,
+                        "port": supervisor.port,
+                        "metrics_port": supervisor.metrics_port,
+                        "workers": supervisor.count,
+                    },
+                )
+            supervisor.watch()
+        finally:
+            supervisor.stop()
