@@ -47,6 +47,7 @@ K = 10
 K_COLD = 20
 ALS_GRID = {"factors": (32, 64, 128), "regularization": (0.01, 0.1), "alpha": (1.0, 4.0, 16.0)}
 WEIGHT_GRID = (0.0, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+SEQUENTIAL = SequentialParams()  # the rules' defaults, as `drape train recsys` uses them
 MODELS = {
     "popularity": BlendWeights.only("popularity"),
     "als": BlendWeights.only("collaborative"),
@@ -112,7 +113,6 @@ def fit(
     vectors: np.ndarray,
     events: pd.DataFrame,
     params: ALSParams,
-    sequential: SequentialParams | None = None,
 ) -> Fitted:
     now = int(events["occurred_at_us"].max())
     matrix = InteractionMatrix.build(
@@ -125,7 +125,7 @@ def fit(
         als,
         EmbeddingIndex.build(catalog.ids, vectors),
         purchases_by_user(catalog, events),
-        matrix.sequential_rules(sequential or SequentialParams()),
+        matrix.sequential_rules(SEQUENTIAL),
     )
 
 
@@ -253,7 +253,7 @@ def evaluate(
         "dataset": data.name,
         "protocol": f"time split 80/10/10 ({data.split}), 10% items held out as cold, tuned on validation",
         "als": asdict(als_params),
-        "sequential": asdict(SequentialParams()),
+        "sequential": asdict(SEQUENTIAL),
         "blend": asdict(weights),
         "seconds": round(time.perf_counter() - started, 1),
         "results": rows,

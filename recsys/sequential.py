@@ -18,6 +18,7 @@ count as one step), so the funnel of one garment does not eat the window.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -99,13 +100,9 @@ class SequentialRules:
             sources.append(a[distinct])
             targets.append(b[distinct])
             weights.append(np.full(int(distinct.sum()), 1.0 / gap, dtype=np.float32))
-        if sources:
-            src, dst, w = (np.concatenate(x) for x in (sources, targets, weights))
-        else:
-            src = dst = np.empty(0, dtype=np.int32)
-            w = np.empty(0, dtype=np.float32)
+        src, dst, w = (np.concatenate(x) for x in (sources, targets, weights))
+        # COO -> CSR sums the duplicate pairs.
         matrix = sp.csr_matrix((w, (src, dst)), shape=(n_items, n_items), dtype=np.float32)
-        matrix.sum_duplicates()
         return cls(_strongest_per_row(matrix, params.max_rules), params)
 
     def scores(self, recent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,22 +127,12 @@ class SequentialRules:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         sp.save_npz(directory / "rules.npz", self.rules, compressed=False)
-        (directory / "params.txt").write_text(
-            "\n".join(f"{k}={v}" for k, v in asdict(self.params).items()) + "\n"
-        )
+        (directory / "sequential.json").write_text(json.dumps(asdict(self.params)))
 
     @classmethod
     def load(cls, directory: Path) -> SequentialRules:
         directory = Path(directory)
-        raw = dict(
-            line.split("=", 1) for line in (directory / "params.txt").read_text().splitlines()
-        )
-        params = SequentialParams(
-            window=int(raw["window"]),
-            max_rules=int(raw["max_rules"]),
-            recent=int(raw["recent"]),
-            decay=float(raw["decay"]),
-        )
+        params = SequentialParams(**json.loads((directory / "sequential.json").read_text()))
         return cls(sp.load_npz(directory / "rules.npz").tocsr(), params)
 
 
