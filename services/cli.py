@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import sys
 import tempfile
@@ -27,7 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
     from services.registry import build_service
     from services.runtime.logs import configure_logging
     from services.runtime.server import RunningService, serve_until_signalled
-    from services.runtime.workers import Supervisor, supervise, worker_count
+    from services.runtime.workers import Supervisor, die_with_parent, supervise, worker_count
 
     config = load_config(args.config)
     if args.service == "triton":
@@ -36,12 +37,16 @@ def _serve(args: argparse.Namespace) -> int:
     if args.port is not None:
         server.port = args.port
     configure_logging(args.service, config.log_level)
-    if args.worker is None and worker_count(server) > 1:
+    workers = worker_count(server) if args.worker is None else 1
+    if args.worker is not None:
+        die_with_parent()
+        if os.getppid() == 1:  # the supervisor died before we asked
+            return 1
+    if workers > 1:
         run_dir = Path(tempfile.mkdtemp(prefix=f"drape-{args.service}-workers-"))
         try:
             supervise(
-                Supervisor(args.service, args.config, server, worker_count(server), run_dir),
-                args.ready_file,
+                Supervisor(args.service, args.config, server, workers, run_dir), args.ready_file
             )
         finally:
             shutil.rmtree(run_dir, ignore_errors=True)

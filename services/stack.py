@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO
 
 from services.runtime.config import SERVICE_NAMES, DrapeConfig
+from services.runtime.server import wait_for_ready_file
 from services.runtime.workers import die_with_parent
 
 # The model server comes first (features calls it); the gateway depends on every other
@@ -165,27 +166,28 @@ class Stack:
                 self._spawn(MODEL_SERVER)
 
     def _await_ready(self, name: str, timeout: float, fail_on: str | None = None) -> None:
-        ready = self.run_dir / f"{name}.ready"
         proc = self._procs[name]
-        deadline = time.monotonic() + timeout
-        next_look = time.monotonic() + 0.5
-        while time.monotonic() < deadline:
-            if fail_on and self.log_to_files and time.monotonic() > next_look:
-                next_look = time.monotonic() + 0.5
+        next_look = [time.monotonic() + 0.5]
+
+        def check() -> None:  # the log, twice a second, for a failure we can act on
+            if fail_on and self.log_to_files and time.monotonic() > next_look[0]:
+                next_look[0] = time.monotonic() + 0.5
                 with open(self.log_path(name), "rb") as handle:
                     handle.seek(self._log_starts.get(name, 0))
                     if fail_on.encode() in handle.read():
                         raise _PortTaken(f"{name}: {fail_on}")
-            if ready.exists():
-                info = json.loads(ready.read_text())
-                self.endpoints[name] = Endpoint(
-                    name, info["address"], info["metrics_port"], info["pid"]
-                )
-                return
-            if proc.poll() is not None:
-                raise StackError(f"{name} exited with code {proc.returncode}:\n{self._tail(name)}")
-            time.sleep(0.05)
-        raise StackError(f"{name} was not ready within {timeout:.0f} s:\n{self._tail(name)}")
+
+        try:
+            info = wait_for_ready_file(
+                self.run_dir / f"{name}.ready", proc, time.monotonic() + timeout, check
+            )
+        except ChildProcessError:
+            raise StackError(
+                f"{name} exited with code {proc.returncode}:\n{self._tail(name)}"
+            ) from None
+        if info is None:
+            raise StackError(f"{name} was not ready within {timeout:.0f} s:\n{self._tail(name)}")
+        self.endpoints[name] = Endpoint(name, info["address"], info["metrics_port"], info["pid"])
 
     def _tail(self, name: str, lines: int = 30) -> str:
         path = self.log_path(name)

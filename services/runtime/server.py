@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,6 +20,7 @@ from concurrent import futures
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -142,6 +144,26 @@ def write_ready_file(path: Path, info: dict[str, object]) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps({**info, "pid": os.getpid()}))
     tmp.replace(path)
+
+
+def wait_for_ready_file(
+    path: Path,
+    proc: subprocess.Popen[bytes],
+    deadline: float,
+    check: Callable[[], None] = lambda: None,
+) -> dict[str, Any] | None:
+    """What ``proc`` wrote to its ready file (see :func:`write_ready_file`) once it serves;
+    None if ``deadline`` (a ``time.monotonic()`` value) passes first. Raises
+    ``ChildProcessError`` if the process exits first; ``check`` runs at every look and may
+    raise to give up sooner."""
+    while time.monotonic() < deadline:
+        if path.exists():
+            return json.loads(path.read_text())
+        if proc.poll() is not None:
+            raise ChildProcessError(proc.returncode)
+        check()
+        time.sleep(0.05)
+    return None
 
 
 def serve_until_signalled(service: RunningService, ready_file: Path | None = None) -> None:

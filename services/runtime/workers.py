@@ -17,7 +17,6 @@ them: each worker's series, labelled ``worker="<n>"``.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -37,7 +36,7 @@ from prometheus_client.registry import Collector
 
 from services.runtime.config import ServerConfig
 from services.runtime.metrics import MetricsEndpoint
-from services.runtime.server import handling_signals, write_ready_file
+from services.runtime.server import handling_signals, wait_for_ready_file, write_ready_file
 
 log = logging.getLogger("drape.workers")
 
@@ -152,19 +151,24 @@ class Supervisor:
         if self.config_path is not None:
             command += ["--config", str(self.config_path)]
         command += ["--port", str(self.port), "--worker", str(index), "--ready-file", str(ready)]
-        self._procs[index] = subprocess.Popen(command, preexec_fn=die_with_parent)
+        # No preexec_fn: that forces a fork() of this process, which has gRPC's threads
+        # (seen to abort it); the worker asks to die with its parent itself.
+        self._procs[index] = subprocess.Popen(command)
 
     def _await(self, index: int, deadline: float) -> None:
-        ready, proc = self._ready_file(index), self._procs[index]
-        while time.monotonic() < deadline:
-            if ready.exists():
-                self.metrics_ports[index] = json.loads(ready.read_text())["metrics_port"]
-                return
-            if proc.poll() is not None:
-                raise RuntimeError(f"{self.service} worker {index} exited with {proc.returncode}")
-            if self._stopping.wait(0.05):
+        def check() -> None:
+            if self._stopping.is_set():
                 raise RuntimeError(f"{self.service}: stopped while worker {index} was starting")
-        raise RuntimeError(f"{self.service} worker {index} not ready in {self.start_timeout_s} s")
+
+        try:
+            info = wait_for_ready_file(self._ready_file(index), self._procs[index], deadline, check)
+        except ChildProcessError as exc:
+            raise RuntimeError(f"{self.service} worker {index} exited with {exc.args[0]}") from exc
+        if info is None:
+            raise RuntimeError(
+                f"{self.service} worker {index} not ready in {self.start_timeout_s} s"
+            )
+        self.metrics_ports[index] = info["metrics_port"]
 
     def start(self) -> Supervisor:
         self.run_dir.mkdir(parents=True, exist_ok=True)
