@@ -17,7 +17,7 @@ BASE = Path(__file__).parent / "base"
 # name: (gRPC port, metrics port, replicas, cpu request, memory request, memory limit, autoscale to)
 SERVICES = {
     "gateway": (50051, 9101, 2, "250m", "256Mi", "1Gi", 10),
-    # Two CPUs for three worker processes (recommend.server.processes in config.yaml).
+    # Two CPUs for two worker processes (recommend.server.processes in config.yaml).
     "recommend": (50052, 9102, 2, "2", "2Gi", "6Gi", 8),
     "features": (50053, 9103, 2, "500m", "1Gi", "3Gi", 8),
     "tryon": (50054, 9104, 1, "250m", "512Mi", "2Gi", 4),

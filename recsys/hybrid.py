@@ -386,14 +386,17 @@ class HybridModel:
         """The top ``request.k`` garments; ``weights`` overrides the tuned blend (strategies)."""
         candidates = self.candidates(request, photo_embedding, weights=weights)
         top, scores = self.blend(candidates, request.k, weights)
+        # A handful of rows: plain Python lists beat one NumPy call per cell.
         out = []
-        for i, score in zip(top, scores, strict=True):
-            present = np.flatnonzero(candidates.ranks[i])
-            channels = {
-                CHANNELS[c]: (float(candidates.raw[i, c]), int(candidates.ranks[i, c]))
-                for c in present
-            }
-            out.append(Ranked(int(candidates.positions[i]), float(score), channels))
+        for position, score, raw, ranks in zip(
+            candidates.positions[top].tolist(),
+            np.asarray(scores, dtype=np.float64).tolist(),
+            candidates.raw[top].tolist(),
+            candidates.ranks[top].tolist(),
+            strict=True,
+        ):
+            channels = {CHANNELS[c]: (raw[c], rank) for c, rank in enumerate(ranks) if rank}
+            out.append(Ranked(position, score, channels))
         return out
 
     def similar(self, garment_id: str, request: RankRequest) -> list[Ranked]:

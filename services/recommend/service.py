@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import uuid
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -47,16 +48,14 @@ def garment_proto(catalog: Catalog, position: int) -> common_pb2.Garment:
     )
 
 
-def ranked_proto(catalog: Catalog, rank: int, item: Ranked) -> common_pb2.RecommendedGarment:
-    return common_pb2.RecommendedGarment(
-        garment=garment_proto(catalog, item.position),
-        score=item.score,
-        rank=rank,
-        channels=[
-            common_pb2.ChannelScore(channel=CHANNELS[name], score=score, rank=r)
-            for name, (score, r) in item.channels.items()
-        ],
-    )
+def add_ranked(items: Any, catalog: Catalog, ranked: list[Ranked]) -> None:
+    """Appends ``ranked`` to a repeated ``RecommendedGarment`` field, best first. Filling
+    the field in place costs half as much as building messages and copying them in."""
+    for rank, item in enumerate(ranked, start=1):
+        out = items.add(score=item.score, rank=rank)
+        out.garment.CopyFrom(garment_proto(catalog, item.position))
+        for name, (score, channel_rank) in item.channels.items():
+            out.channels.add(channel=CHANNELS[name], score=score, rank=channel_rank)
 
 
 def rank_request(user_id: str, k: int, context: common_pb2.RecommendContext) -> RankRequest:
@@ -77,12 +76,15 @@ class RecommendServicer(recommend_pb2_grpc.RecommendServiceServicer):
         self.state = state
         self.experiment = experiment
         self.max_k = max_k
-        self.served = Counter(
+        served = Counter(
             "drape_recommendations",
             "Recommendation lists served, by experiment variant and strategy.",
             ["experiment", "variant", "strategy"],
             registry=registry,
         )
+        self._served = {
+            v.name: served.labels(experiment.name, v.name, v.strategy) for v in experiment.variants
+        }
 
     def _check_k(self, k: int) -> None:
         if not 1 <= k <= self.max_k:
@@ -114,8 +116,8 @@ class RecommendServicer(recommend_pb2_grpc.RecommendServiceServicer):
         items = models.rank(
             variant.strategy, rank_request(request.user_id, request.k, request.context), photo
         )
-        self.served.labels(self.experiment.name, variant.name, variant.strategy).inc()
-        return recommend_pb2.RecommendResponse(
+        self._served[variant.name].inc()
+        response = recommend_pb2.RecommendResponse(
             recommendation_id=uuid.uuid4().hex,
             assignment=common_pb2.ExperimentAssignment(
                 experiment=self.experiment.name,
@@ -123,9 +125,10 @@ class RecommendServicer(recommend_pb2_grpc.RecommendServiceServicer):
                 strategy=variant.strategy,
                 previews_enabled=variant.previews,
             ),
-            items=[ranked_proto(models.catalog, i + 1, item) for i, item in enumerate(items)],
             model_version=models.model_version(variant.strategy),
         )
+        add_ranked(response.items, models.catalog, items)
+        return response
 
     def SimilarGarments(
         self, request: recommend_pb2.SimilarGarmentsRequest, context: grpc.ServicerContext
@@ -143,10 +146,9 @@ class RecommendServicer(recommend_pb2_grpc.RecommendServiceServicer):
         items = models.hybrid.similar(
             request.garment_id, rank_request("", request.k, request.context)
         )
-        return recommend_pb2.SimilarGarmentsResponse(
-            items=[ranked_proto(models.catalog, i + 1, item) for i, item in enumerate(items)],
-            model_version=models.hybrid.version,
-        )
+        response = recommend_pb2.SimilarGarmentsResponse(model_version=models.hybrid.version)
+        add_ranked(response.items, models.catalog, items)
+        return response
 
 
 def build(config: DrapeConfig) -> ServiceSpec:

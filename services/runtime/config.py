@@ -54,17 +54,19 @@ class ServerConfig(_Strict):
     drain_delay_s: float = Field(0.0, ge=0, le=60)
     # Deadline for downstream calls when the caller set none.
     default_deadline_s: float = Field(10.0, gt=0, le=600)
+    # Share of successful calls that get an access-log line (sampled at random); failed
+    # calls and calls slower than slow_call_ms always get one.
+    access_log_share: float = Field(1.0, ge=0, le=1)
+    slow_call_ms: float = Field(250.0, ge=0)
 
     @property
     def max_message_bytes(self) -> int:
         return self.max_message_mb * 1024 * 1024
 
 
-def _server(port: int, metrics_port: int, processes: int = 1, max_workers: int = 16) -> Any:
+def _server(port: int, metrics_port: int, **settings: Any) -> Any:
     return Field(
-        default_factory=lambda: ServerConfig(
-            port=port, metrics_port=metrics_port, processes=processes, max_workers=max_workers
-        )
+        default_factory=lambda: ServerConfig(port=port, metrics_port=metrics_port, **settings)
     )
 
 
@@ -93,11 +95,13 @@ class EventWeights(_Strict):
 
 
 class RecommendConfig(_Strict):
-    # Ranking is CPU-bound Python: one process uses about one core. On the 2-core benchmark
-    # machine, 8 clients got 300-410 requests/s from 1 process, 718-1,094 from 2 and 950-1,311
-    # from 3 (one more than the cores evens out the kernel's per-connection balancing). Scale
-    # with CPUs. Few threads each: CPU-bound handlers only contend for the interpreter lock.
-    server: ServerConfig = _server(50052, 9102, processes=3, max_workers=4)
+    # Ranking is CPU-bound Python: one process uses about one core, so one worker process
+    # per CPU (scale with CPUs). On the 2-core benchmark machine, 8 clients got 300-410
+    # requests/s from 1 process; in paired runs, 2 processes beat 3 every time (about 15%
+    # more requests/s, 0.2 ms less CPU per request): a third only adds switching. Few
+    # threads each: CPU-bound handlers only contend for the interpreter lock.
+    # A thousand calls a second and more: one access-log line in twenty successful calls.
+    server: ServerConfig = _server(50052, 9102, processes=2, max_workers=4, access_log_share=0.05)
     # Catalog database; empty = <data_dir>/catalog.db.
     catalog_path: str = ""
     # Event store the popularity statistics are read from; empty = the events

@@ -10,6 +10,7 @@ the time left before the caller's deadline.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -18,19 +19,13 @@ import grpc
 
 from services.runtime import scope as scopes
 from services.runtime.errors import DeadlineExceeded, DrapeError
-from services.runtime.metrics import RpcMetrics
+from services.runtime.metrics import MethodMetrics, RpcMetrics
 
 log = logging.getLogger("drape.rpc")
 
 # Downstream calls get this much less time than the caller has left, so that a
 # timed-out dependency is reported before our own caller gives up.
 DEADLINE_MARGIN_S = 0.005
-
-
-def _split_method(full_method: str) -> tuple[str, str]:
-    _, _, rest = full_method.partition("/")
-    service, _, method = rest.partition("/")
-    return service, method
 
 
 def _header(context: grpc.ServicerContext, name: str) -> str:
@@ -60,11 +55,50 @@ def _to_failure(exc: BaseException, context: grpc.ServicerContext, request_id: s
     return _Failure(grpc.StatusCode.INTERNAL, f"internal error (request id {request_id})")
 
 
+class AccessLog:
+    """One structured line per call: every failed or slow call, and a sampled ``share`` of
+    the rest. A busy service spends a noticeable part of each call formatting lines nobody
+    reads; the RED metrics count every call either way."""
+
+    def __init__(self, share: float = 1.0, slow_s: float = 0.25) -> None:
+        self.share = share
+        self.slow_s = slow_s
+        self._random = random.Random()
+
+    def write(
+        self, scope: scopes.RequestScope, code: grpc.StatusCode, message: str, elapsed: float
+    ) -> None:
+        if code is grpc.StatusCode.OK:
+            if elapsed < self.slow_s and (
+                self.share <= 0 or (self.share < 1 and self._random.random() >= self.share)
+            ):
+                return
+            level = logging.INFO
+        elif code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+            level = logging.ERROR
+        else:
+            level = logging.WARNING
+        if not log.isEnabledFor(level):
+            return
+        log.log(
+            level,
+            "rpc",
+            extra={
+                "request_id": scope.request_id,
+                "method": scope.method,
+                "code": code.name,
+                "ms": round(elapsed * 1000, 3),
+                **({"error": message} if message else {}),
+            },
+        )
+
+
 class ServerInterceptor(grpc.ServerInterceptor):
     """Request scope, metrics, logging and error mapping for every handler."""
 
-    def __init__(self, metrics: RpcMetrics) -> None:
+    def __init__(self, metrics: RpcMetrics, access_log: AccessLog | None = None) -> None:
         self._metrics = metrics
+        self._access_log = access_log or AccessLog()
         # A service's handlers are fixed once it serves: wrap each method's once.
         self._wrapped: dict[str, grpc.RpcMethodHandler] = {}
 
@@ -88,10 +122,11 @@ class ServerInterceptor(grpc.ServerInterceptor):
             wrap, inner = grpc.stream_unary_rpc_method_handler, handler.stream_unary
         else:
             wrap, inner = grpc.stream_stream_rpc_method_handler, handler.stream_stream
+        series = self._metrics.method(method)
         behaviour = (
-            self._streaming(inner, method)
+            self._streaming(inner, method, series)
             if handler.response_streaming
-            else self._unary(inner, method)
+            else self._unary(inner, method, series)
         )
         return wrap(
             behaviour,
@@ -99,9 +134,8 @@ class ServerInterceptor(grpc.ServerInterceptor):
             response_serializer=handler.response_serializer,
         )
 
-    def _open(
-        self, method: str, request: Any, context: grpc.ServicerContext
-    ) -> scopes.RequestScope:
+    @staticmethod
+    def _open(method: str, request: Any, context: grpc.ServicerContext) -> scopes.RequestScope:
         request_id = getattr(request, "request_id", "") or _header(
             context, scopes.REQUEST_ID_HEADER
         )
@@ -113,35 +147,28 @@ class ServerInterceptor(grpc.ServerInterceptor):
         return scopes.RequestScope(request_id or scopes.new_request_id(), method, deadline)
 
     def _finish(
-        self, scope: scopes.RequestScope, started: float, code: grpc.StatusCode, message: str
+        self,
+        scope: scopes.RequestScope,
+        series: MethodMetrics,
+        started: float,
+        code: grpc.StatusCode,
+        message: str,
     ) -> None:
-        service, name = _split_method(scope.method)
         elapsed = time.perf_counter() - started
-        self._metrics.observe(service, name, code.name, elapsed)
-        self._metrics.in_flight.labels(service, name).dec()
-        level = logging.WARNING if code not in (grpc.StatusCode.OK,) else logging.INFO
-        if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
-            level = logging.ERROR
-        log.log(
-            level,
-            "rpc",
-            extra={
-                "request_id": scope.request_id,
-                "method": scope.method,
-                "code": code.name,
-                "ms": round(elapsed * 1000, 3),
-                **({"error": message} if message else {}),
-            },
-        )
+        series.finished(code.name, elapsed)
+        self._access_log.write(scope, code, message, elapsed)
 
-    def _unary(self, inner: Callable[..., Any], method: str) -> Callable[..., Any]:
+    def _unary(
+        self, inner: Callable[..., Any], method: str, series: MethodMetrics
+    ) -> Callable[..., Any]:
         def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
             started = time.perf_counter()
             scope = self._open(method, request, context)
             token = scopes.enter(scope)
             code, message = grpc.StatusCode.OK, ""
+            series.started()
             try:
-                self._enter_checked(scope, method, context)
+                self._check_deadline(scope, context)
                 response = inner(request, context)
                 if hasattr(response, "request_id") and not response.request_id:
                     response.request_id = scope.request_id
@@ -151,19 +178,22 @@ class ServerInterceptor(grpc.ServerInterceptor):
                 code, message = self._fail(exc, context, scope)
             finally:
                 scopes.leave(token)
-                self._finish(scope, started, code, message)
+                self._finish(scope, series, started, code, message)
             context.abort(code, message)
 
         return behaviour
 
-    def _streaming(self, inner: Callable[..., Any], method: str) -> Callable[..., Any]:
+    def _streaming(
+        self, inner: Callable[..., Any], method: str, series: MethodMetrics
+    ) -> Callable[..., Any]:
         def behaviour(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
             started = time.perf_counter()
             scope = self._open(method, request, context)
             code, message = grpc.StatusCode.OK, ""
             token = scopes.enter(scope)
+            series.started()
             try:
-                self._enter_checked(scope, method, context)
+                self._check_deadline(scope, context)
                 # The sync server drains this generator on one worker thread, so
                 # the scope stays set across yields until the stream ends.
                 yield from inner(request, context)
@@ -172,15 +202,14 @@ class ServerInterceptor(grpc.ServerInterceptor):
                 code, message = self._fail(exc, context, scope)
             finally:
                 scopes.leave(token)
-                self._finish(scope, started, code, message)
+                self._finish(scope, series, started, code, message)
             if code != grpc.StatusCode.OK:
                 context.abort(code, message)
 
         return behaviour
 
-    def _enter_checked(self, scope: scopes.RequestScope, method: str, context: Any) -> None:
-        service, name = _split_method(method)
-        self._metrics.in_flight.labels(service, name).inc()
+    @staticmethod
+    def _check_deadline(scope: scopes.RequestScope, context: Any) -> None:
         context.set_trailing_metadata(((scopes.REQUEST_ID_HEADER, scope.request_id),))
         remaining = scope.remaining()
         if remaining is not None and remaining <= 0:

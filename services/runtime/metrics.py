@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from threading import Thread
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -56,9 +57,34 @@ class RpcMetrics:
             "drape_rpc_in_flight", "RPCs being handled now.", labels, registry=self.registry
         )
 
-    def observe(self, service: str, method: str, code: str, seconds: float) -> None:
-        self.handled.labels(service, method, code).inc()
-        self.latency.labels(service, method).observe(seconds)
+    def method(self, full_method: str) -> MethodMetrics:
+        """The series of one method (``/package.Service/Method``), label children resolved
+        once: a ``labels()`` lookup per call costs more than the update itself."""
+        return MethodMetrics(self, full_method)
+
+
+class MethodMetrics:
+    """RED series of one gRPC method."""
+
+    def __init__(self, metrics: RpcMetrics, full_method: str) -> None:
+        _, _, rest = full_method.partition("/")
+        service, _, method = rest.partition("/")
+        self._labels = (service, method)
+        self._handled = metrics.handled
+        self._by_code: dict[str, Any] = {}
+        self.in_flight = metrics.in_flight.labels(service, method)
+        self.latency = metrics.latency.labels(service, method)
+
+    def started(self) -> None:
+        self.in_flight.inc()
+
+    def finished(self, code: str, seconds: float) -> None:
+        handled = self._by_code.get(code)
+        if handled is None:
+            handled = self._by_code[code] = self._handled.labels(*self._labels, code)
+        handled.inc()
+        self.latency.observe(seconds)
+        self.in_flight.dec()
 
 
 class MetricsEndpoint:

@@ -28,7 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
 from services.runtime.config import ServerConfig
-from services.runtime.interceptors import ServerInterceptor
+from services.runtime.interceptors import AccessLog, ServerInterceptor
 from services.runtime.metrics import MetricsEndpoint, RpcMetrics
 
 log = logging.getLogger("drape.server")
@@ -76,7 +76,11 @@ class RunningService:
             futures.ThreadPoolExecutor(
                 max_workers=config.max_workers, thread_name_prefix=f"{spec.name}-rpc"
             ),
-            interceptors=[ServerInterceptor(self.metrics)],
+            interceptors=[
+                ServerInterceptor(
+                    self.metrics, AccessLog(config.access_log_share, config.slow_call_ms / 1000)
+                )
+            ],
             options=server_options(config, reuse_port),
             maximum_concurrent_rpcs=config.max_workers * 8,
         )

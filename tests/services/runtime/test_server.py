@@ -4,6 +4,7 @@ propagation, metrics, health, size limits and graceful drain."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import urllib.request
@@ -213,6 +214,40 @@ def test_red_metrics_and_health(serve):
             health_pb2.HealthCheckRequest(service=SERVICE), timeout=5
         )
     assert status.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def _access_lines(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "drape.rpc" and r.getMessage() == "rpc"]
+
+
+def test_access_log_keeps_every_failed_and_slow_call_and_samples_the_rest(serve, caplog):
+    def slow(request: bytes, context: grpc.ServicerContext) -> bytes:
+        time.sleep(0.06)
+        return b"ok"
+
+    handlers = {"Ok": lambda r, c: b"ok", "Slow": slow, "Bad": _raises(NotFound("no such"))}
+    quiet = serve(_spec(handlers), access_log_share=0.0, slow_call_ms=50)
+    sampled = serve(_spec(handlers), access_log_share=0.5)
+    with caplog.at_level(logging.INFO, logger="drape.rpc"):
+        for _ in range(20):
+            _call(quiet.address, "Ok")
+        _call(quiet.address, "Slow", metadata=(("x-request-id", "slow-1"),))
+        with pytest.raises(grpc.RpcError):
+            _call(quiet.address, "Bad", metadata=(("x-request-id", "bad-1"),))
+        quiet_lines = _access_lines(caplog)
+        caplog.clear()
+        for _ in range(200):
+            _call(sampled.address, "Ok")
+        sampled_lines = _access_lines(caplog)
+    # Nothing of the twenty fast successes; the slow call and the failure, with their ids.
+    assert [(r.request_id, r.code, r.levelno) for r in quiet_lines] == [
+        ("slow-1", "OK", logging.INFO),
+        ("bad-1", "NOT_FOUND", logging.WARNING),
+    ]
+    assert quiet_lines[1].error == "no such"
+    # Half of 200 on average; 60..140 holds with probability far above 1 - 1e-8.
+    assert 60 <= len(sampled_lines) <= 140
+    assert all(r.code == "OK" and r.method == f"/{SERVICE}/Ok" for r in sampled_lines)
 
 
 def test_graceful_stop_drains_in_flight_calls(serve):
