@@ -46,9 +46,12 @@ class IndexSpec:
 
 
 def configure_for_serving() -> None:
-    """One OpenMP thread for FAISS: serving runs one query per request, where the
-    thread pool's hand-off costs ~10x the search itself (measured: HNSW 1.05 ms ->
-    0.11 ms per query on 100k garments). Concurrency comes from the RPC workers."""
+    """One OpenMP thread for FAISS searches made by the calling thread: serving runs one
+    query per request, where the thread pool's hand-off costs ~10x the search itself
+    (measured: HNSW 1.05 ms -> 0.11 ms per query on 100k garments). Concurrency comes from
+    the RPC workers. OpenMP keeps this setting per thread, and a new thread starts from
+    the process default (one per core): every thread that searches must call this, as the
+    recommend service's handler threads do when they start."""
     faiss.omp_set_num_threads(1)
 
 

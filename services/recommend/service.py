@@ -152,7 +152,6 @@ class RecommendServicer(recommend_pb2_grpc.RecommendServiceServicer):
 
 
 def build(config: DrapeConfig) -> ServiceSpec:
-    configure_for_serving()
     cfg = config.recommend
     store = open_event_store(cfg.events_store_url or config.events_store_url())
     state = RecommendState(config.catalog_path(), store, cfg, config.recsys_artifacts())
@@ -178,4 +177,6 @@ def build(config: DrapeConfig) -> ServiceSpec:
         registry=registry,
         on_stop=stop,
         on_reload=state.request_reload,
+        # OpenMP settings are per thread: the handler threads search FAISS, not this one.
+        on_thread_start=configure_for_serving,
     )

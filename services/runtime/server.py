@@ -47,6 +47,8 @@ class ServiceSpec:
     on_stop: Callable[[], None] = lambda: None
     # Called on SIGHUP: reload what the service serves (new model versions) without a restart.
     on_reload: Callable[[], None] | None = None
+    # Called once in every handler thread as it starts (per-thread library settings).
+    on_thread_start: Callable[[], None] | None = None
 
 
 def server_options(config: ServerConfig, reuse_port: bool = False) -> list[tuple[str, int]]:
@@ -74,7 +76,9 @@ class RunningService:
         self.metrics = RpcMetrics(spec.registry)
         self._server = grpc.server(
             futures.ThreadPoolExecutor(
-                max_workers=config.max_workers, thread_name_prefix=f"{spec.name}-rpc"
+                max_workers=config.max_workers,
+                thread_name_prefix=f"{spec.name}-rpc",
+                initializer=spec.on_thread_start,
             ),
             interceptors=[
                 ServerInterceptor(

@@ -216,6 +216,22 @@ def test_red_metrics_and_health(serve):
     assert status.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_handler_threads_run_the_spec_thread_start_hook(serve):
+    local = threading.local()
+
+    def start() -> None:
+        local.tag = f"ready-{threading.get_ident()}"
+
+    def handler(request: bytes, context: grpc.ServicerContext) -> bytes:
+        return getattr(local, "tag", "not started").encode()
+
+    spec = _spec({"Tag": handler})
+    spec.on_thread_start = start
+    service = serve(spec, max_workers=2)
+    tags = {_call(service.address, "Tag").decode() for _ in range(6)}
+    assert tags and all(t.startswith("ready-") for t in tags)
+
+
 def _access_lines(caplog) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == "drape.rpc" and r.getMessage() == "rpc"]
 
