@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import platform
 import threading
 import time
@@ -41,6 +42,25 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
         "p99_ms": float(p99),
         "max_ms": float(ms.max()),
     }
+
+
+def process_tree_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) that ``pid`` and its child processes have used so far
+    (Linux ``/proc``; None elsewhere). Sampled before and after a load phase, it gives a
+    service's CPU per request, workers included."""
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    try:
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+            except OSError:  # the process ended while we looked
+                continue
+            if int(fields[1]) == pid or stat.parent.name == str(pid):
+                total += int(fields[11]) + int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total / tick if Path(f"/proc/{pid}").exists() else None
 
 
 def timed_phase(

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from services.bench import format_table, latency_summary, write_report
+from services.bench import format_table, latency_summary, process_tree_cpu_s, write_report
 
 
 def _client(address: str, users: list[str], seconds: float, threads: int, out: Any) -> None:
@@ -62,8 +62,13 @@ def _client(address: str, users: list[str], seconds: float, threads: int, out: A
     out.put((latencies, errors[0]))
 
 
-def _grpc_load(address: str, users: list[str], clients: int, seconds: float) -> dict[str, Any]:
+def _grpc_load(
+    address: str, users: list[str], clients: int, seconds: float, server_pid: int | None = None
+) -> dict[str, Any]:
+    """``clients`` closed-loop clients for ``seconds``; with ``server_pid``, also the CPU the
+    service (that process and its workers) spent per request."""
     processes = 2 if clients >= 2 else 1
+    cpu_before = process_tree_cpu_s(server_pid) if server_pid else None
     queue: Any = mp.get_context("spawn").Queue()
     ctx = mp.get_context("spawn")
     procs = [
@@ -77,7 +82,13 @@ def _grpc_load(address: str, users: list[str], clients: int, seconds: float) -> 
     for p in procs:
         p.join(30)
     elapsed = time.perf_counter() - started
+    cpu_after = process_tree_cpu_s(server_pid) if server_pid else None
     latencies = [x for lat, _ in results for x in lat]
+    server_cpu_us = (
+        (cpu_after - cpu_before) * 1e6 / len(latencies)
+        if cpu_before is not None and cpu_after is not None and latencies
+        else float("nan")
+    )
     # Process start-up is excluded: throughput counts the measured window only.
     return {
         "clients": clients,
@@ -85,6 +96,7 @@ def _grpc_load(address: str, users: list[str], clients: int, seconds: float) -> 
         "errors": sum(e for _, e in results),
         "qps": len(latencies) / seconds,
         "wall_s": elapsed,
+        "server_cpu_us": server_cpu_us,
         **latency_summary(latencies),
     }
 
@@ -192,15 +204,20 @@ def run(args: argparse.Namespace) -> int:
         del state, models
 
         with Stack(config, services=["events", "recommend"], run_dir=Path(tmp) / "run") as stack:
-            address = stack.address("recommend")
+            address, pid = stack.address("recommend"), stack.process("recommend").pid
             _grpc_load(address, users, 2, 2.0)  # warm-up
-            grpc_rows = [_grpc_load(address, users, c, args.seconds) for c in (1, 8)]
+            grpc_rows = [_grpc_load(address, users, c, args.seconds, pid) for c in (1, 8)]
 
     rows = [{"path": "in-process ranker (1 thread)", "clients": 1, "qps": in_process_qps}]
     rows += [{"path": "gRPC Recommend", **r} for r in grpc_rows]
     print(f"recommend: {n_garments:,} garments, {n_users:,} users, {n_events:,} interactions; "
           f"{processes} server process(es)")  # fmt: skip
-    print(format_table(rows, ["path", "clients", "qps", "p50_ms", "p99_ms", "errors"]))
+    # server_cpu_us: CPU microseconds the service spent per request (all its processes).
+    print(
+        format_table(
+            rows, ["path", "clients", "qps", "p50_ms", "p99_ms", "server_cpu_us", "errors"]
+        )
+    )
     ratio = grpc_rows[-1]["qps"] / in_process_qps
     print(f"served/in-process QPS at 8 clients: {ratio:.2f}")
     print(

@@ -2,9 +2,10 @@
 
 Server side, every call gets: a request scope (request id from the request
 message, the ``x-request-id`` header, or a fresh one; the caller's deadline),
-RED metrics, one structured log line, and the mapping of exceptions to gRPC
-status codes. Client side, every downstream call inherits the request id and
-the time left before the caller's deadline.
+RED metrics, a structured access-log line (every failed or slow call, a sampled
+share of the rest), and the mapping of exceptions to gRPC status codes. Client
+side, every downstream call inherits the request id and the time left before the
+caller's deadline.
 """
 
 from __future__ import annotations
