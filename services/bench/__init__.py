@@ -46,21 +46,20 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
 
 def process_tree_cpu_s(pid: int) -> float | None:
     """CPU seconds (user + system) that ``pid`` and its child processes have used so far
-    (Linux ``/proc``; None elsewhere). Sampled before and after a load phase, it gives a
-    service's CPU per request, workers included."""
-    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-    try:
-        total = 0
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rpartition(")")[2].split()
-            except OSError:  # the process ended while we looked
-                continue
-            if int(fields[1]) == pid or stat.parent.name == str(pid):
-                total += int(fields[11]) + int(fields[12])
-    except (OSError, ValueError, IndexError):
+    (Linux ``/proc``; None elsewhere, or if ``pid`` is gone). Sampled before and after a
+    load phase, it gives a service's CPU per request, workers included."""
+    if not Path(f"/proc/{pid}/stat").exists():
         return None
-    return total / tick if Path(f"/proc/{pid}").exists() else None
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # the process ended while we looked
+            continue
+        # After the command name: state, ppid, ..., utime (12th), stime (13th).
+        if stat.parent.name == str(pid) or fields[1] == str(pid):
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def timed_phase(

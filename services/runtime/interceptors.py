@@ -70,9 +70,8 @@ class AccessLog:
         self, scope: scopes.RequestScope, code: grpc.StatusCode, message: str, elapsed: float
     ) -> None:
         if code is grpc.StatusCode.OK:
-            if elapsed < self.slow_s and (
-                self.share <= 0 or (self.share < 1 and self._random.random() >= self.share)
-            ):
+            # random() is in [0, 1): a share of 0 keeps none, a share of 1 keeps all.
+            if elapsed < self.slow_s and self._random.random() >= self.share:
                 return
             level = logging.INFO
         elif code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):

@@ -44,8 +44,9 @@ WORKER_LABEL = "worker"
 
 
 def die_with_parent() -> None:
-    """In a child, before exec: ask Linux to SIGTERM it when its parent dies, even by
-    SIGKILL, so no service outlives its supervisor (a no-op elsewhere)."""
+    """Asks Linux to SIGTERM this process when its parent dies, even by SIGKILL, so no
+    service outlives its supervisor (a no-op elsewhere). Call it in the child: before exec
+    (``preexec_fn``) or first thing after."""
     if sys.platform != "linux":
         return
     import ctypes
