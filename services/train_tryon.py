@@ -15,12 +15,13 @@ import sys
 import time
 import tomllib
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from models.tryon.losses import LossWeights
 from models.tryon.networks import TryOnSpec
 from models.tryon.training import (
     GENERATOR_FILE,
@@ -30,7 +31,7 @@ from models.tryon.training import (
 )
 
 TRAIN_KEYS = {"batch_size", "steps", "learning_rate", "seed", "checkpoint_every", "sample_every",
-              "real_share", "photos", "viton", "workers", "init"}  # fmt: skip
+              "real_share", "photos", "viton", "workers", "init", "lr_milestones", "lr_gamma"}  # fmt: skip
 ANALYSES_FILE = "person-analyses.pkl"
 
 
@@ -39,11 +40,21 @@ def read_config(path: Path) -> tuple[TrainSettings, dict]:
     unknown = set(data.get("train", {})) - TRAIN_KEYS
     if unknown:
         raise ValueError(f"{path}: unknown [train] settings {sorted(unknown)}")
+    unknown = set(data.get("weights", {})) - {f.name for f in fields(LossWeights)}
+    if unknown:
+        raise ValueError(f"{path}: unknown [weights] {sorted(unknown)}")
     spec = TryOnSpec(**data.get("spec", {}))
     train = {"steps": 1000, "checkpoint_every": 100, "sample_every": 200, "real_share": 0.0,
-             "photos": "", "viton": "", "workers": 0, "init": "", **data.get("train", {})}  # fmt: skip
+             "photos": "", "viton": "", "workers": 0, "init": "", "lr_milestones": [],
+             "lr_gamma": 0.1, **data.get("train", {})}  # fmt: skip
+    milestones = train["lr_milestones"]
+    if not isinstance(milestones, list) or not all(
+        isinstance(m, int) and m > 0 for m in milestones
+    ):
+        raise ValueError(f"{path}: lr_milestones must be a list of positive step numbers")
     settings = TrainSettings(
         spec=spec, batch_size=int(train.get("batch_size", 8)),
+        weights=LossWeights(**{k: float(v) for k, v in data.get("weights", {}).items()}),
         learning_rate=float(train.get("learning_rate", 2e-4)), seed=int(train.get("seed", 0)),
     )  # fmt: skip
     return settings, train
@@ -250,6 +261,12 @@ def run_train_tryon(args: argparse.Namespace) -> int:
     dataset = TrainBatches(settings, real, float(train["real_share"]))
     log_path = out / "log.csv"
     new_log = not log_path.exists() or trainer.step_count == 0
+    if not new_log:  # rows a stopped run logged after its last checkpoint are done again
+        with open(log_path, newline="") as handle:
+            rows = list(csv.reader(handle))
+        kept = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= trainer.step_count]
+        with open(log_path, "w", newline="") as handle:
+            csv.writer(handle).writerows(kept)
     started = time.perf_counter()
     with open(log_path, "w" if new_log else "a", newline="") as handle:
         writer = None
@@ -258,6 +275,9 @@ def run_train_tryon(args: argparse.Namespace) -> int:
                         desc="train tryon", unit="step", file=sys.stderr, initial=trainer.step_count,
                         total=int(train["steps"]))  # fmt: skip
         for step, batch in progress:
+            # MultiStepLR's schedule, from the step number alone (so resuming keeps it)
+            drops = sum(step >= m for m in train["lr_milestones"])
+            trainer.set_learning_rate(settings.learning_rate * float(train["lr_gamma"]) ** drops)
             losses = trainer.step(batch)
             row = {"step": step + 1, "seconds": round(time.perf_counter() - started, 2), **losses}
             if writer is None:

@@ -2,7 +2,8 @@
 matching over the discriminators' layers (pix2pixHD), perceptual distance in the pretrained
 EfficientNet-Lite0 encoder's feature space (VGG weights do not ship offline; the encoder's
 ImageNet features play the same role), a warp loss on the garment region, flow smoothness,
-and a composition-mask regulariser that prefers the warped garment's own pixels (CP-VTON).
+a composition-mask regulariser that prefers the warped garment's own pixels (CP-VTON), and
+an SSIM loss.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from models.encoder import INPUT_MEAN, INPUT_STD, load_encoder
+from models.tryon.metrics import ssim_map
 
 # Blocks of EfficientNet-Lite0 whose outputs are compared (strides 4, 8, 16).
 PERCEPTUAL_BLOCKS = (2, 4, 9)
@@ -28,6 +30,9 @@ class LossWeights:
     warp: float = 5.0
     flow_smoothness: float = 1.0
     mask: float = 0.5
+    # 1 - SSIM (Zhao et al., "Loss functions for image restoration", 2017: L1 with SSIM
+    # beats either alone); off by default, the fine-tuning recipe turns it on.
+    ssim: float = 0.0
 
 
 class PerceptualDistance(nn.Module):
@@ -57,6 +62,13 @@ class PerceptualDistance(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return sum(F.l1_loss(x, y) for x, y in zip(self.features(a), self.features(b), strict=True))
+
+
+def ssim_loss(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 - mean SSIM of images in [-1, 1], computed in fp32 even under autocast (variances
+    of small windows lose too much in fp16)."""
+    with torch.autocast(fake.device.type, enabled=False):
+        return 1 - ssim_map((fake.float() + 1) / 2, (target.float() + 1) / 2).mean()
 
 
 def lsgan(outputs: list[list[torch.Tensor]], real: bool) -> torch.Tensor:

@@ -16,27 +16,33 @@ def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return (g[:, None] * g[None, :])[None, None]
 
 
-def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean SSIM of two uint8 RGB images (H, W, 3), averaged over channels."""
-    x = torch.from_numpy(a.astype(np.float64) / 255).permute(2, 0, 1)[:, None]
-    y = torch.from_numpy(b.astype(np.float64) / 255).permute(2, 0, 1)[:, None]
-    window = _gaussian_window()
+def ssim_map(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-pixel SSIM (B, C, H - 10, W - 10) of images (B, C, H, W) in [0, 1], channel by
+    channel; differentiable (the try-on GAN's SSIM loss is 1 - its mean)."""
+    channels = x.shape[1]
+    window = _gaussian_window().to(x).expand(channels, 1, 11, 11)
     c1, c2 = 0.01**2, 0.03**2
 
     def blur(t: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(t, window)  # valid region only, like skimage with gaussian weights
+        # valid region only, like skimage with gaussian weights
+        return F.conv2d(t, window, groups=channels)
 
     mu_x, mu_y = blur(x), blur(y)
-    sigma_x = blur(x * x) - mu_x**2
-    sigma_y = blur(y * y) - mu_y**2
-    sigma_xy = blur(x * y) - mu_x * mu_y
-    n = window.numel()
+    n = window[0].numel()
     cov = n / (n - 1)  # sample covariance, as skimage uses
-    sigma_x, sigma_y, sigma_xy = sigma_x * cov, sigma_y * cov, sigma_xy * cov
-    value = ((2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)) / (
+    sigma_x = (blur(x * x) - mu_x**2) * cov
+    sigma_y = (blur(y * y) - mu_y**2) * cov
+    sigma_xy = (blur(x * y) - mu_x * mu_y) * cov
+    return ((2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2)) / (
         (mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2)
     )
-    return float(value.mean())
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM of two uint8 RGB images (H, W, 3), averaged over channels."""
+    x = torch.from_numpy(a.astype(np.float64) / 255).permute(2, 0, 1)[None]
+    y = torch.from_numpy(b.astype(np.float64) / 255).permute(2, 0, 1)[None]
+    return float(ssim_map(x, y).mean())
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -8,8 +8,9 @@ the small footprint of DM-VTON (Nguyen-Ngoc et al., 2023):
    the body's (neck, shoulders, hips) gives a coarse warp; a small U-Net predicts a residual
    flow on top of it (appearance flow, as in PF-AFN) from the agnostic person, the pose and
    the coarse warp.
-2. *Generation*: a U-Net takes the clothing-agnostic person, the pose heatmaps and the
-   warped garment and outputs a rendered person and a composition mask; inside the greyed-out
+2. *Generation*: a U-Net takes the clothing-agnostic person, the pose (keypoint heatmaps
+   and, with ``TryOnSpec.limbs``, limb maps as OpenPose renders them) and the warped
+   garment and outputs a rendered person and a composition mask; inside the greyed-out
    region the try-on is ``mask * warped + (1 - mask) * rendered`` (CP-VTON's try-on module),
    outside it the agnostic person's own pixels are kept exactly (face, hair, background).
 3. *Discriminator*: multi-scale PatchGAN (pix2pixHD, Wang et al., CVPR 2018) on the image and
@@ -30,6 +31,10 @@ from torch.nn import functional as F
 from models.person import AGNOSTIC_GREY
 
 POSE_CHANNELS = 10
+# Limbs as pairs of pose keypoints (nose, neck, shoulders, elbows, wrists, hips; see
+# ``models.tryon.synthetic.POSE_POINTS``), drawn as soft line maps like OpenPose's renderings
+# that CP-VTON and VITON-HD condition on: a limb in front of the torso is then in the input.
+LIMBS = ((0, 1), (2, 4), (4, 6), (3, 5), (5, 7), (2, 3), (2, 8), (3, 9), (8, 9))
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,13 @@ class TryOnSpec:
     # Largest refinement displacement, as a share of the image (grid units are [-1, 1]).
     max_flow: float = 0.1
     pose_sigma: float = 0.025
+    # Limb maps as inputs besides the keypoint heatmaps (generators trained before they
+    # existed have none; ``TryOnTrainer.init_generator`` can add them to such a generator).
+    limbs: bool = False
+
+    @property
+    def pose_channels(self) -> int:
+        return POSE_CHANNELS + (len(LIMBS) if self.limbs else 0)
 
 
 DEFAULT_SPEC = TryOnSpec()
@@ -69,14 +81,45 @@ def tps_sampling_grid(
     return (mapped * 2 - 1).reshape(-1, height, width, 2)
 
 
+def _present(points: torch.Tensor, sigma: float) -> torch.Tensor:
+    """(B, K): 1 for keypoints on the image, 0 for missing ones (given as outside it)."""
+    return ((points >= -sigma) & (points <= 1 + sigma)).all(-1).to(points.dtype)
+
+
+def _height_units(height: int, width: int, like: torch.Tensor) -> torch.Tensor:
+    """Scales normalised (x, y) so that distances are in units of the image height."""
+    return torch.tensor([width / height, 1.0], dtype=like.dtype, device=like.device)
+
+
 def pose_heatmaps(points: torch.Tensor, height: int, width: int, sigma: float) -> torch.Tensor:
     """Gaussian heatmaps (B, K, H, W) of keypoints (B, K, 2) in [0, 1]; a point outside the
     image (a missing keypoint) gives an empty map."""
     grid = pixel_grid(height, width, points)  # (P, 2)
-    scale = torch.tensor([width / height, 1.0], dtype=points.dtype, device=points.device)
+    scale = _height_units(height, width, points)
     d2 = (((grid[None, None] - points[:, :, None]) * scale) ** 2).sum(-1)  # (B, K, P)
-    inside = ((points >= -sigma) & (points <= 1 + sigma)).all(-1, keepdim=True).to(points.dtype)
-    return (torch.exp(-d2 / (2 * sigma**2)) * inside).reshape(points.shape[0], -1, height, width)
+    maps = torch.exp(-d2 / (2 * sigma**2)) * _present(points, sigma)[..., None]
+    return maps.reshape(points.shape[0], -1, height, width)
+
+
+def limb_maps(points: torch.Tensor, height: int, width: int, sigma: float) -> torch.Tensor:
+    """Soft line maps (B, len(LIMBS), H, W) of the limbs between keypoints (B, K, 2) in
+    [0, 1]: exp(-d^2 / 2 sigma^2) of the distance to the segment (in units of the height);
+    a limb with a missing end is empty."""
+    grid = pixel_grid(height, width, points)  # (P, 2)
+    scale = _height_units(height, width, points)
+    first, second = [a for a, _ in LIMBS], [b for _, b in LIMBS]
+    starts, ends = points[:, first] * scale, points[:, second] * scale  # (B, L, 2)
+    along = ends - starts
+    offsets = grid[None, None] * scale - starts[:, :, None]  # (B, L, P, 2)
+    t = (offsets * along[:, :, None]).sum(-1) / (along * along).sum(-1, keepdim=True).clamp(
+        min=1e-8
+    )
+    nearest = offsets - t.clamp(0, 1)[..., None] * along[:, :, None]
+    d2 = (nearest * nearest).sum(-1)
+    present = _present(points, sigma)
+    present = present[:, first] * present[:, second]
+    maps = torch.exp(-d2 / (2 * sigma**2)) * present[..., None]
+    return maps.reshape(points.shape[0], len(LIMBS), height, width)
 
 
 def hidden_region(agnostic: torch.Tensor) -> torch.Tensor:
@@ -131,9 +174,9 @@ class TryOnGenerator(nn.Module):
         if spec.height % factor or spec.width % factor:
             raise ValueError(f"{spec.height}x{spec.width} must be divisible by {factor}")
         self.spec = spec
-        warp_in = 3 + POSE_CHANNELS + 3 + 1
-        self.refiner = UNet(warp_in, 2, spec.flow_channels, spec.depth)
-        self.generator = UNet(3 + POSE_CHANNELS + 3 + 1, 4, spec.base_channels, spec.depth)
+        inputs = 3 + spec.pose_channels + 3 + 1
+        self.refiner = UNet(inputs, 2, spec.flow_channels, spec.depth)
+        self.generator = UNet(inputs, 4, spec.base_channels, spec.depth)
         nn.init.zeros_(self.refiner.out.weight)  # start from the plain keypoint TPS
         nn.init.zeros_(self.refiner.out.bias)
 
@@ -148,6 +191,8 @@ class TryOnGenerator(nn.Module):
     ) -> dict[str, torch.Tensor]:
         h, w = self.spec.height, self.spec.width
         heatmaps = pose_heatmaps(pose, h, w, self.spec.pose_sigma)
+        if self.spec.limbs:
+            heatmaps = torch.cat([heatmaps, limb_maps(pose, h, w, self.spec.pose_sigma)], dim=1)
         grid = tps_sampling_grid(tps_control, tps_params, h, w)
         garment_rgba = torch.cat([garment, garment_mask], dim=1)
         coarse = F.grid_sample(

@@ -2,7 +2,8 @@
 a generated garment (solid, striped, checked, dotted or floral), with exact ground truth.
 
 The ground-truth garment is warped with the keypoint TPS *plus* a random smooth deformation
-and shaded by the body (cylindrical light, folds); arms may cross in front of the torso.
+and shaded by the body (cylindrical light, folds); a forearm may cross in front of the torso
+(the pose's wrist keypoint then says where the hand is).
 The network only gets the keypoint TPS, the clothing-agnostic person and the pose, so the
 refinement flow, the shading and the occlusions are what it has to learn: enough that
 learning is measurable against the naive paste of the TPS-warped garment.
@@ -111,11 +112,13 @@ def synthetic_pair(rng: np.random.Generator, height: int = 256, width: int = 192
     cv2.ellipse(draw, tuple(np.int32(head)), axes, 0, 0, 360, skin.tolist(), -1)
     cv2.ellipse(draw, tuple(np.int32(head - np.array([0, 0.025 * H]))), (axes[0] + 2, int(axes[1] * 0.75)), 0, 180, 360,
                 HAIR[rng.integers(len(HAIR))].tolist(), -1)  # fmt: skip
-    for shoulder, (elbow, wrist) in zip((ls, rs), arms, strict=True):
-        for a, b in ((shoulder, elbow), (elbow, wrist)):
-            cv2.line(
-                draw, tuple(np.int32(a)), tuple(np.int32(b)), (skin * 0.95).tolist(), int(0.075 * W)
-            )
+    body = draw.copy()  # without the forearms: one of them may cross the torso instead
+    limb = (skin * 0.95).tolist()
+    for shoulder, elbow in zip((ls, rs), (le, re), strict=True):
+        cv2.line(body, tuple(np.int32(shoulder)), tuple(np.int32(elbow)), limb, int(0.075 * W))
+    draw = body.copy()
+    for elbow, wrist in arms:
+        cv2.line(draw, tuple(np.int32(elbow)), tuple(np.int32(wrist)), limb, int(0.075 * W))
 
     shot = render_garment("t-shirt", str(rng.choice(COLOURS)), str(rng.choice(PATTERNS)), rng)
     garment = letterbox(shot.image, max(H, W))[:H, :W] if H == W else _fit(shot.image, H, W)
@@ -135,18 +138,25 @@ def synthetic_pair(rng: np.random.Generator, height: int = 256, width: int = 192
         np.arange(H)[:, None] / H * rng.uniform(8, 16) + xs / W * rng.uniform(2, 6)
     )
     warped *= (shade * folds)[..., None]
-    person = np.where(region[..., None] > 0, warped, draw)
-    if rng.random() < 0.35:  # a forearm crossing in front of the torso
-        elbow, wrist = arms[rng.integers(2)]
+    if rng.random() < 0.35:
+        # A forearm crosses in front of the torso: it is drawn there instead of hanging down,
+        # and the pose's wrist is where the hand now is (as a pose estimator would report it).
+        side = int(rng.integers(2))
+        elbow, wrist = arms[side]
         tip = wrist + np.array([(cx - wrist[0]) * 0.8, -0.02 * H])
+        arms[side] = (elbow, tip)
+        draw = body.copy()
+        other_elbow, other_wrist = arms[1 - side]
         cv2.line(
-            person,
-            tuple(np.int32(elbow)),
-            tuple(np.int32(tip)),
-            (skin * 0.93).tolist(),
-            int(0.07 * W),
+            draw, tuple(np.int32(other_elbow)), tuple(np.int32(other_wrist)), limb, int(0.075 * W)
         )
-        region = np.where((person == draw).all(-1) & (region > 0), 0, region).astype(np.uint8)
+        person = np.where(region[..., None] > 0, warped, draw)
+        forearm = np.zeros((H, W), np.uint8)
+        cv2.line(forearm, tuple(np.int32(elbow)), tuple(np.int32(tip)), 255, int(0.07 * W))
+        person[forearm > 0] = skin * 0.93
+        region = np.where(forearm > 0, 0, region).astype(np.uint8)
+    else:
+        person = np.where(region[..., None] > 0, warped, draw)
     person = np.clip(person, 0, 255).astype(np.uint8)
 
     torso_poly = np.zeros((H, W), np.uint8)
@@ -165,6 +175,7 @@ def synthetic_pair(rng: np.random.Generator, height: int = 256, width: int = 192
     hide = cv2.dilate(np.maximum(region, torso_poly), np.ones((7, 7), np.uint8))
     agnostic = person.copy()
     agnostic[hide > 0] = AGNOSTIC_GREY
+    (le, lw), (re, rw) = arms
     points = np.stack([head + np.array([0, 0.03 * H]), neck, ls, rs, le, re, lw, rw, lh, rh])
     pose = (points / [W, H]).astype(np.float32)
     return TryOnSample(person, agnostic, pose, garment, garment_mask, control, params, region)

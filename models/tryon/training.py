@@ -8,7 +8,7 @@ import json
 import os
 import random
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +20,16 @@ from models.tryon.losses import (
     PerceptualDistance,
     feature_matching,
     lsgan,
+    ssim_loss,
     total_variation,
 )
-from models.tryon.networks import MultiScaleDiscriminator, TryOnGenerator, TryOnSpec
+from models.tryon.networks import (
+    LIMBS,
+    POSE_CHANNELS,
+    MultiScaleDiscriminator,
+    TryOnGenerator,
+    TryOnSpec,
+)
 from models.tryon.synthetic import TryOnSample, synthetic_pair
 
 GENERATOR_FILE = "generator.safetensors"
@@ -99,6 +106,12 @@ class TryOnTrainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.step_count = 0
 
+    def set_learning_rate(self, rate: float) -> None:
+        """Both optimisers' learning rate (a schedule sets it before each step)."""
+        for optimiser in (self.g_optimiser, self.d_optimiser):
+            for group in optimiser.param_groups:
+                group["lr"] = rate
+
     def step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """One discriminator and one generator update; returns the losses."""
         w = self.settings.weights
@@ -127,6 +140,8 @@ class TryOnTrainer:
                 "flow_smoothness": total_variation(out["flow"]),
                 "mask": ((1 - out["mask"]) * out["warped_mask"] * region).mean(),
             }
+            if w.ssim:
+                losses["ssim"] = ssim_loss(fake, target)
             g_loss = sum(getattr(w, name) * value for name, value in losses.items())
         self.g_optimiser.zero_grad(set_to_none=True)
         self.scaler.scale(g_loss).backward()
@@ -172,16 +187,22 @@ class TryOnTrainer:
             os.replace(staging, directory)
 
     def init_generator(self, path: Path) -> None:
-        """Starts from a trained generator (fine-tuning: a fresh discriminator and optimisers);
-        its spec must be this run's."""
+        """Starts from a trained generator (fine-tuning: a fresh discriminator and optimisers).
+        Its spec must be this run's, except that a generator without limb maps may start a run
+        with them: the new input channels get zero weights, so training starts from exactly
+        the trained generator's outputs."""
         from safetensors import safe_open
         from safetensors.torch import load_file
 
         with safe_open(str(path), framework="pt") as handle:
             spec = TryOnSpec(**json.loads(handle.metadata()["spec"]))
-        if spec != self.settings.spec:
-            raise ValueError(f"{path} is a {spec} generator; this run trains {self.settings.spec}")
-        self.generator.load_state_dict(load_file(str(path)))
+        state = load_file(str(path))
+        wanted = self.settings.spec
+        if spec != wanted and replace(spec, limbs=wanted.limbs) == wanted and wanted.limbs:
+            state = with_limb_inputs(state, self.generator)
+        elif spec != wanted:
+            raise ValueError(f"{path} is a {spec} generator; this run trains {wanted}")
+        self.generator.load_state_dict(state)
 
     def load(self, directory: Path) -> None:
         from safetensors.torch import load_file
@@ -195,6 +216,24 @@ class TryOnTrainer:
         torch.set_rng_state(state["torch_rng"])
         random.setstate(state["python_rng"])
         self.step_count = state["step"]
+
+
+def with_limb_inputs(
+    state: dict[str, torch.Tensor], generator: TryOnGenerator
+) -> dict[str, torch.Tensor]:
+    """A limb-less generator's weights for ``generator`` (which has limb maps): both U-Nets'
+    first convolutions get zero weights for the limb channels (after the keypoint heatmaps)."""
+    at = 3 + POSE_CHANNELS
+    state = dict(state)
+    for name, target in generator.state_dict().items():
+        old = state[name]
+        if old.shape != target.shape:
+            added = target.shape[1] - old.shape[1]
+            if old.dim() != 4 or added != len(LIMBS):
+                raise ValueError(f"{name}: {tuple(old.shape)} does not fit {tuple(target.shape)}")
+            zeros = old.new_zeros(old.shape[0], added, *old.shape[2:])
+            state[name] = torch.cat([old[:, :at], zeros, old[:, at:]], dim=1)
+    return state
 
 
 def load_generator(path: Path) -> TryOnGenerator:

@@ -3,6 +3,7 @@ its ONNX export, a few training steps, and bit-exact save/resume."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,24 @@ import pytest
 import torch
 
 from models.tryon.export import example_inputs, export_tryon_onnx
-from models.tryon.networks import TryOnGenerator, TryOnSpec, pose_heatmaps, tps_sampling_grid
-from models.tryon.synthetic import remap, synthetic_pair
-from models.tryon.training import SyntheticBatches, TrainSettings, TryOnTrainer, load_generator
+from models.tryon.losses import LossWeights, ssim_loss
+from models.tryon.metrics import ssim
+from models.tryon.networks import (
+    LIMBS,
+    TryOnGenerator,
+    TryOnSpec,
+    limb_maps,
+    pose_heatmaps,
+    tps_sampling_grid,
+)
+from models.tryon.synthetic import POSE_POINTS, remap, synthetic_pair
+from models.tryon.training import (
+    SyntheticBatches,
+    TrainSettings,
+    TryOnTrainer,
+    load_generator,
+    to_tensors,
+)
 from models.tryon.warp import tps_grid, tps_solve
 
 SMALL = TryOnSpec(height=64, width=48, base_channels=8, flow_channels=4, depth=3)
@@ -41,6 +57,83 @@ def test_pose_heatmaps_peak_at_keypoints_and_ignore_missing_ones():
     peak = torch.nonzero(maps[0, 0] == maps[0, 0].max())[0]
     assert abs(int(peak[0]) - 16) <= 1 and abs(int(peak[1]) - 24) <= 1
     assert maps[0, 1].max() == 0
+
+
+def test_limb_maps_draw_segments_between_keypoints():
+    points = torch.full((1, 10, 2), 0.5)
+    points[0, POSE_POINTS.index("left_elbow")] = torch.tensor([0.25, 0.25])
+    points[0, POSE_POINTS.index("left_wrist")] = torch.tensor([0.25, 0.75])
+    points[0, POSE_POINTS.index("right_wrist")] = torch.tensor([-0.5, 0.5])  # missing
+    maps = limb_maps(points, 64, 48, sigma=0.03)
+    assert maps.shape == (1, len(LIMBS), 64, 48)
+    forearm = maps[0, LIMBS.index((4, 6))]
+    # On the segment (column 12, rows 16..48) the map is ~1; beyond its ends and to the
+    # side it fades out.
+    assert float(forearm[16:48, 12].min()) > 0.9
+    assert float(forearm[:8, 12].max()) < 0.05 and float(forearm[56:, 12].max()) < 0.05
+    assert float(forearm[32, 30:].max()) < 0.01
+    assert float(maps[0, LIMBS.index((5, 7))].max()) == 0  # an end is missing
+
+
+def test_a_crossing_forearm_is_where_the_pose_says():
+    crossing = 0
+    for seed in range(40):
+        sample = synthetic_pair(np.random.default_rng([2, seed]), 256, 192)
+        hips = sample.pose[[POSE_POINTS.index("left_hip"), POSE_POINTS.index("right_hip")]]
+        centre, span = hips[:, 0].mean(), abs(hips[1, 0] - hips[0, 0])
+        for name in ("left_wrist", "right_wrist"):
+            wrist = sample.pose[POSE_POINTS.index(name)]
+            if abs(wrist[0] - centre) < 0.3 * span and wrist[1] < hips[:, 1].min():
+                # A hand in front of the torso: skin there, not garment.
+                x, y = (wrist * [192, 256]).astype(int)
+                crossing += 1
+                assert sample.region[y, x] == 0
+                assert not np.array_equal(sample.person[y, x], sample.agnostic[y, x])
+    assert crossing >= 5
+
+
+def test_the_ssim_loss_is_one_minus_the_ssim_metric():
+    batch = to_tensors([synthetic_pair(np.random.default_rng([4, i]), 64, 48) for i in range(2)])
+    target = batch["person"]
+    fake = (batch["agnostic"].clone()).requires_grad_(True)
+    loss = ssim_loss(fake, target)
+
+    def as_uint8(t):
+        return ((t.detach().permute(0, 2, 3, 1).numpy() + 1) * 127.5).round().astype(np.uint8)
+
+    expected = np.mean([ssim(a, b) for a, b in zip(as_uint8(fake), as_uint8(target), strict=True)])
+    assert abs((1 - float(loss)) - expected) < 1e-4
+    loss.backward()
+    assert float(fake.grad.abs().sum()) > 0
+    assert float(ssim_loss(target, target)) < 1e-6
+
+
+def test_limb_inputs_can_be_added_to_a_trained_generator(tmp_path: Path):
+    plain = TryOnTrainer(TrainSettings(spec=SMALL, batch_size=2))
+    data = SyntheticBatches(SMALL, 2, seed=6)
+    plain.step(data.batch(0))
+    plain.save(tmp_path / "plain")
+    path = tmp_path / "plain" / "generator.safetensors"
+
+    limbs = replace(SMALL, limbs=True)
+    trainer = TryOnTrainer(TrainSettings(spec=limbs, batch_size=2, weights=LossWeights(ssim=5.0)))
+    trainer.init_generator(path)
+    first = trainer.generator.generator.stem[0].weight
+    assert first.shape[1] == plain.generator.generator.stem[0].weight.shape[1] + len(LIMBS)
+    assert float(first[:, 13 : 13 + len(LIMBS)].abs().max()) == 0
+    batch = data.batch(1)
+    names = ("agnostic", "garment", "garment_mask", "pose", "tps_control", "tps_params")
+    with torch.inference_mode():
+        before = plain.generator.eval()(*(batch[k] for k in names))["tryon"]
+        after = trainer.generator.eval()(*(batch[k] for k in names))["tryon"]
+    assert float((before - after).abs().max()) < 1e-4  # it starts where the plain one was
+    trainer.generator.train()
+    losses = trainer.step(batch)
+    assert 0 < losses["ssim"] < 1
+    # Any other difference of spec is refused.
+    other = TryOnTrainer(TrainSettings(spec=replace(SMALL, base_channels=4)))
+    with pytest.raises(ValueError, match="this run trains"):
+        other.init_generator(path)
 
 
 def test_synthetic_pairs_are_consistent():
@@ -84,10 +177,11 @@ def test_the_generator_composes_and_starts_from_the_keypoint_warp():
         TryOnGenerator(TryOnSpec(height=250))
 
 
-def test_the_onnx_export_matches_torch(tmp_path: Path):
+@pytest.mark.parametrize("spec", [SMALL, replace(SMALL, limbs=True)], ids=["plain", "limbs"])
+def test_the_onnx_export_matches_torch(tmp_path: Path, spec: TryOnSpec):
     from models.export import onnx_session
 
-    generator = TryOnGenerator(SMALL)
+    generator = TryOnGenerator(spec)
     with torch.no_grad():  # non-trivial weights: perturb the zero-initialised flow head
         generator.refiner.out.weight.normal_(0, 0.01)
     path = export_tryon_onnx(generator, tmp_path / "tryon.onnx")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from models.tryon.export import write_tryon_repository
 from models.tryon.metrics import psnr, ssim
@@ -28,9 +29,13 @@ width = 48
 base_channels = 8
 flow_channels = 4
 depth = 3
+limbs = true
+[weights]
+ssim = 2.0
 [train]
 batch_size = 2
 steps = STEPS
+lr_milestones = [3]
 checkpoint_every = 2
 sample_every = 2
 real_share = 0.5
@@ -119,13 +124,20 @@ def test_train_then_evaluate_from_the_command_line(tmp_path: Path):
     result = _drape("train", "tryon", "--config", str(config), "--out", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr[-2000:]
     log = (tmp_path / "run" / "log.csv").read_text().splitlines()
-    assert log[0].startswith("step,seconds,l1,") and len(log) == 3
+    assert log[0].startswith("step,seconds,l1,") and ",ssim," in log[0] and len(log) == 3
     assert (tmp_path / "run" / "samples" / "step-000002.png").exists()
-    # Two more steps resume from the checkpoint rather than starting over.
+    # Two more steps resume from the checkpoint rather than starting over; a row a stopped
+    # run logged after its checkpoint is replaced, not repeated.
+    with open(tmp_path / "run" / "log.csv", "a") as handle:
+        handle.write(log[-1].replace("2,", "3,", 1) + "\n")
     config.write_text(TINY_CONFIG.replace("STEPS", "4"))
     result = _drape("train", "tryon", "--config", str(config), "--out", str(tmp_path / "run"))
     assert result.returncode == 0 and "resumed at step 2" in result.stdout
-    assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 5
+    steps = [row.split(",")[0] for row in (tmp_path / "run" / "log.csv").read_text().splitlines()]
+    assert steps == ["step", "1", "2", "3", "4"]
+    # The learning rate fell tenfold at the milestone (step 3): 2e-4 -> 2e-5.
+    state = torch.load(tmp_path / "run" / "checkpoint" / "trainer.pt", weights_only=False)
+    assert state["g_optimiser"]["param_groups"][0]["lr"] == pytest.approx(2e-5)
 
     out = tmp_path / "eval.json"
     result = _drape("eval", "tryon", "--checkpoint", str(tmp_path / "run" / "generator.safetensors"),
@@ -142,5 +154,11 @@ def test_bad_training_configs_are_refused(tmp_path: Path):
     config.write_text("[train]\nbatch_sise = 4\n")
     result = _drape("train", "tryon", "--config", str(config), "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and "unknown [train] settings ['batch_sise']" in result.stderr
+    config.write_text("[weights]\nssmi = 1.0\n")
+    result = _drape("train", "tryon", "--config", str(config), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "unknown [weights] ['ssmi']" in result.stderr
+    config.write_text("[train]\nlr_milestones = 1000\n")
+    result = _drape("train", "tryon", "--config", str(config), "--out", str(tmp_path / "run"))
+    assert result.returncode == 2 and "lr_milestones must be a list" in result.stderr
     result = _drape("eval", "tryon", "--checkpoint", str(tmp_path / "none.safetensors"))
     assert result.returncode == 2 and "no generator" in result.stderr
