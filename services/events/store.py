@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
@@ -128,13 +129,27 @@ class SqliteEventStore:
         self._db = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute(_SCHEMA)
-        for statement in _INDEXES:
-            self._db.execute(statement)
+        self._set_up(synchronous, deadline=time.monotonic() + 30)
         placeholders = ", ".join("?" * len(COLUMNS))
         self._insert = f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({placeholders})"
+
+    def _set_up(self, synchronous: str, deadline: float) -> None:
+        """WAL mode and the schema. Processes opening a new database together (the workers
+        of one service) race for it: switching to WAL can fail at once with "database is
+        locked" without waiting for the busy timeout (SQLite refuses to wait where waiting
+        could deadlock), so it is retried until the deadline."""
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute(f"PRAGMA synchronous={synchronous}")
+                self._db.execute(_SCHEMA)
+                for statement in _INDEXES:
+                    self._db.execute(statement)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def append(self, events: Sequence[StoredEvent]) -> list[bool]:
         if not events:

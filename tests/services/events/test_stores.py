@@ -112,3 +112,29 @@ def test_read_selected_columns(store: EventStore):
     assert frame["occurred_at_us"].tolist() == [7]
     with pytest.raises(ValueError, match="unknown event columns"):
         store.read_frame(columns=("event_id", "password"))
+
+
+def _open_together(path: str, barrier) -> None:
+    barrier.wait(timeout=60)
+    store = SqliteEventStore(Path(path))
+    try:
+        assert store.count() == 0
+    finally:
+        store.close()
+
+
+def test_processes_opening_a_new_database_together_all_succeed(tmp_path: Path):
+    # The workers of one service open the same fresh database at once; switching it to WAL
+    # used to fail in some of them with "database is locked".
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for round_ in range(6):
+        path = str(tmp_path / f"events-{round_}.db")
+        barrier = context.Barrier(6)
+        procs = [context.Process(target=_open_together, args=(path, barrier)) for _ in range(6)]
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.join(timeout=90)
+        assert [proc.exitcode for proc in procs] == [0] * 6, f"round {round_}"
