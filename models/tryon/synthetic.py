@@ -112,13 +112,10 @@ def synthetic_pair(rng: np.random.Generator, height: int = 256, width: int = 192
     cv2.ellipse(draw, tuple(np.int32(head)), axes, 0, 0, 360, skin.tolist(), -1)
     cv2.ellipse(draw, tuple(np.int32(head - np.array([0, 0.025 * H]))), (axes[0] + 2, int(axes[1] * 0.75)), 0, 180, 360,
                 HAIR[rng.integers(len(HAIR))].tolist(), -1)  # fmt: skip
-    body = draw.copy()  # without the forearms: one of them may cross the torso instead
     limb = (skin * 0.95).tolist()
     for shoulder, elbow in zip((ls, rs), (le, re), strict=True):
-        cv2.line(body, tuple(np.int32(shoulder)), tuple(np.int32(elbow)), limb, int(0.075 * W))
-    draw = body.copy()
-    for elbow, wrist in arms:
-        cv2.line(draw, tuple(np.int32(elbow)), tuple(np.int32(wrist)), limb, int(0.075 * W))
+        cv2.line(draw, tuple(np.int32(shoulder)), tuple(np.int32(elbow)), limb, int(0.075 * W))
+    # The forearms come later: one of them may cross the torso instead of hanging down.
 
     shot = render_garment("t-shirt", str(rng.choice(COLOURS)), str(rng.choice(PATTERNS)), rng)
     garment = letterbox(shot.image, max(H, W))[:H, :W] if H == W else _fit(shot.image, H, W)
@@ -138,25 +135,22 @@ def synthetic_pair(rng: np.random.Generator, height: int = 256, width: int = 192
         np.arange(H)[:, None] / H * rng.uniform(8, 16) + xs / W * rng.uniform(2, 6)
     )
     warped *= (shade * folds)[..., None]
-    if rng.random() < 0.35:
+    crossing = int(rng.integers(2)) if rng.random() < 0.35 else None
+    if crossing is not None:
         # A forearm crosses in front of the torso: it is drawn there instead of hanging down,
         # and the pose's wrist is where the hand now is (as a pose estimator would report it).
-        side = int(rng.integers(2))
-        elbow, wrist = arms[side]
-        tip = wrist + np.array([(cx - wrist[0]) * 0.8, -0.02 * H])
-        arms[side] = (elbow, tip)
-        draw = body.copy()
-        other_elbow, other_wrist = arms[1 - side]
-        cv2.line(
-            draw, tuple(np.int32(other_elbow)), tuple(np.int32(other_wrist)), limb, int(0.075 * W)
-        )
-        person = np.where(region[..., None] > 0, warped, draw)
+        elbow, wrist = arms[crossing]
+        arms[crossing] = (elbow, wrist + np.array([(cx - wrist[0]) * 0.8, -0.02 * H]))
+    for side, (elbow, wrist) in enumerate(arms):
+        if side != crossing:
+            cv2.line(draw, tuple(np.int32(elbow)), tuple(np.int32(wrist)), limb, int(0.075 * W))
+    person = np.where(region[..., None] > 0, warped, draw)
+    if crossing is not None:
+        elbow, tip = arms[crossing]
         forearm = np.zeros((H, W), np.uint8)
         cv2.line(forearm, tuple(np.int32(elbow)), tuple(np.int32(tip)), 255, int(0.07 * W))
         person[forearm > 0] = skin * 0.93
         region = np.where(forearm > 0, 0, region).astype(np.uint8)
-    else:
-        person = np.where(region[..., None] > 0, warped, draw)
     person = np.clip(person, 0, 255).astype(np.uint8)
 
     torso_poly = np.zeros((H, W), np.uint8)

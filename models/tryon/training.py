@@ -191,12 +191,7 @@ class TryOnTrainer:
         Its spec must be this run's, except that a generator without limb maps may start a run
         with them: the new input channels get zero weights, so training starts from exactly
         the trained generator's outputs."""
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
-        with safe_open(str(path), framework="pt") as handle:
-            spec = TryOnSpec(**json.loads(handle.metadata()["spec"]))
-        state = load_file(str(path))
+        spec, state = read_generator(path)
         wanted = self.settings.spec
         if spec != wanted and replace(spec, limbs=wanted.limbs) == wanted and wanted.limbs:
             state = with_limb_inputs(state, self.generator)
@@ -236,13 +231,19 @@ def with_limb_inputs(
     return state
 
 
-def load_generator(path: Path) -> TryOnGenerator:
-    """A trained generator from its safetensors file (the spec is in the file's metadata)."""
+def read_generator(path: Path) -> tuple[TryOnSpec, dict[str, torch.Tensor]]:
+    """A generator's spec (from the safetensors metadata) and weights."""
     from safetensors import safe_open
     from safetensors.torch import load_file
 
     with safe_open(str(path), framework="pt") as handle:
         spec = TryOnSpec(**json.loads(handle.metadata()["spec"]))
+    return spec, load_file(str(path))
+
+
+def load_generator(path: Path) -> TryOnGenerator:
+    """A trained generator from its safetensors file (the spec is in the file's metadata)."""
+    spec, state = read_generator(path)
     generator = TryOnGenerator(spec)
-    generator.load_state_dict(load_file(str(path)))
+    generator.load_state_dict(state)
     return generator.eval()

@@ -23,6 +23,7 @@ from models.tryon.networks import (
 )
 from models.tryon.synthetic import POSE_POINTS, remap, synthetic_pair
 from models.tryon.training import (
+    GENERATOR_INPUTS,
     SyntheticBatches,
     TrainSettings,
     TryOnTrainer,
@@ -122,10 +123,9 @@ def test_limb_inputs_can_be_added_to_a_trained_generator(tmp_path: Path):
     assert first.shape[1] == plain.generator.generator.stem[0].weight.shape[1] + len(LIMBS)
     assert float(first[:, 13 : 13 + len(LIMBS)].abs().max()) == 0
     batch = data.batch(1)
-    names = ("agnostic", "garment", "garment_mask", "pose", "tps_control", "tps_params")
     with torch.inference_mode():
-        before = plain.generator.eval()(*(batch[k] for k in names))["tryon"]
-        after = trainer.generator.eval()(*(batch[k] for k in names))["tryon"]
+        before = plain.generator.eval()(*(batch[k] for k in GENERATOR_INPUTS))["tryon"]
+        after = trainer.generator.eval()(*(batch[k] for k in GENERATOR_INPUTS))["tryon"]
     assert float((before - after).abs().max()) < 1e-4  # it starts where the plain one was
     trainer.generator.train()
     losses = trainer.step(batch)
