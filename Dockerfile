@@ -10,10 +10,14 @@ COPY protos ./protos
 COPY services ./services
 COPY models ./models
 COPY recsys ./recsys
+COPY catalog ./catalog
+COPY synthetic ./synthetic
+COPY cli ./cli
+COPY tools/protogen.py ./tools/protogen.py
 # CPU torch first (a GPU image swaps in the CUDA build and the `gpu` extra).
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
     && pip install --no-cache-dir -c constraints.txt ".[cpu]" \
-    && python -m services.protogen --check
+    && python tools/protogen.py --check
 RUN useradd --uid 10001 --create-home drape && mkdir -p /var/lib/drape && chown drape /var/lib/drape
 USER 10001
 ENTRYPOINT []

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.encoder import (
+from drape.models.encoder import (
     ENCODER_INPUT,
     ENCODER_MODEL,
     ENCODER_OUTPUT,

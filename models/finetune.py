@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.encoder import EncoderSpec, GarmentEncoder, load_encoder
-from models.images import letterbox
+from drape.models.encoder import EncoderSpec, GarmentEncoder, load_encoder
+from drape.models.images import letterbox
 
 FINAL_CHECKPOINT = "encoder.safetensors"
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from models.person import PersonAnalysis
+from drape.models.person import PersonAnalysis
 
 BACKGROUND_WHITE = 255
 

@@ -133,14 +133,32 @@ def encode_jpeg(pixels: np.ndarray, quality: int = 90) -> bytes:
     return buffer.getvalue()
 
 
+def _fitted_size(pixels: np.ndarray, height: int, width: int) -> tuple[int, int]:
+    """(width, height) of ``pixels`` scaled to fit ``height`` x ``width``, aspect kept."""
+    scale = min(height / pixels.shape[0], width / pixels.shape[1])
+    return max(1, round(pixels.shape[1] * scale)), max(1, round(pixels.shape[0] * scale))
+
+
+def _centred(resized: np.ndarray, height: int, width: int, fill: int) -> np.ndarray:
+    canvas = np.full((height, width, *resized.shape[2:]), fill, resized.dtype)
+    top, left = (height - resized.shape[0]) // 2, (width - resized.shape[1]) // 2
+    canvas[top : top + resized.shape[0], left : left + resized.shape[1]] = resized
+    return canvas
+
+
 def letterbox(pixels: np.ndarray, size: int, fill: int = 255) -> np.ndarray:
     """Resizes to fit a ``size`` x ``size`` square keeping the aspect ratio, padding with
-    ``fill`` (white, the usual product-shot background) rather than stretching."""
-    height, width = pixels.shape[:2]
-    scale = size / max(height, width)
-    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
-    resized = Image.fromarray(pixels).resize((new_w, new_h), Image.Resampling.BILINEAR)
-    canvas = np.full((size, size, 3), fill, dtype=np.uint8)
-    top, left = (size - new_h) // 2, (size - new_w) // 2
-    canvas[top : top + new_h, left : left + new_w] = np.asarray(resized)
-    return canvas
+    ``fill`` (white, the usual product-shot background) rather than stretching. Bilinear
+    (PIL): the encoder's input."""
+    resized = Image.fromarray(pixels).resize(_fitted_size(pixels, size, size),
+                                             Image.Resampling.BILINEAR)  # fmt: skip
+    return _centred(np.asarray(resized), size, size, fill)
+
+
+def fit_into(pixels: np.ndarray, height: int, width: int, fill: int = 255) -> np.ndarray:
+    """As :func:`letterbox` into a ``height`` x ``width`` canvas, with area resampling (no
+    aliasing of fine prints when shrinking): the try-on generator's garment input."""
+    import cv2
+
+    resized = cv2.resize(pixels, _fitted_size(pixels, height, width), interpolation=cv2.INTER_AREA)
+    return _centred(resized, height, width, fill)

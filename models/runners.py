@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from models.encoder import (
+from drape.models.encoder import (
     DEFAULT_SPEC,
     ENCODER_INPUT,
     ENCODER_MODEL,
@@ -28,7 +28,7 @@ from models.encoder import (
     encoder_version,
     load_encoder,
 )
-from models.export import cached_encoder_onnx, onnx_session
+from drape.models.export import cached_encoder_onnx, onnx_session
 
 
 class RunnerUnavailable(RuntimeError):

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.encoder import ENCODER_INPUT, ENCODER_MODEL, ENCODER_OUTPUT, EncoderSpec
-from models.export import onnx_session
+from drape.models.encoder import ENCODER_INPUT, ENCODER_MODEL, ENCODER_OUTPUT, EncoderSpec
+from drape.models.export import onnx_session
 
 log = logging.getLogger("drape.triton")
 
@@ -63,7 +63,7 @@ def encoder_model(spec: EncoderSpec, onnx_path: Path, threads: int = 0) -> Serve
 
 def tryon_model(onnx_path: Path, height: int, width: int, threads: int = 0) -> ServedModel:
     """The try-on generator as a Triton model (its ONNX export on onnxruntime)."""
-    from models.tryon.export import INPUTS, OUTPUTS, TRYON_MODEL
+    from drape.models.tryon.export import INPUTS, OUTPUTS, TRYON_MODEL
 
     session = onnx_session(onnx_path, threads)
 

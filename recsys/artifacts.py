@@ -23,11 +23,11 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from recsys.als import ALSModel
-from recsys.hybrid import BlendWeights, HybridParams
-from recsys.idmap import IdMap
-from recsys.index import EmbeddingIndex
-from recsys.sequential import SequentialRules
+from drape.recsys.als import ALSModel
+from drape.recsys.hybrid import BlendWeights, HybridParams
+from drape.recsys.idmap import IdMap
+from drape.recsys.index import EmbeddingIndex
+from drape.recsys.sequential import SequentialRules
 
 
 class NoArtifacts(FileNotFoundError):

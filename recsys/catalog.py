@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys.idmap import index_lookup
+from drape.recsys.idmap import index_lookup
 
 COLUMNS = (
     "garment_id",
@@ -28,10 +28,6 @@ COLUMNS = (
     "pattern",
     "image_uri",
 )
-
-CATEGORIES = ("t-shirt", "shirt", "blouse", "sweater", "hoodie", "jacket", "dress", "coat")
-COLOURS = ("black", "white", "navy", "red", "green", "beige", "grey", "yellow", "pink", "blue")
-PATTERNS = ("solid", "striped", "checked", "dotted", "floral")
 
 
 class Catalog:
@@ -96,31 +92,3 @@ class Catalog:
             frame = pd.read_sql_query(f"SELECT {', '.join(COLUMNS)} FROM garments", db)
         frame["in_stock"] = frame["in_stock"].astype(bool)
         return cls(frame)
-
-
-def generate_catalog(n: int, seed: int = 0, out_of_stock: float = 0.05) -> Catalog:
-    """A synthetic fashion catalog: categories x colours x patterns, realistic prices."""
-    rng = np.random.default_rng(seed)
-    category = rng.choice(CATEGORIES, size=n)
-    colour = rng.choice(COLOURS, size=n)
-    pattern = rng.choice(PATTERNS, size=n, p=(0.5, 0.15, 0.15, 0.1, 0.1))
-    base = {c: 1500 + 1000 * i for i, c in enumerate(CATEGORIES)}
-    price = np.array([base[c] for c in category]) * rng.lognormal(0, 0.3, size=n)
-    ids = np.array([f"g{i:06d}" for i in range(n)], dtype=object)
-    frame = pd.DataFrame(
-        {
-            "garment_id": ids,
-            "title": [
-                f"{c.title()} {p} {cat}"
-                for c, p, cat in zip(colour, pattern, category, strict=True)
-            ],
-            "category": category,
-            "price_minor": (np.round(price / 100) * 100 - 1).astype(np.int64),
-            "currency": "EUR",
-            "in_stock": rng.random(n) >= out_of_stock,
-            "colour": colour,
-            "pattern": pattern,
-            "image_uri": "",
-        }
-    )
-    return Catalog(frame)

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys.catalog import Catalog, generate_catalog
-from recsys.synthetic import generate_shoppers
+from drape.recsys.catalog import Catalog
+from drape.synthetic.catalog import generate_catalog
+from drape.synthetic.shoppers import generate_shoppers
 
 
 @dataclass

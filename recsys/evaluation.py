@@ -27,21 +27,21 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import pandas as pd
 
-from recsys.als import ALSModel, ALSParams
-from recsys.catalog import Catalog
-from recsys.datasets import EvalDataset
-from recsys.hybrid import (
+from drape.recsys.als import ALSModel, ALSParams
+from drape.recsys.catalog import Catalog
+from drape.recsys.datasets import EvalDataset
+from drape.recsys.hybrid import (
     CHANNELS,
     BlendWeights,
     Candidates,
     HybridModel,
     HybridParams,
 )
-from recsys.index import EmbeddingIndex
-from recsys.interactions import InteractionMatrix
-from recsys.metrics import coverage, ranking_metrics, user_metrics
-from recsys.ranking import RankRequest, purchases_by_user
-from recsys.sequential import SequentialParams, SequentialRules
+from drape.recsys.index import EmbeddingIndex
+from drape.recsys.interactions import InteractionMatrix
+from drape.recsys.metrics import coverage, ranking_metrics, user_metrics
+from drape.recsys.ranking import RankRequest, purchases_by_user
+from drape.recsys.sequential import SequentialParams, SequentialRules
 
 K = 10
 K_COLD = 20

@@ -2,10 +2,10 @@
 
 Channels (each proposes up to ``n_candidates`` eligible garments with its own score):
 
-- ``collaborative``: implicit ALS (see :mod:`recsys.als`), by maximum inner product
+- ``collaborative``: implicit ALS (see :mod:`drape.recsys.als`), by maximum inner product
   search over the item factors; users unseen at training time are folded in;
 - ``sequential``: what shoppers engaged with next after the user's latest garments
-  (sequential rules, see :mod:`recsys.sequential`);
+  (sequential rules, see :mod:`drape.recsys.sequential`);
 - ``visual``: embedding neighbours of the user's visual profile, the
   strength-weighted (so time-decayed) mean of the embeddings of their garments;
 - ``photo``: embedding neighbours of the garment in the request's photo;
@@ -13,7 +13,7 @@ Channels (each proposes up to ``n_candidates`` eligible garments with its own sc
 - ``popularity``: globally popular garments (cold start).
 
 Each channel's scores are min-max normalised over its candidates, blended with
-weights chosen on a validation split (:func:`recsys.evaluation.tune_blend`), then
+weights chosen on a validation split (:func:`drape.recsys.evaluation.tune_blend`), then
 re-ranked with maximal marginal relevance (Carbonell & Goldstein, 1998) over
 embedding cosine similarity. New garments without interactions are reached by
 the embedding channels.
@@ -27,12 +27,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.als import ALSModel
-from recsys.catalog import Catalog
-from recsys.index import EmbeddingIndex, IndexSpec, Kind, choose_kind
-from recsys.interactions import InteractionMatrix
-from recsys.ranking import Ranked, RankRequest, eligible_mask, top_k
-from recsys.sequential import SequentialRules
+from drape.recsys.als import ALSModel
+from drape.recsys.catalog import Catalog
+from drape.recsys.index import EmbeddingIndex, IndexSpec, Kind, choose_kind
+from drape.recsys.interactions import InteractionMatrix
+from drape.recsys.ranking import Ranked, RankRequest, eligible_mask, top_k
+from drape.recsys.sequential import SequentialRules
 
 CHANNELS = (
     "collaborative",

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recsys.idmap import IdMap
-from recsys.sequential import SequentialParams, SequentialRules, latest_items, timelines
+from drape.recsys.idmap import IdMap
+from drape.recsys.sequential import SequentialParams, SequentialRules, latest_items, timelines
 
 US_PER_DAY = 86_400 * 1_000_000
 # Latest items kept per user for the sequential channel (it reads at most this many).
@@ -48,7 +48,7 @@ class InteractionMatrix:
     # queries of the sequential channel.
     recent: np.ndarray | None = None
     # The (user rows, item columns) timeline the matrix was built from (see
-    # :func:`recsys.sequential.timelines`); kept only when asked for (training).
+    # :func:`drape.recsys.sequential.timelines`); kept only when asked for (training).
     timeline: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from recsys.catalog import Catalog
-from recsys.interactions import interaction_strength
-from recsys.ranking import Ranked, RankRequest, eligible_mask, purchases_by_user, top_k
+from drape.recsys.catalog import Catalog
+from drape.recsys.interactions import interaction_strength
+from drape.recsys.ranking import Ranked, RankRequest, eligible_mask, purchases_by_user, top_k
 
 CHANNEL = "popularity"
 

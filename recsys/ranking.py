@@ -12,7 +12,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from recsys.catalog import Catalog
+from drape.recsys.catalog import Catalog
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Builds the interaction matrix, tunes the hybrid's blend weights on the most
 recent tenth of the events (ALS fit on the rest), fits ALS on everything,
-and writes a versioned artifact set (see :mod:`recsys.artifacts`).
+and writes a versioned artifact set (see :mod:`drape.recsys.artifacts`).
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from dataclasses import dataclass, field, replace
 import faiss
 import pandas as pd
 
-from recsys.als import ALSModel, ALSParams
-from recsys.artifacts import ArtifactSet
-from recsys.catalog import Catalog
-from recsys.evaluation import tune_blend
-from recsys.hybrid import HybridModel, HybridParams, als_item_index
-from recsys.index import EmbeddingIndex
-from recsys.interactions import InteractionMatrix
-from recsys.ranking import purchases_by_user
-from recsys.sequential import SequentialParams
+from drape.recsys.als import ALSModel, ALSParams
+from drape.recsys.artifacts import ArtifactSet
+from drape.recsys.catalog import Catalog
+from drape.recsys.evaluation import tune_blend
+from drape.recsys.hybrid import HybridModel, HybridParams, als_item_index
+from drape.recsys.index import EmbeddingIndex
+from drape.recsys.interactions import InteractionMatrix
+from drape.recsys.ranking import purchases_by_user
+from drape.recsys.sequential import SequentialParams
 
 log = logging.getLogger("drape.train")
 

@@ -33,6 +33,6 @@ pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 # torch first: with 2.13.0 (CPU) present, `torch>=2.4` below installs nothing more.
 "$VENV/bin/python" -c "import torch" 2>/dev/null || "${pip[@]}" "torch==${TORCH_VERSION}"
 "${pip[@]}" -c constraints.txt -e ".[${EXTRAS}]"
-"$VENV/bin/python" -m services.protogen
+"$VENV/bin/python" tools/protogen.py
 "$VENV/bin/drape" doctor
 echo "Drape installed in $VENV (activate with: source $VENV/bin/activate)"

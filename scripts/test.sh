@@ -11,7 +11,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 export PATH="$PWD/$VENV/bin:$PATH" OPENBLAS_NUM_THREADS=1
 
-echo "== API stubs";  python -m services.protogen --check
+echo "== API stubs";  python tools/protogen.py --check
 echo "== buf lint";   buf lint && echo "clean"
 echo "== ruff";       ruff check . && ruff format --check .
 echo "== pytest"

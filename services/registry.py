@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import importlib
 
-from services.runtime import DrapeConfig, ServiceSpec
-from services.runtime.config import SERVICE_NAMES
+from drape.services.runtime import DrapeConfig, ServiceSpec
+from drape.services.runtime.config import SERVICE_NAMES
 
-_BUILDERS = {name: f"services.{name}.service" for name in SERVICE_NAMES}
+_BUILDERS = {name: f"drape.services.{name}.service" for name in SERVICE_NAMES}
 
 
 def build_service(name: str, config: DrapeConfig) -> ServiceSpec:

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from recsys.catalog import generate_catalog
-from services.runtime.config import DrapeConfig
-from services.stack import Stack, ephemeral
+from drape.cli.stack import Stack, ephemeral
+from drape.services.runtime.config import DrapeConfig
+from drape.synthetic.catalog import generate_catalog
 
 
 def free_port() -> int:

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from services.protogen import PROTO_ROOT, stale_files
+from tools.protogen import PROTO_ROOT, stale_files
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_generated_stubs_are_up_to_date():
-    assert stale_files() == [], "run `python -m services.protogen` and commit the result"
+    assert stale_files() == [], "run `python tools/protogen.py` and commit the result"
 
 
 def test_buf_lint_is_clean():

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from models.tryon.networks import TryOnGenerator
+from drape.models.tryon.networks import TryOnGenerator
 
 TRYON_MODEL = "tryon_gan"
 INPUTS = ("agnostic", "garment", "garment_mask", "pose", "tps_control", "tps_params")
@@ -55,7 +55,7 @@ def example_inputs(
 def export_tryon_onnx(generator: TryOnGenerator, path: Path) -> Path:
     """Writes the generator as ONNX with a dynamic batch, after checking it reproduces torch
     (max abs difference <= 1e-4 on batches other than the traced one)."""
-    from models.export import export_checked
+    from drape.models.export import export_checked
 
     module = _Exported(generator.eval())
     checks = [example_inputs(generator, batch, seed=batch) for batch in (1, 3)]
@@ -68,8 +68,8 @@ def export_tryon_onnx(generator: TryOnGenerator, path: Path) -> Path:
 def cached_tryon_onnx(checkpoint: Path, models_dir: Path) -> tuple[Path, TryOnGenerator]:
     """The generator's ONNX export for this checkpoint (exported on first use), and the
     generator itself."""
-    from models.encoder import sha256_of
-    from models.tryon.training import load_generator
+    from drape.models.encoder import sha256_of
+    from drape.models.tryon.training import load_generator
 
     generator = load_generator(checkpoint)
     path = models_dir / "onnx" / f"{TRYON_MODEL}-{sha256_of(checkpoint)[:12]}.onnx"
@@ -84,7 +84,7 @@ def write_tryon_repository(
     """``<repository>/tryon_gan/{config.pbtxt, 1/model.onnx}`` for NVIDIA's Triton container:
     onnxruntime backend, dynamic batching; on GPU with TensorRT in fp16 (the generator has no
     reductions that overflow in half precision; the composition stays in [0, 1])."""
-    from models.tryon.training import load_generator
+    from drape.models.tryon.training import load_generator
 
     generator = load_generator(checkpoint)
     model_dir = repository / TRYON_MODEL

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.person import PersonAnalysis
-from models.tryon.networks import TryOnGenerator
-from models.tryon.photos import _sample, crop_to_aspect
-from models.tryon.synthetic import TryOnSample, _fit
-from models.tryon.training import GENERATOR_INPUTS, to_tensors
+from drape.models.images import fit_into
+from drape.models.person import PersonAnalysis
+from drape.models.tryon.networks import TryOnGenerator
+from drape.models.tryon.photos import _sample, crop_to_aspect
+from drape.models.tryon.sample import TryOnSample
+from drape.models.tryon.training import GENERATOR_INPUTS, to_tensors
 
 
 def to_uint8(t: torch.Tensor) -> np.ndarray:
@@ -52,8 +53,8 @@ def fit_garment(
     garment: np.ndarray, garment_mask: np.ndarray, height: int, width: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """A product shot and its mask letterboxed into the model's (H, W) canvas."""
-    fitted_mask = _fit(np.repeat(garment_mask[..., None], 3, 2), height, width, fill=0)[..., 0]
-    return _fit(garment, height, width), fitted_mask
+    fitted_mask = fit_into(np.repeat(garment_mask[..., None], 3, 2), height, width, fill=0)[..., 0]
+    return fit_into(garment, height, width), fitted_mask
 
 
 def person_inputs(
@@ -94,7 +95,7 @@ def crop_analysis(analysis: PersonAnalysis, box: tuple[int, int, int, int]) -> P
     """The analysis of a photo, re-expressed for a crop of it (no second MediaPipe run)."""
     from dataclasses import replace
 
-    from models.person import _mask_box
+    from drape.models.person import _mask_box
 
     top, left, bottom, right = box
     h, w = bottom - top, right - left

@@ -14,8 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.encoder import INPUT_MEAN, INPUT_STD, load_encoder
-from models.tryon.metrics import ssim_map
+from drape.models.encoder import INPUT_MEAN, INPUT_STD, load_encoder
+from drape.models.tryon.metrics import ssim_map
 
 # Blocks of EfficientNet-Lite0 whose outputs are compared (strides 4, 8, 16).
 PERCEPTUAL_BLOCKS = (2, 4, 9)

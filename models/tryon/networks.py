@@ -28,11 +28,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from models.person import AGNOSTIC_GREY
+from drape.models.person import AGNOSTIC_GREY
 
 POSE_CHANNELS = 10
 # Limbs as pairs of pose keypoints (nose, neck, shoulders, elbows, wrists, hips; see
-# ``models.tryon.synthetic.POSE_POINTS``), drawn as soft line maps like OpenPose's renderings
+# ``drape.models.tryon.synthetic.POSE_POINTS``), drawn as soft line maps like OpenPose's renderings
 # that CP-VTON and VITON-HD condition on: a limb in front of the torso is then in the input.
 LIMBS = ((0, 1), (2, 4), (4, 6), (3, 5), (5, 7), (2, 3), (2, 8), (3, 9), (8, 9))
 

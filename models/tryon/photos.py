@@ -5,7 +5,7 @@
 * Paired, from the VITON-HD folder layout (``image/``, ``cloth/``, ``cloth-mask/``): our
   MediaPipe person analysis replaces OpenPose and the human parser.
 
-Both produce :class:`~models.tryon.synthetic.TryOnSample`s like the synthetic generator.
+Both produce :class:`~drape.models.tryon.synthetic.TryOnSample`s like the synthetic generator.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.garments import garment_keypoints, worn_garment
-from models.images import decode_image
-from models.person import L_SHOULDER, R_SHOULDER, PersonAnalysis, PersonAnalyzer
-from models.tryon.synthetic import TryOnSample, _fit
-from models.tryon.warp import body_anchor_points, tps_solve
+from drape.models.garments import garment_keypoints, worn_garment
+from drape.models.images import decode_image, fit_into
+from drape.models.person import L_SHOULDER, R_SHOULDER, PersonAnalysis, PersonAnalyzer
+from drape.models.tryon.sample import TryOnSample
+from drape.models.tryon.warp import body_anchor_points, tps_solve
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 # MediaPipe landmark pairs (person's left, person's right) in POSE_POINTS order after nose/neck.
@@ -99,7 +99,7 @@ def self_supervised_pair(
     centre = (cut.shape[1] / 2, cut.shape[0] / 2)
     matrix = cv2.getRotationMatrix2D(centre, angle, scale)
     cut = cv2.warpAffine(cut, matrix, (cut.shape[1], cut.shape[0]), borderValue=(255, 255, 255))
-    garment = _fit(cut, height, width)
+    garment = fit_into(cut, height, width)
     mask = (np.abs(garment.astype(np.int16) - 255).sum(-1) > 24).astype(np.uint8) * 255
     return _sample(crop, analysis, garment, mask, height, width)
 
@@ -130,7 +130,7 @@ def viton_pair(
     person_path, cloth_path, mask_path = paths
     photo = crop_to_aspect(decode_image(person_path.read_bytes()).pixels, height, width)
     analysis = analyzer.analyze(photo)
-    cloth = _fit(decode_image(cloth_path.read_bytes()).pixels, height, width)
-    mask = _fit(decode_image(mask_path.read_bytes()).pixels, height, width, fill=0)[..., 0]
+    cloth = fit_into(decode_image(cloth_path.read_bytes()).pixels, height, width)
+    mask = fit_into(decode_image(mask_path.read_bytes()).pixels, height, width, fill=0)[..., 0]
     mask = (mask > 127).astype(np.uint8) * 255
     return _sample(photo, analysis, cloth, mask, height, width)

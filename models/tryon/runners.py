@@ -1,16 +1,29 @@
-"""Try-on generator runners with one interface: in-process torch (the reference) and Triton
-(``tritonclient`` gRPC; Triton's dynamic batcher merges concurrent callers)."""
+"""Try-on generator runners behind one interface, :class:`TryOnRunner`: in-process torch (the
+reference) and Triton (``tritonclient`` gRPC; Triton's dynamic batcher merges concurrent
+callers). Tests hold Triton's outputs to torch's."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 
-from models.runners import RunnerUnavailable
-from models.tryon.export import INPUTS, OUTPUTS, TRYON_MODEL
-from models.tryon.training import load_generator
+from drape.models.runners import RunnerUnavailable
+from drape.models.tryon.export import INPUTS, OUTPUTS, TRYON_MODEL
+from drape.models.tryon.training import load_generator
+
+
+class TryOnRunner(Protocol):
+    def run(
+        self, inputs: dict[str, np.ndarray], timeout_s: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """float32 inputs (B, ...) by name (``export.INPUTS``) -> float32 outputs (B, ...) by
+        name (``export.OUTPUTS``), within ``timeout_s`` where the runner can bound it."""
+        ...
+
+    def close(self) -> None: ...
 
 
 class TorchTryOn:
@@ -18,8 +31,10 @@ class TorchTryOn:
         self.generator = load_generator(checkpoint)
         self.spec = self.generator.spec
 
-    def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """float32 inputs (B, ...) by name -> float32 outputs (B, ...) by name."""
+    def run(
+        self, inputs: dict[str, np.ndarray], timeout_s: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """See :class:`TryOnRunner`; in-process, so ``timeout_s`` does not apply."""
         with torch.inference_mode():
             out = self.generator(
                 *(torch.from_numpy(np.ascontiguousarray(inputs[n], np.float32)) for n in INPUTS)
@@ -41,7 +56,7 @@ class TritonTryOn:
     def run(
         self, inputs: dict[str, np.ndarray], timeout_s: float | None = None
     ) -> dict[str, np.ndarray]:
-        """As :meth:`TorchTryOn.run`; each Triton call waits at most ``timeout_s`` (the
+        """See :class:`TryOnRunner`; each Triton call waits at most ``timeout_s`` (the
         caller's remaining deadline) or the runner's own timeout, whichever is shorter."""
         from tritonclient.utils import InferenceServerException
 

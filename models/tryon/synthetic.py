@@ -11,17 +11,16 @@ learning is measurable against the naive paste of the TPS-warped garment.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 
-from models.garment_set import render_garment
-from models.garments import garment_keypoints
-from models.images import letterbox
-from models.person import AGNOSTIC_GREY
-from models.tryon.warp import body_anchor_points, tps_grid, tps_solve
-from recsys.catalog import COLOURS, PATTERNS
+from drape.models.garments import garment_keypoints
+from drape.models.images import fit_into, letterbox
+from drape.models.person import AGNOSTIC_GREY
+from drape.models.tryon.sample import TryOnSample, remap
+from drape.models.tryon.warp import body_anchor_points, tps_grid, tps_solve
+from drape.synthetic.garments import render_garment
+from drape.synthetic.vocabulary import COLOURS, PATTERNS
 
 POSE_POINTS = ("nose", "neck", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
                "left_wrist", "right_wrist", "left_hip", "right_hip")  # fmt: skip
@@ -30,31 +29,6 @@ SKIN_TONES = np.array([(255, 224, 196), (241, 194, 167), (224, 172, 138), (198, 
 HAIR = np.array(
     [(30, 24, 20), (70, 45, 25), (150, 110, 60), (200, 170, 110), (90, 90, 90)], np.float32
 )
-
-
-@dataclass
-class TryOnSample:
-    """One training pair: images (H, W, 3) uint8, masks (H, W) uint8, and the small tensors
-    the model takes instead of maps: pose keypoints (K, 2) and the keypoint TPS, all in
-    normalised [0, 1] coordinates."""
-
-    person: np.ndarray  # the target: the person wearing the garment
-    agnostic: np.ndarray  # the person with the garment region greyed out
-    pose: np.ndarray  # (K, 2) keypoints (POSE_POINTS order); off-image = outside [0, 1]
-    garment: np.ndarray  # the product shot, letterboxed to (H, W)
-    garment_mask: np.ndarray  # (H, W) uint8 0/255
-    tps_control: np.ndarray  # (5, 2) body anchors
-    tps_params: np.ndarray  # (8, 2) TPS: output pixel -> garment image coordinates
-    region: np.ndarray  # (H, W) uint8: where the garment is in ``person``
-
-
-def remap(image: np.ndarray, grid: np.ndarray, border: int = 0) -> np.ndarray:
-    """Samples ``image`` at a [-1, 1] grid (like ``grid_sample`` with align_corners=False)."""
-    h, w = image.shape[:2]
-    map_x = ((grid[..., 0] + 1) * w - 1) / 2
-    map_y = ((grid[..., 1] + 1) * h - 1) / 2
-    return cv2.remap(image, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_CONSTANT, borderValue=border)  # fmt: skip
 
 
 def _smooth_field(
@@ -118,8 +92,8 @@ def synthetic_pair(rng: np.random.Generator, height: int = 256, width: int = 192
     # The forearms come later: one of them may cross the torso instead of hanging down.
 
     shot = render_garment("t-shirt", str(rng.choice(COLOURS)), str(rng.choice(PATTERNS)), rng)
-    garment = letterbox(shot.image, max(H, W))[:H, :W] if H == W else _fit(shot.image, H, W)
-    garment_mask = _fit(np.repeat(shot.mask[..., None], 3, 2), H, W, fill=0)[..., 0]
+    garment = letterbox(shot.image, max(H, W))[:H, :W] if H == W else fit_into(shot.image, H, W)
+    garment_mask = fit_into(np.repeat(shot.mask[..., None], 3, 2), H, W, fill=0)[..., 0]
     src = garment_keypoints(garment_mask).as_array()
     dst = body_anchor_points(neck, ls, rs, lh, rh)
     control, params = tps_solve(dst, src, (H, W))
@@ -173,14 +147,3 @@ def synthetic_pair(rng: np.random.Generator, height: int = 256, width: int = 192
     points = np.stack([head + np.array([0, 0.03 * H]), neck, ls, rs, le, re, lw, rw, lh, rh])
     pose = (points / [W, H]).astype(np.float32)
     return TryOnSample(person, agnostic, pose, garment, garment_mask, control, params, region)
-
-
-def _fit(image: np.ndarray, height: int, width: int, fill: int = 255) -> np.ndarray:
-    """Letterbox a square product shot into an (H, W) canvas."""
-    scale = min(height / image.shape[0], width / image.shape[1])
-    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-    resized = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    canvas = np.full((height, width, *image.shape[2:]), fill, image.dtype)
-    top, left = (height - size[1]) // 2, (width - size[0]) // 2
-    canvas[top : top + size[1], left : left + size[0]] = resized
-    return canvas

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from models.tryon.losses import (
+from drape.models.tryon.losses import (
     LossWeights,
     PerceptualDistance,
     feature_matching,
@@ -23,14 +23,15 @@ from models.tryon.losses import (
     ssim_loss,
     total_variation,
 )
-from models.tryon.networks import (
+from drape.models.tryon.networks import (
     LIMBS,
     POSE_CHANNELS,
     MultiScaleDiscriminator,
     TryOnGenerator,
     TryOnSpec,
 )
-from models.tryon.synthetic import TryOnSample, synthetic_pair
+from drape.models.tryon.sample import TryOnSample
+from drape.models.tryon.synthetic import synthetic_pair
 
 GENERATOR_FILE = "generator.safetensors"
 

@@ -11,12 +11,12 @@ import logging
 import time
 
 import grpc
-from drape.v1 import events_pb2, events_pb2_grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from services.events.store import EventStore, StoredEvent, open_event_store
-from services.events.validation import Violation, validate_event
-from services.runtime import DrapeConfig, InvalidArgument, ServiceSpec, Unavailable
+from drape.services.events.store import EventStore, StoredEvent, open_event_store
+from drape.services.events.validation import Violation, validate_event
+from drape.services.runtime import DrapeConfig, InvalidArgument, ServiceSpec, Unavailable
+from drape.v1 import events_pb2, events_pb2_grpc
 
 log = logging.getLogger("drape.events")
 

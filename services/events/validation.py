@@ -8,9 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from drape.services.events.store import StoredEvent
 from drape.v1 import events_pb2
-
-from services.events.store import StoredEvent
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
 # Experiment and variant names: what the experiments file allows.

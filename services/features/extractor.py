@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from models.encoder import EncoderSpec
-from models.garments import product_mask, worn_garment
-from models.images import ImageLimits, letterbox
-from models.person import AnalyzerPool, PersonAnalysis
-from models.runners import EncoderRunner, OnnxEncoder, TorchEncoder, TritonEncoder
-from recsys.index import EmbeddingIndex
-from services.runtime.config import DrapeConfig
+from drape.models.encoder import EncoderSpec
+from drape.models.garments import product_mask, worn_garment
+from drape.models.images import ImageLimits, letterbox
+from drape.models.person import AnalyzerPool, PersonAnalysis
+from drape.models.runners import EncoderRunner, OnnxEncoder, TorchEncoder, TritonEncoder
+from drape.recsys.index import EmbeddingIndex
+from drape.services.runtime.config import DrapeConfig
 
 log = logging.getLogger("drape.features")
 

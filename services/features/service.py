@@ -8,16 +8,16 @@ from collections.abc import Iterator
 
 import grpc
 import numpy as np
-from drape.v1 import common_pb2, features_pb2, features_pb2_grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from models.images import DecodedImage, encode_png
-from models.person import POSE_LANDMARKS, PersonAnalysis, PersonStatus
-from models.runners import RunnerUnavailable
-from services.features.extractor import FeatureExtractor, open_encoder
-from services.runtime import DrapeConfig, ServiceSpec
-from services.runtime.errors import InvalidArgument, ResourceExhausted, Unavailable
-from services.runtime.images import decode_field, image_limits
+from drape.models.images import DecodedImage, encode_png
+from drape.models.person import POSE_LANDMARKS, PersonAnalysis, PersonStatus
+from drape.models.runners import RunnerUnavailable
+from drape.services.features.extractor import FeatureExtractor, open_encoder
+from drape.services.runtime import DrapeConfig, ServiceSpec
+from drape.services.runtime.errors import InvalidArgument, ResourceExhausted, Unavailable
+from drape.services.runtime.images import decode_field, image_limits
+from drape.v1 import common_pb2, features_pb2, features_pb2_grpc
 
 STATUS = {
     PersonStatus.OK: features_pb2.PERSON_STATUS_OK,

@@ -21,6 +21,19 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import grpc
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from drape.services.runtime import (
+    DrapeConfig,
+    InvalidArgument,
+    ResourceExhausted,
+    ServiceSpec,
+    connect,
+)
+from drape.services.runtime import scope as scopes
+from drape.services.runtime.cache import TtlCache
+from drape.services.runtime.config import GatewayConfig
+from drape.services.runtime.errors import DrapeError
 from drape.v1 import (
     common_pb2,
     events_pb2,
@@ -36,19 +49,6 @@ from drape.v1 import (
     tryon_pb2,
     tryon_pb2_grpc,
 )
-from prometheus_client import CollectorRegistry, Counter, Histogram
-
-from services.runtime import (
-    DrapeConfig,
-    InvalidArgument,
-    ResourceExhausted,
-    ServiceSpec,
-    connect,
-)
-from services.runtime import scope as scopes
-from services.runtime.cache import TtlCache
-from services.runtime.config import GatewayConfig
-from services.runtime.errors import DrapeError
 
 log = logging.getLogger(__name__)
 MAX_PREVIEWS = 16

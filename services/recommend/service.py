@@ -10,16 +10,22 @@ from typing import Any
 
 import grpc
 import numpy as np
-from drape.v1 import common_pb2, recommend_pb2, recommend_pb2_grpc
 from prometheus_client import CollectorRegistry, Counter
 
-from recsys.catalog import Catalog
-from recsys.experiments import Experiment, default_experiment, load_experiment
-from recsys.index import configure_for_serving
-from recsys.ranking import Ranked, RankRequest
-from services.events.store import open_event_store
-from services.recommend.state import RecommendState
-from services.runtime import DrapeConfig, FailedPrecondition, InvalidArgument, NotFound, ServiceSpec
+from drape.recsys.catalog import Catalog
+from drape.recsys.experiments import Experiment, default_experiment, load_experiment
+from drape.recsys.index import configure_for_serving
+from drape.recsys.ranking import Ranked, RankRequest
+from drape.services.events.store import open_event_store
+from drape.services.recommend.state import RecommendState
+from drape.services.runtime import (
+    DrapeConfig,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ServiceSpec,
+)
+from drape.v1 import common_pb2, recommend_pb2, recommend_pb2_grpc
 
 CHANNELS = {
     "popularity": common_pb2.CHANNEL_POPULARITY,

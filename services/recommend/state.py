@@ -19,17 +19,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys import artifacts as recsys_artifacts
-from recsys.catalog import Catalog
-from recsys.hybrid import BlendWeights, HybridModel
-from recsys.idmap import IdMap
-from recsys.index import EmbeddingIndex
-from recsys.interactions import InteractionMatrix
-from recsys.popularity import PopularityRanker
-from recsys.ranking import Ranked, RankRequest, purchases_by_user
-from services.events.store import INTERACTION_COLUMNS, EventStore
-from services.runtime import FailedPrecondition
-from services.runtime.config import RecommendConfig
+from drape.recsys import artifacts as recsys_artifacts
+from drape.recsys.catalog import Catalog
+from drape.recsys.hybrid import BlendWeights, HybridModel
+from drape.recsys.idmap import IdMap
+from drape.recsys.index import EmbeddingIndex
+from drape.recsys.interactions import InteractionMatrix
+from drape.recsys.popularity import PopularityRanker
+from drape.recsys.ranking import Ranked, RankRequest, purchases_by_user
+from drape.services.events.store import INTERACTION_COLUMNS, EventStore
+from drape.services.runtime import FailedPrecondition
+from drape.services.runtime.config import RecommendConfig
 
 log = logging.getLogger("drape.recommend")
 

@@ -1,8 +1,8 @@
 """The service runtime every Drape service is built on (bootstrap, interceptors, config)."""
 
-from services.runtime.client import connect
-from services.runtime.config import ConfigError, DrapeConfig, ServerConfig, load_config
-from services.runtime.errors import (
+from drape.services.runtime.client import connect
+from drape.services.runtime.config import ConfigError, DrapeConfig, ServerConfig, load_config
+from drape.services.runtime.errors import (
     DeadlineExceeded,
     DrapeError,
     FailedPrecondition,
@@ -12,7 +12,7 @@ from services.runtime.errors import (
     Unavailable,
     Unimplemented,
 )
-from services.runtime.server import RunningService, ServiceSpec, serve_until_signalled
+from drape.services.runtime.server import RunningService, ServiceSpec, serve_until_signalled
 
 __all__ = [
     "ConfigError",

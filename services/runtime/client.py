@@ -8,8 +8,8 @@ from typing import Any
 
 import grpc
 
-from services.runtime.config import ServerConfig
-from services.runtime.interceptors import PropagatingClientInterceptor
+from drape.services.runtime.config import ServerConfig
+from drape.services.runtime.interceptors import PropagatingClientInterceptor
 
 
 def connect(address: str, config: ServerConfig | None = None, connections: int = 1) -> grpc.Channel:

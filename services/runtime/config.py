@@ -14,14 +14,18 @@ import json
 import os
 import tomllib
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from drape.services.table import MODEL_SERVER, SERVICE_NAMES, SERVICES, local_address
+
+__all__ = ["SERVICE_NAMES", "ConfigError", "DrapeConfig", "ServerConfig", "load_config"]
+
 ENV_PREFIX = "DRAPE_"
-SERVICE_NAMES = ("gateway", "recommend", "features", "tryon", "splice", "events")
 
 
 class ConfigError(ValueError):
@@ -29,69 +33,95 @@ class ConfigError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, use_attribute_docstrings=True
+    )
 
 
 class ServerConfig(_Strict):
     """How one gRPC service listens and behaves; shared by every service."""
 
     host: str = "127.0.0.1"
-    # 0 = an ephemeral port (the bound port is reported in the ready file).
+    """Address to listen on (0.0.0.0 in a pod)."""
     port: int = Field(0, ge=0, le=65535)
-    # Prometheus /metrics port; 0 = ephemeral, -1 = disabled.
+    """0 = an ephemeral port (the bound port is reported in the ready file)."""
     metrics_port: int = Field(0, ge=-1, le=65535)
+    """Prometheus /metrics port; 0 = ephemeral, -1 = disabled."""
     max_workers: int = Field(16, ge=1, le=1024)
-    # Server processes sharing the port (SO_REUSEPORT); 0 = one per CPU. Python handlers
-    # hold the interpreter lock, so CPU-bound services need processes, not threads, to
-    # use more than one core (see services/runtime/workers.py).
+    """Handler threads per process; also the cap on concurrent calls (more are refused with
+    RESOURCE_EXHAUSTED)."""
     processes: int = Field(1, ge=0, le=64)
-    # Largest request or response message accepted.
+    """Server processes sharing the port (SO_REUSEPORT); 0 = one per CPU. Python handlers
+    hold the interpreter lock, so CPU-bound services need processes, not threads, to
+    use more than one core (see services/runtime/workers.py)."""
     max_message_mb: int = Field(16, ge=1, le=512)
-    # Seconds in-flight calls get to finish on shutdown.
+    """Largest request or response message accepted."""
     grace_s: float = Field(10.0, ge=0, le=300)
-    # Seconds between reporting NOT_SERVING and refusing new calls, so load
-    # balancers stop routing first (Kubernetes: keep below the pod's grace period).
+    """Seconds in-flight calls get to finish on shutdown."""
     drain_delay_s: float = Field(0.0, ge=0, le=60)
-    # Deadline for downstream calls when the caller set none.
+    """Seconds between reporting NOT_SERVING and refusing new calls, so load balancers stop
+    routing first (Kubernetes: keep below the pod's grace period)."""
     default_deadline_s: float = Field(10.0, gt=0, le=600)
-    # Share of successful calls that get an access-log line (sampled at random); failed
-    # calls and calls slower than slow_call_ms always get one.
+    """Deadline for downstream calls when the caller set none."""
     access_log_share: float = Field(1.0, ge=0, le=1)
+    """Share of successful calls that get an access-log line (sampled at random); failed
+    calls and calls slower than slow_call_ms always get one."""
     slow_call_ms: float = Field(250.0, ge=0)
+    """Calls slower than this always get an access-log line."""
 
     @property
     def max_message_bytes(self) -> int:
         return self.max_message_mb * 1024 * 1024
 
 
-def _server(port: int, metrics_port: int, **settings: Any) -> Any:
+class _ImageLimits(_Strict):
+    """Limits on the images a service decodes, checked before any pixel is decoded."""
+
+    max_image_mb: int = Field(10, ge=1, le=64)
+    """Largest image accepted (RESOURCE_EXHAUSTED above)."""
+    max_image_pixels: int = Field(40_000_000, ge=1024)
+    """Most pixels an image may declare (checked first)."""
+
+
+def _server(service: str, **settings: Any) -> Any:
+    """A service's ServerConfig, on its ports from the service table."""
+    entry = SERVICES[service]
     return Field(
-        default_factory=lambda: ServerConfig(port=port, metrics_port=metrics_port, **settings)
+        default_factory=lambda: ServerConfig(
+            port=entry.grpc_port, metrics_port=entry.metrics_port, **settings
+        )
     )
 
 
 class EventsConfig(_Strict):
-    server: ServerConfig = _server(50056, 9106)
-    # sqlite:///relative/or/absolute.db, or postgresql://user@host:port/db.
-    # Empty = <data_dir>/events.db.
+    server: ServerConfig = _server("events")
     store_url: str = ""
+    """sqlite:///relative/or/absolute.db, or postgresql://user@host:port/db. Empty =
+    <data_dir>/events.db."""
     max_batch: int = Field(1000, ge=1, le=100_000)
-    # FULL survives power loss; NORMAL only process crashes (both keep every
-    # acknowledged event when the process is killed).
+    """Most events one Record call may carry."""
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
-    # How far in the future (client clock skew) an event's time may be.
+    """FULL survives power loss; NORMAL only process crashes (both keep every acknowledged
+    event when the process is killed)."""
     max_future_skew_s: float = Field(300.0, ge=0)
+    """How far in the future (client clock skew) an event's time may be."""
 
 
 class EventWeights(_Strict):
     """Confidence an interaction of each type adds (implicit feedback)."""
 
     impression: float = Field(0.0, ge=0)
+    """Confidence an impression adds (0: shown is not a signal)."""
     view: float = Field(1.0, ge=0)
+    """Confidence a product view adds."""
     tryon_view: float = Field(2.0, ge=0)
+    """Confidence a viewed try-on preview adds."""
     add_to_cart: float = Field(4.0, ge=0)
+    """Confidence an add-to-cart adds."""
     purchase: float = Field(8.0, ge=0)
+    """Confidence a purchase adds."""
     rating: float = Field(0.0, ge=0)
+    """Confidence a satisfaction rating adds."""
 
 
 class RecommendConfig(_Strict):
@@ -101,62 +131,78 @@ class RecommendConfig(_Strict):
     # more requests/s, 0.2 ms less CPU per request): a third only adds switching. Few
     # threads each: CPU-bound handlers only contend for the interpreter lock.
     # A thousand calls a second and more: one access-log line in twenty successful calls.
-    server: ServerConfig = _server(50052, 9102, processes=2, max_workers=4, access_log_share=0.05)
-    # Catalog database; empty = <data_dir>/catalog.db.
+    server: ServerConfig = _server("recommend", processes=2, max_workers=4, access_log_share=0.05)
     catalog_path: str = ""
-    # Event store the popularity statistics are read from; empty = the events
-    # service's store.
+    """Catalog database; empty = <data_dir>/catalog.db."""
     events_store_url: str = ""
-    # Seconds between refreshes of the statistics from the event store.
+    """Event store the popularity statistics are read from; empty = the events service's
+    store."""
     refresh_s: float = Field(60.0, gt=0)
+    """Seconds between refreshes of the statistics from the event store."""
     half_life_days: float = Field(14.0, gt=0)
+    """Age at which an interaction counts half (time decay of the matrix and popularity)."""
     weights: EventWeights = Field(default_factory=EventWeights)
-    # Experiments YAML; empty = a single "control" variant (popularity).
     experiments_path: str = ""
-    # Trained recommender versions (`drape train recsys`); empty = <data_dir>/artifacts/recsys.
+    """Experiments YAML; empty = a single "control" variant (popularity)."""
     artifacts_path: str = ""
-    # Garment embedding index used for training; empty = <data_dir>/embeddings.
+    """Trained recommender versions (`drape train recsys`); empty =
+    <data_dir>/artifacts/recsys."""
     embeddings_path: str = ""
+    """Garment embedding index used for training; empty = <data_dir>/embeddings."""
     max_k: int = Field(200, ge=1, le=1000)
+    """Most garments one Recommend may ask for."""
 
 
 class GatewayConfig(_Strict):
-    server: ServerConfig = _server(50051, 9101)
-    recommend_address: str = "127.0.0.1:50052"
-    # Connections to recommend, used in turn: its worker processes share one port and
-    # the kernel balances connections, not calls (keep it above its server.processes).
+    server: ServerConfig = _server("gateway")
+    recommend_address: str = local_address("recommend")
+    """Where the recommend service listens (host:port)."""
     recommend_connections: int = Field(6, ge=1, le=64)
-    features_address: str = "127.0.0.1:50053"
-    tryon_address: str = "127.0.0.1:50054"
-    splice_address: str = "127.0.0.1:50055"
-    events_address: str = "127.0.0.1:50056"
+    """Connections to recommend, used in turn: its worker processes share one port and the
+    kernel balances connections, not calls (keep it above its server.processes)."""
+    features_address: str = local_address("features")
+    """Where the features service listens (host:port)."""
+    tryon_address: str = local_address("tryon")
+    """Where the tryon service listens (host:port)."""
+    splice_address: str = local_address("splice")
+    """Where the splice service listens (host:port)."""
+    events_address: str = local_address("events")
+    """Where the events service listens (host:port)."""
     max_photo_mb: int = Field(10, ge=1, le=64)
-    # Previews inside Recommend: made by this many threads at once (tryon + splice calls),
-    # within the caller's deadline less a margin to send the reply, or within
-    # preview_timeout_s when the caller sets no deadline.
+    """Largest shopper photo accepted (RESOURCE_EXHAUSTED above)."""
     preview_workers: int = Field(32, ge=1, le=512)
+    """Previews inside Recommend: made by this many threads at once (tryon + splice calls),
+    within the caller's deadline less a margin to send the reply, or within
+    preview_timeout_s when the caller sets no deadline."""
     preview_reply_margin_ms: float = Field(30.0, ge=0, le=10_000)
+    """Time kept from the caller's deadline to send the reply; previews not ready by then
+    come back TIMED_OUT."""
     preview_timeout_s: float = Field(10.0, gt=0, le=600)
-    # Previews by (photo hash, garment id, try-on model version), and photo embeddings by
-    # photo hash: bounded, and gone from memory ttl seconds after they were made.
+    """Time previews get when the caller sets no deadline."""
     preview_cache_entries: int = Field(2048, ge=1, le=1_000_000)
+    """Previews by (photo hash, garment id, try-on model version), and photo embeddings by
+    photo hash: bounded, and gone from memory ttl seconds after they were made."""
     preview_cache_mb: int = Field(256, ge=1, le=65_536)
+    """Memory bound of the preview and photo-embedding caches."""
     preview_cache_ttl_s: float = Field(600.0, gt=0, le=86_400)
+    """Seconds a cached preview or photo embedding is kept after it was made, read or not."""
 
 
 class EncoderConfig(_Strict):
     """The garment/user encoder (EfficientNet-Lite0 + projection)."""
 
     embedding_dim: int = Field(256, ge=8, le=1280)
+    """Size of garment and shopper embeddings."""
     image_size: int = Field(224, ge=64, le=512)
-    # Fine-tuned weights (`drape train encoder`, safetensors); empty = ImageNet backbone
-    # with the seeded orthogonal projection.
+    """Side of the square (letterboxed) encoder input."""
     checkpoint: str = ""
-    # "onnx": onnxruntime on the exported graph (fast; what Triton runs);
-    # "torch": the eager model (the reference the exported graph is tested against).
+    """Fine-tuned weights (`drape train encoder`, safetensors); empty = ImageNet backbone
+    with the seeded orthogonal projection."""
     backend: Literal["onnx", "torch"] = "onnx"
-    # Intra-op threads wherever the encoder runs; 0 = the runtime's default.
+    """"onnx": onnxruntime on the exported graph (fast; what Triton runs); "torch": the eager
+    model (the reference the exported graph is tested against)."""
     threads: int = Field(0, ge=0, le=256)
+    """Intra-op threads wherever the encoder runs; 0 = the runtime's default."""
 
 
 class ModelServerConfig(_Strict):
@@ -164,62 +210,73 @@ class ModelServerConfig(_Strict):
     container with the exported repository in production)."""
 
     host: str = "127.0.0.1"
-    grpc_port: int = Field(8001, ge=0, le=65535)
-    http_port: int = Field(8000, ge=0, le=65535)
-    metrics_port: int = Field(8002, ge=0, le=65535)
-    # Dynamic batching: the largest batch Triton forms and how long a request may wait
-    # for others to join it.
+    """Address Triton listens on."""
+    grpc_port: int = Field(MODEL_SERVER.grpc_port, ge=0, le=65535)
+    """Triton's gRPC port (what the services call)."""
+    http_port: int = Field(MODEL_SERVER.http_port, ge=0, le=65535)
+    """Triton's HTTP port (health and readiness)."""
+    metrics_port: int = Field(MODEL_SERVER.metrics_port, ge=0, le=65535)
+    """Triton's Prometheus metrics port."""
     max_batch: int = Field(32, ge=1, le=1024)
+    """Dynamic batching: the largest batch Triton forms and how long a request may wait for
+    others to join it."""
     max_queue_delay_us: int = Field(2000, ge=0, le=1_000_000)
-    # Model instances (parallel executions) per model.
+    """How long a request may wait for others to join its batch."""
     instances: int = Field(1, ge=1, le=16)
+    """Model instances (parallel executions) per model."""
 
 
-class TryOnConfig(_Strict):
-    server: ServerConfig = _server(50054, 9104)
-    triton_url: str = "127.0.0.1:8001"
+class TryOnConfig(_ImageLimits):
+    server: ServerConfig = _server("tryon")
+    triton_url: str = local_address(MODEL_SERVER.name)
+    """Where the model server's gRPC endpoint is (host:port)."""
     triton_timeout_s: float = Field(10.0, gt=0)
-    max_image_mb: int = Field(10, ge=1, le=64)
-    max_image_pixels: int = Field(40_000_000, ge=1024)
+    """Longest a generator call to Triton may take."""
     analyzers: int = Field(2, ge=1, le=64)
-    # Decoded photos and their person analyses, by content hash: the k Generate calls of one
-    # storefront request share one analysis. Gone from memory ttl seconds after they were made.
+    """MediaPipe person analyzers (each single-threaded)."""
     analysis_cache_entries: int = Field(32, ge=1, le=10_000)
+    """Decoded photos and their person analyses, by content hash: the k Generate calls of one
+    storefront request share one analysis. Gone from memory ttl seconds after they
+    were made."""
     analysis_cache_mb: int = Field(512, ge=1, le=65_536)
+    """Memory bound of the photo-analysis cache."""
     analysis_ttl_s: float = Field(60.0, gt=0, le=86_400)
-    # Trained generator (safetensors from `drape train tryon`); empty = the checkpoint that
-    # ships with Drape (models/checkpoints/tryon_gan.safetensors).
+    """Seconds a photo's analysis is kept after it was made."""
     checkpoint: str = ""
+    """Trained generator (safetensors from `drape train tryon`); empty = the checkpoint that
+    ships with Drape (models/checkpoints/tryon_gan.safetensors)."""
 
 
-class SpliceConfig(_Strict):
-    server: ServerConfig = _server(50055, 9105)
-    max_image_mb: int = Field(10, ge=1, le=64)
-    max_image_pixels: int = Field(40_000_000, ge=1024)
-    # Blend used when a request leaves it unspecified.
+class SpliceConfig(_ImageLimits):
+    server: ServerConfig = _server("splice")
     default_blend: Literal["multiband", "alpha", "poisson"] = "multiband"
+    """Blend used when a request leaves it unspecified."""
     jpeg_quality: int = Field(92, ge=50, le=100)
+    """JPEG quality of the composited preview."""
 
 
-class FeaturesConfig(_Strict):
-    server: ServerConfig = _server(50053, 9103)
-    # "triton": call the model server over gRPC; "inprocess": run torch in this process.
+class FeaturesConfig(_ImageLimits):
+    server: ServerConfig = _server("features")
     runner: Literal["triton", "inprocess"] = "triton"
-    triton_url: str = "127.0.0.1:8001"
+    """"triton": call the model server over gRPC; "inprocess": run torch in this process."""
+    triton_url: str = local_address(MODEL_SERVER.name)
+    """Where the model server's gRPC endpoint is (host:port)."""
     triton_timeout_s: float = Field(30.0, gt=0)
-    # Images per model call when embedding a garment stream.
+    """Longest an encoder call to Triton may take."""
     batch_size: int = Field(32, ge=1, le=1024)
-    max_image_mb: int = Field(10, ge=1, le=64)
-    max_image_pixels: int = Field(40_000_000, ge=1024)
-    # MediaPipe analyzers (each single-threaded) for person analysis.
+    """Images per model call when embedding a garment stream."""
     analyzers: int = Field(2, ge=1, le=64)
-    # Half-life, in items, of the weights of a shopper's history (most recent first).
+    """MediaPipe analyzers (each single-threaded) for person analysis."""
     history_half_life: float = Field(5.0, gt=0)
+    """Half-life, in items, of the weights of a shopper's history (most recent first)."""
 
 
 class DrapeConfig(_Strict):
     data_dir: Path = Path(".drape")
+    """Where the catalog, images, embeddings, trained versions and the default SQLite event
+    store live."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Level of the JSON logs."""
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)
@@ -253,9 +310,10 @@ class DrapeConfig(_Strict):
     def tryon_checkpoint(self) -> Path:
         if self.tryon.checkpoint:
             return Path(self.tryon.checkpoint)
-        import models
-
-        return Path(models.__file__).parent / "checkpoints" / "tryon_gan.safetensors"
+        # Package data of drape.models, found through the import system rather than a path
+        # relative to this file, so it is the generator of the drape that is installed.
+        shipped = resources.files("drape.models") / "checkpoints" / "tryon_gan.safetensors"
+        return Path(str(shipped))
 
     def encoder_checkpoint(self) -> Path | None:
         return Path(self.encoder.checkpoint) if self.encoder.checkpoint else None

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from drape.models.images import (
+    DecodedImage,
+    ImageLimits,
+    ImageRejected,
+    ImageTooLarge,
+    decode_image,
+)
+from drape.services.runtime.errors import InvalidArgument, ResourceExhausted
 from drape.v1 import common_pb2
-
-from models.images import DecodedImage, ImageLimits, ImageRejected, ImageTooLarge, decode_image
-from services.runtime.errors import InvalidArgument, ResourceExhausted
 
 
 class ImageSettings(Protocol):

@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 
 import grpc
 
-from services.runtime import scope as scopes
-from services.runtime.errors import DeadlineExceeded, DrapeError
-from services.runtime.metrics import MethodMetrics, RpcMetrics
+from drape.services.runtime import scope as scopes
+from drape.services.runtime.errors import DeadlineExceeded, DrapeError
+from drape.services.runtime.metrics import MethodMetrics, RpcMetrics
 
 log = logging.getLogger("drape.rpc")
 

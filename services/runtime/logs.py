@@ -10,7 +10,7 @@ import logging
 import sys
 import time
 
-from services.runtime.scope import current_request_id
+from drape.services.runtime.scope import current_request_id
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message"}
 

@@ -1,7 +1,7 @@
 """The request scope: request id and absolute deadline of the call being served.
 
 The server interceptor opens a scope for every incoming call; client channels
-made by :func:`services.runtime.client.connect` read it to propagate the
+made by :func:`drape.services.runtime.client.connect` read it to propagate the
 request id and the remaining deadline to downstream services.
 """
 

@@ -27,9 +27,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
-from services.runtime.config import ServerConfig
-from services.runtime.interceptors import AccessLog, ServerInterceptor
-from services.runtime.metrics import MetricsEndpoint, RpcMetrics
+from drape.services.runtime.config import ServerConfig
+from drape.services.runtime.interceptors import AccessLog, ServerInterceptor
+from drape.services.runtime.metrics import MetricsEndpoint, RpcMetrics
 
 log = logging.getLogger("drape.server")
 

@@ -34,9 +34,9 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from services.runtime.config import ServerConfig
-from services.runtime.metrics import MetricsEndpoint
-from services.runtime.server import handling_signals, wait_for_ready_file, write_ready_file
+from drape.services.runtime.config import ServerConfig
+from drape.services.runtime.metrics import MetricsEndpoint
+from drape.services.runtime.server import handling_signals, wait_for_ready_file, write_ready_file
 
 log = logging.getLogger("drape.workers")
 
@@ -148,7 +148,7 @@ class Supervisor:
     def _spawn(self, index: int) -> None:
         ready = self._ready_file(index)
         ready.unlink(missing_ok=True)
-        command = [sys.executable, "-m", "services.cli", "serve", self.service]
+        command = [sys.executable, "-m", "drape.cli", "serve", self.service]
         if self.config_path is not None:
             command += ["--config", str(self.config_path)]
         command += ["--port", str(self.port), "--worker", str(index), "--ready-file", str(ready)]

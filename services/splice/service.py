@@ -1,18 +1,18 @@
 """SpliceService: puts a try-on rendering back into the shopper's original photo at its
-original size and orientation (see models.splice). API: protos/drape/v1/splice.proto."""
+original size and orientation (see drape.models.splice). API: protos/drape/v1/splice.proto."""
 
 from __future__ import annotations
 
 import grpc
 import numpy as np
-from drape.v1 import common_pb2, splice_pb2, splice_pb2_grpc
 from prometheus_client import CollectorRegistry, Counter
 
-from models.images import ImageLimits, encode_jpeg
-from models.splice import Blend, compose
-from services.runtime import DrapeConfig, ServiceSpec
-from services.runtime.errors import InvalidArgument
-from services.runtime.images import decode_field, image_limits
+from drape.models.images import ImageLimits, encode_jpeg
+from drape.models.splice import Blend, compose
+from drape.services.runtime import DrapeConfig, ServiceSpec
+from drape.services.runtime.errors import InvalidArgument
+from drape.services.runtime.images import decode_field, image_limits
+from drape.v1 import common_pb2, splice_pb2, splice_pb2_grpc
 
 BLENDS = {
     splice_pb2.BLEND_MODE_ALPHA: Blend.ALPHA,

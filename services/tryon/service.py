@@ -20,43 +20,42 @@ from pathlib import Path
 import grpc
 import numpy as np
 import torch
-from drape.v1 import common_pb2, tryon_pb2, tryon_pb2_grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from models.encoder import sha256_of
-from models.garments import product_mask
-from models.images import (
+from drape.catalog.images import ImageStore
+from drape.models.encoder import sha256_of
+from drape.models.garments import product_mask
+from drape.models.images import (
     ImageLimits,
     decode_image,
     encode_png,
 )
-from models.person import AnalyzerPool, PersonAnalysis
-from models.runners import RunnerUnavailable
-from models.tryon.export import INPUTS
-from models.tryon.inference import person_inputs, to_uint8
-from models.tryon.runners import TritonTryOn
-from models.tryon.training import to_tensors
-from recsys.catalog import Catalog
-from services.features.service import analysis_proto
-from services.runtime import DrapeConfig, ServiceSpec
-from services.runtime import scope as scopes
-from services.runtime.cache import TtlCache
-from services.runtime.errors import (
+from drape.models.person import AnalyzerPool, PersonAnalysis
+from drape.models.runners import RunnerUnavailable
+from drape.models.tryon.export import INPUTS
+from drape.models.tryon.inference import person_inputs, to_uint8
+from drape.models.tryon.runners import TritonTryOn, TryOnRunner
+from drape.models.tryon.training import to_tensors
+from drape.recsys.catalog import Catalog
+from drape.services.features.service import analysis_proto
+from drape.services.runtime import DrapeConfig, ServiceSpec
+from drape.services.runtime import scope as scopes
+from drape.services.runtime.cache import TtlCache
+from drape.services.runtime.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     Unavailable,
 )
-from services.runtime.images import decode_field, image_limits
-
-IMAGE_STORE_SCHEME = "drape-images://"
+from drape.services.runtime.images import decode_field, image_limits
+from drape.v1 import common_pb2, tryon_pb2, tryon_pb2_grpc
 
 
 class GarmentSource:
     """Product shots of catalog garments, from the content-addressed image store."""
 
-    def __init__(self, catalog_path: Path, images_root: Path, limits: ImageLimits) -> None:
-        self.catalog_path, self.images_root, self.limits = catalog_path, images_root, limits
+    def __init__(self, catalog_path: Path, images: ImageStore, limits: ImageLimits) -> None:
+        self.catalog_path, self.images, self.limits = catalog_path, images, limits
         self._catalog: tuple[float, Catalog] | None = None
 
     def image(self, garment_id: str) -> np.ndarray:
@@ -65,13 +64,11 @@ class GarmentSource:
         if position < 0:
             raise NotFound(f"garment {garment_id!r} is not in the catalog")
         uri = str(catalog.row(position)["image_uri"])
-        if not uri.startswith(IMAGE_STORE_SCHEME):
+        if not self.images.holds(uri):
             raise NotFound(
                 f"garment {garment_id!r} has no stored product shot; ingest it with `drape ingest`"
             )
-        return decode_image(
-            (self.images_root / uri.removeprefix(IMAGE_STORE_SCHEME)).read_bytes()
-        ).pixels
+        return decode_image(self.images.read(uri)).pixels
 
     def _load(self) -> Catalog:
         try:
@@ -90,7 +87,7 @@ def _analysed_bytes(item: tuple[np.ndarray, PersonAnalysis]) -> int:
 
 
 class TryOnServicer(tryon_pb2_grpc.TryOnServiceServicer):
-    def __init__(self, runner: TritonTryOn, height: int, width: int, model_version: str,
+    def __init__(self, runner: TryOnRunner, height: int, width: int, model_version: str,
                  analyzers: AnalyzerPool, garments: GarmentSource, limits: ImageLimits,
                  registry: CollectorRegistry, analyses: TtlCache) -> None:  # fmt: skip
         self.runner, self.height, self.width = runner, height, width
@@ -202,7 +199,8 @@ def build(config: DrapeConfig) -> ServiceSpec:
                         cfg.analysis_ttl_s, _analysed_bytes, registry).start_sweeper()  # fmt: skip
     servicer = TryOnServicer(
         runner, spec["height"], spec["width"], f"tryon_gan-{sha256_of(checkpoint)[:12]}", analyzers,
-        GarmentSource(config.catalog_path(), config.images_path(), limits), limits, registry,
+        GarmentSource(config.catalog_path(), ImageStore(config.images_path()), limits), limits,
+        registry,
         analyses,
     )  # fmt: skip
 

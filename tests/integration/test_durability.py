@@ -9,12 +9,12 @@ import time
 import uuid
 
 import grpc
-from drape.v1 import events_pb2, events_pb2_grpc
 
-from services.events.store import open_event_store
-from services.runtime import connect
-from services.runtime.config import DrapeConfig
-from services.stack import Stack
+from drape.cli.stack import Stack
+from drape.services.events.store import open_event_store
+from drape.services.runtime import connect
+from drape.services.runtime.config import DrapeConfig
+from drape.v1 import events_pb2, events_pb2_grpc
 from tests.conftest import wait_until
 
 

@@ -13,15 +13,15 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 import pytest
-from drape.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, recommend_pb2, recommend_pb2_grpc
 from PIL import Image
 
-from models.images import encode_jpeg, encode_png
-from services.generate import write_generated_feed
-from services.ingest import ingest_via_service
-from services.runtime import connect
-from services.runtime.config import DrapeConfig
-from services.stack import Stack, ephemeral
+from drape.catalog.embedders import ingest_via_service
+from drape.cli.stack import Stack, ephemeral
+from drape.models.images import encode_jpeg, encode_png
+from drape.services.runtime import connect
+from drape.services.runtime.config import DrapeConfig
+from drape.synthetic.catalog import write_generated_feed
+from drape.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, recommend_pb2, recommend_pb2_grpc
 from tests.conftest import wait_until
 
 OK = (common_pb2.PREVIEW_STATUS_OK, common_pb2.PREVIEW_STATUS_CACHED)

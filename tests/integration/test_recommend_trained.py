@@ -9,16 +9,16 @@ from dataclasses import astuple
 import grpc
 import numpy as np
 import pytest
-from drape.v1 import common_pb2, recommend_pb2, recommend_pb2_grpc
 
-from recsys.catalog import generate_catalog
-from recsys.datasets import attribute_vectors
-from recsys.index import EmbeddingIndex
-from recsys.synthetic import generate_shoppers
-from services.events.store import StoredEvent, open_event_store
-from services.runtime.config import DrapeConfig
-from services.stack import Stack, ephemeral
-from services.train import train_recsys
+from drape.cli.stack import Stack, ephemeral
+from drape.cli.train.recsys import train_recsys
+from drape.recsys.datasets import attribute_vectors
+from drape.recsys.index import EmbeddingIndex
+from drape.services.events.store import StoredEvent, open_event_store
+from drape.services.runtime.config import DrapeConfig
+from drape.synthetic.catalog import generate_catalog
+from drape.synthetic.shoppers import generate_shoppers
+from drape.v1 import common_pb2, recommend_pb2, recommend_pb2_grpc
 from tests.conftest import wait_until
 
 EXPERIMENT = """\

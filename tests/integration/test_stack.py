@@ -12,6 +12,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from drape.cli.stack import Stack
+from drape.synthetic.catalog import generate_catalog
 from drape.v1 import (
     common_pb2,
     events_pb2,
@@ -20,10 +24,6 @@ from drape.v1 import (
     recommend_pb2,
     recommend_pb2_grpc,
 )
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from recsys.catalog import generate_catalog
-from services.stack import Stack
 from tests.conftest import wait_until
 
 GRPCURL = shutil.which("grpcurl") or str(Path(sys.executable).parent / "grpcurl")
@@ -111,7 +111,7 @@ def test_recommend_response_is_complete(gateway):
 def test_a_shoppers_photo_is_analysed_and_reported(gateway):
     from skimage import data
 
-    from models.images import encode_jpeg
+    from drape.models.images import encode_jpeg
 
     reply = gateway.Recommend(
         gateway_pb2.GatewayServiceRecommendRequest(
@@ -278,8 +278,8 @@ def test_grpcurl_lists_services_checks_health_and_recommends(running_stack: Stac
 
 
 def test_recommendations_survive_the_features_service_being_down(drape_config, tmp_path: Path):
-    from models.images import encode_jpeg
-    from services.stack import free_ports
+    from drape.cli.stack import free_ports
+    from drape.models.images import encode_jpeg
     from tests.models.test_images import _photo
 
     generate_catalog(50, seed=2).save(drape_config.catalog_path())
@@ -305,8 +305,8 @@ def test_try_on_previews_one_garment_on_the_shoppers_photo(gateway):
     from PIL import Image
     from skimage import data
 
-    from models.garment_set import render_garment
-    from models.images import encode_jpeg, encode_png
+    from drape.models.images import encode_jpeg, encode_png
+    from drape.synthetic.garments import render_garment
 
     shot = render_garment("t-shirt", "red", "striped", np.random.default_rng(5))
     garment = common_pb2.Image(data=encode_png(shot.image))

@@ -24,7 +24,7 @@ def grace_hopper() -> np.ndarray:
 
 @pytest.fixture(scope="session")
 def analyzer():
-    from models.person import PersonAnalyzer
+    from drape.models.person import PersonAnalyzer
 
     analyzer = PersonAnalyzer()
     yield analyzer

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from models.encoder import (
+from drape.models.encoder import (
     EncoderSpec,
     GarmentEncoder,
     WeightsMismatch,
     load_encoder,
     pretrained_weights_path,
 )
-from models.export import EXPORT_TOLERANCE, export_encoder_onnx, write_triton_repository
-from models.images import letterbox
-from models.runners import OnnxEncoder, TorchEncoder
+from drape.models.export import EXPORT_TOLERANCE, export_encoder_onnx, write_triton_repository
+from drape.models.images import letterbox
+from drape.models.runners import OnnxEncoder, TorchEncoder
 
 EGYPTIAN_CAT, TABBY, TIGER_CAT, ESPRESSO = 285, 281, 282, 967
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from models.encoder import EncoderSpec, load_encoder
-from models.finetune import (
+from drape.models.encoder import EncoderSpec, load_encoder
+from drape.models.finetune import (
     FINAL_CHECKPOINT,
     FinetuneSettings,
     augment,
@@ -22,7 +22,7 @@ from models.finetune import (
     supervised_contrastive_loss,
     trainable_parameters,
 )
-from models.garment_set import garment_set
+from drape.synthetic.garments import garment_set
 
 
 def test_supcon_rewards_grouped_labels_and_reduces_to_nt_xent():
@@ -112,7 +112,7 @@ def test_the_cli_fine_tunes_and_reports_accuracy_before_and_after(tmp_path: Path
         [
             sys.executable,
             "-m",
-            "services.cli",
+            "drape.cli",
             "train",
             "encoder",
             "--generated",

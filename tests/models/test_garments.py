@@ -1,4 +1,5 @@
-"""Garment masks and landmarks, and the generated garment set's separability."""
+"""Garment masks and landmarks (on the generated garment set), and embeddings that group
+garments by category."""
 
 from __future__ import annotations
 
@@ -7,25 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.garment_set import garment_set, render_garment
-from models.garments import garment_keypoints, product_mask, worn_garment
-from models.images import letterbox
-from models.metrics import knn_accuracy
-from models.runners import OnnxEncoder
-from recsys.catalog import CATEGORIES, COLOURS, PATTERNS
+from drape.models.garments import garment_keypoints, product_mask, worn_garment
+from drape.models.images import letterbox
+from drape.models.metrics import knn_accuracy
+from drape.models.runners import OnnxEncoder
+from drape.synthetic.garments import garment_set
+from drape.synthetic.vocabulary import COLOURS, PATTERNS
 
 
 @pytest.fixture(scope="module")
 def shots():
     return garment_set(per_combination=1, seed=11)
-
-
-def test_the_set_covers_every_category_colour_and_pattern(shots):
-    assert len(shots) == len(CATEGORIES) * len(COLOURS) * len(PATTERNS)
-    assert {s.category for s in shots} == set(CATEGORIES)
-    assert all(s.image.shape == (256, 256, 3) and s.mask.any() for s in shots)
-    with pytest.raises(ValueError, match="unknown category"):
-        render_garment("kilt", "red", "solid", np.random.default_rng(0))
 
 
 def test_product_masks_match_the_drawn_garments(shots):

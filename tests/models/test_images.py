@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.images import (
+from drape.models.images import (
     ImageLimits,
     ImageRejected,
     ImageTooLarge,

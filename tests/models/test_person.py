@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.person import AGNOSTIC_GREY, PersonStatus
+from drape.models.person import AGNOSTIC_GREY, PersonStatus
 
 
 def test_a_single_upright_person_is_analysed(analyzer, astronaut):

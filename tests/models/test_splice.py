@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.garment_set import render_garment
-from models.splice import Blend, compose
-from models.tryon.inference import generate, person_inputs
-from models.tryon.metrics import ssim
-from models.tryon.training import load_generator
-from services.runtime.config import DrapeConfig
+from drape.models.splice import Blend, compose
+from drape.models.tryon.inference import generate, person_inputs
+from drape.models.tryon.metrics import ssim
+from drape.models.tryon.training import load_generator
+from drape.services.runtime.config import DrapeConfig
+from drape.synthetic.garments import render_garment
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from models.tryon.export import example_inputs, export_tryon_onnx
-from models.tryon.losses import LossWeights, ssim_loss
-from models.tryon.metrics import ssim
-from models.tryon.networks import (
+from drape.models.tryon.export import example_inputs, export_tryon_onnx
+from drape.models.tryon.losses import LossWeights, ssim_loss
+from drape.models.tryon.metrics import ssim
+from drape.models.tryon.networks import (
     LIMBS,
     TryOnGenerator,
     TryOnSpec,
@@ -21,8 +21,9 @@ from models.tryon.networks import (
     pose_heatmaps,
     tps_sampling_grid,
 )
-from models.tryon.synthetic import POSE_POINTS, remap, synthetic_pair
-from models.tryon.training import (
+from drape.models.tryon.sample import remap
+from drape.models.tryon.synthetic import POSE_POINTS, synthetic_pair
+from drape.models.tryon.training import (
     GENERATOR_INPUTS,
     SyntheticBatches,
     TrainSettings,
@@ -30,7 +31,7 @@ from models.tryon.training import (
     load_generator,
     to_tensors,
 )
-from models.tryon.warp import tps_grid, tps_solve
+from drape.models.tryon.warp import tps_grid, tps_solve
 
 SMALL = TryOnSpec(height=64, width=48, base_channels=8, flow_channels=4, depth=3)
 
@@ -179,7 +180,7 @@ def test_the_generator_composes_and_starts_from_the_keypoint_warp():
 
 @pytest.mark.parametrize("spec", [SMALL, replace(SMALL, limbs=True)], ids=["plain", "limbs"])
 def test_the_onnx_export_matches_torch(tmp_path: Path, spec: TryOnSpec):
-    from models.export import onnx_session
+    from drape.models.export import onnx_session
 
     generator = TryOnGenerator(spec)
     with torch.no_grad():  # non-trivial weights: perturb the zero-initialised flow head
@@ -230,9 +231,9 @@ def test_save_and_resume_are_bit_exact(tmp_path: Path):
 
 
 def test_pairs_from_real_photos_and_the_viton_hd_layout(analyzer, astronaut, tmp_path: Path):
-    from models.garment_set import render_garment
-    from models.images import encode_png
-    from models.tryon.photos import self_supervised_pair, viton_pair, viton_pairs
+    from drape.models.images import encode_png
+    from drape.models.tryon.photos import self_supervised_pair, viton_pair, viton_pairs
+    from drape.synthetic.garments import render_garment
 
     sample = self_supervised_pair(astronaut, analyzer, np.random.default_rng(0))
     assert sample is not None

@@ -4,7 +4,7 @@ import numpy as np
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 
-from recsys.als import ALSModel, ALSParams
+from drape.recsys.als import ALSModel, ALSParams
 
 
 def _matrix(users: int = 120, items: int = 200, seed: int = 1) -> sp.csr_matrix:

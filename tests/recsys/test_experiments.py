@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys.experiments import Experiment, ExperimentError, Variant, load_experiment
+from drape.recsys.experiments import Experiment, ExperimentError, Variant, load_experiment
 
 
 def _experiment(shares=(50, 50), salt="s1") -> Experiment:

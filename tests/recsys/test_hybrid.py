@@ -4,13 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.als import ALSModel, ALSParams
-from recsys.catalog import Catalog, generate_catalog
-from recsys.hybrid import BlendWeights, HybridModel, HybridParams
-from recsys.index import EmbeddingIndex
-from recsys.interactions import US_PER_DAY, InteractionMatrix
-from recsys.ranking import RankRequest, purchases_by_user
-from recsys.synthetic import generate_shoppers
+from drape.recsys.als import ALSModel, ALSParams
+from drape.recsys.catalog import Catalog
+from drape.recsys.hybrid import BlendWeights, HybridModel, HybridParams
+from drape.recsys.index import EmbeddingIndex
+from drape.recsys.interactions import US_PER_DAY, InteractionMatrix
+from drape.recsys.ranking import RankRequest, purchases_by_user
+from drape.synthetic.catalog import generate_catalog
+from drape.synthetic.shoppers import generate_shoppers
 
 NOW = 1_800_000_000_000_000
 W = {"view": 1.0, "tryon_view": 2.0, "add_to_cart": 4.0, "purchase": 8.0}

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys.index import EmbeddingIndex, IndexSpec, choose_kind
+from drape.recsys.index import EmbeddingIndex, IndexSpec, choose_kind
 
 
 def _data(n: int = 3000, d: int = 32, seed: int = 0):

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from recsys.idmap import IdMap
-from recsys.interactions import US_PER_DAY, InteractionMatrix
+from drape.recsys.idmap import IdMap
+from drape.recsys.interactions import US_PER_DAY, InteractionMatrix
 
 NOW = 1_800_000_000_000_000
 W = {"view": 1.0, "purchase": 8.0, "impression": 0.0}

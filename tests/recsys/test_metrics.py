@@ -6,7 +6,7 @@ import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from implicit.evaluation import ranking_metrics_at_k
 
-from recsys.metrics import coverage, ranking_metrics, user_metrics
+from drape.recsys.metrics import coverage, ranking_metrics, user_metrics
 
 
 def test_hand_computed_values():

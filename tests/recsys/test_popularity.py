@@ -4,11 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.catalog import Catalog, generate_catalog
-from recsys.interactions import US_PER_DAY, interaction_strength
-from recsys.popularity import PopularityRanker
-from recsys.ranking import RankRequest
-from recsys.synthetic import generate_shoppers
+from drape.recsys.catalog import Catalog
+from drape.recsys.interactions import US_PER_DAY, interaction_strength
+from drape.recsys.popularity import PopularityRanker
+from drape.recsys.ranking import RankRequest
+from drape.synthetic.catalog import generate_catalog
+from drape.synthetic.shoppers import generate_shoppers
 
 NOW = 1_800_000_000_000_000
 WEIGHTS = {"view": 1.0, "tryon_view": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
@@ -128,6 +129,6 @@ def test_top_k_matches_the_full_scan(k):
     rng = np.random.default_rng(k)
     order = rng.permutation(1000)
     mask = rng.random(1000) < 0.05  # sparse: forces the prefix to grow
-    from recsys.ranking import top_k
+    from drape.recsys.ranking import top_k
 
     np.testing.assert_array_equal(top_k(order, mask, k), order[mask[order]][:k])

@@ -4,17 +4,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.catalog import Catalog, generate_catalog
-from recsys.hybrid import BlendWeights, HybridModel, HybridParams
-from recsys.interactions import RECENT_ITEMS, InteractionMatrix
-from recsys.ranking import RankRequest
-from recsys.sequential import (
+from drape.recsys.catalog import Catalog
+from drape.recsys.hybrid import BlendWeights, HybridModel, HybridParams
+from drape.recsys.interactions import RECENT_ITEMS, InteractionMatrix
+from drape.recsys.ranking import RankRequest
+from drape.recsys.sequential import (
     SequentialParams,
     SequentialRules,
     _strongest_per_row,
     latest_items,
     timelines,
 )
+from drape.synthetic.catalog import generate_catalog
 
 NOW = 1_800_000_000_000_000
 

@@ -5,13 +5,13 @@ import shutil
 import numpy as np
 import pytest
 
-from recsys import artifacts
-from recsys.catalog import generate_catalog
-from recsys.datasets import attribute_vectors, generated
-from recsys.evaluation import evaluate
-from recsys.index import EmbeddingIndex
-from recsys.synthetic import generate_shoppers
-from recsys.training import TrainSettings, train
+from drape.recsys import artifacts
+from drape.recsys.datasets import attribute_vectors, generated
+from drape.recsys.evaluation import evaluate
+from drape.recsys.index import EmbeddingIndex
+from drape.recsys.training import TrainSettings, train
+from drape.synthetic.catalog import generate_catalog
+from drape.synthetic.shoppers import generate_shoppers
 
 W = {"view": 1.0, "tryon_view": 2.0, "add_to_cart": 4.0, "purchase": 8.0}
 

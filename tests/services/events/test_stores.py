@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.events.store import EventStore, SqliteEventStore, StoredEvent, open_event_store
+from drape.services.events.store import EventStore, SqliteEventStore, StoredEvent, open_event_store
 
 
 def _event(
@@ -104,7 +104,7 @@ def test_unknown_url_scheme():
 
 
 def test_read_selected_columns(store: EventStore):
-    from services.events.store import INTERACTION_COLUMNS
+    from drape.services.events.store import INTERACTION_COLUMNS
 
     store.append([_event("a", at=7)])
     frame = store.read_frame(columns=INTERACTION_COLUMNS)

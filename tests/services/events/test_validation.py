@@ -1,11 +1,11 @@
 from __future__ import annotations
 
 import pytest
-from drape.v1 import events_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.events.store import StoredEvent
-from services.events.validation import Violation, validate_event
+from drape.services.events.store import StoredEvent
+from drape.services.events.validation import Violation, validate_event
+from drape.v1 import events_pb2
 
 NOW_US = 1_800_000_000_000_000
 SKEW_US = 300_000_000

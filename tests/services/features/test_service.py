@@ -11,17 +11,17 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from drape.v1 import common_pb2, features_pb2, features_pb2_grpc
 from PIL import Image
 
-from models.garment_set import garment_set
-from models.images import encode_jpeg, encode_png
-from recsys.index import EmbeddingIndex
-from services.features.extractor import FeatureExtractor, open_encoder
-from services.registry import build_service
-from services.runtime.config import DrapeConfig
-from services.runtime.server import RunningService
-from services.stack import Stack, ephemeral
+from drape.cli.stack import Stack, ephemeral
+from drape.models.images import encode_jpeg, encode_png
+from drape.recsys.index import EmbeddingIndex
+from drape.services.features.extractor import FeatureExtractor, open_encoder
+from drape.services.registry import build_service
+from drape.services.runtime.config import DrapeConfig
+from drape.services.runtime.server import RunningService
+from drape.synthetic.garments import garment_set
+from drape.v1 import common_pb2, features_pb2, features_pb2_grpc
 from tests.models.test_images import _png_declaring
 
 

@@ -8,12 +8,12 @@ import time
 
 import grpc
 import pytest
-from drape.v1 import common_pb2, features_pb2, gateway_pb2, recommend_pb2, splice_pb2, tryon_pb2
 from prometheus_client import CollectorRegistry
 
-from services.gateway.service import GatewayServicer
-from services.runtime import scope as scopes
-from services.runtime.config import GatewayConfig
+from drape.services.gateway.service import GatewayServicer
+from drape.services.runtime import scope as scopes
+from drape.services.runtime.config import GatewayConfig
+from drape.v1 import common_pb2, features_pb2, gateway_pb2, recommend_pb2, splice_pb2, tryon_pb2
 
 
 class RpcError(grpc.RpcError):

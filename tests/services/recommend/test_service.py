@@ -6,8 +6,8 @@ import threading
 
 import faiss
 
-from services.recommend.service import build
-from services.runtime.config import DrapeConfig
+from drape.services.recommend.service import build
+from drape.services.runtime.config import DrapeConfig
 
 
 def test_handler_threads_search_faiss_with_one_openmp_thread(tmp_path):

@@ -9,7 +9,7 @@ import time
 import pytest
 from prometheus_client import CollectorRegistry
 
-from services.runtime.cache import TtlCache
+from drape.services.runtime.cache import TtlCache
 from tests.conftest import wait_until
 
 

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime.config import ConfigError, load_config
+from drape.services.runtime.config import ConfigError, load_config
 
 
 def test_defaults_are_valid_and_distinct_ports():

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.runtime import (
+from drape.services.runtime import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -25,8 +25,8 @@ from services.runtime import (
     Unavailable,
     connect,
 )
-from services.runtime.errors import DeadlineExceeded
-from services.runtime.scope import current, request_scope
+from drape.services.runtime.errors import DeadlineExceeded
+from drape.services.runtime.scope import current, request_scope
 
 SERVICE = "test.Probe"
 

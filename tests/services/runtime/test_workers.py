@@ -9,15 +9,15 @@ import urllib.request
 from pathlib import Path
 
 import grpc
-from drape.v1 import recommend_pb2, recommend_pb2_grpc
 from prometheus_client import CollectorRegistry, Counter
 
-from recsys.catalog import generate_catalog
-from services.runtime.client import RoundRobinChannel, connect
-from services.runtime.config import ServerConfig
-from services.runtime.metrics import MetricsEndpoint
-from services.runtime.workers import WorkerMetrics, worker_count
-from services.stack import Stack
+from drape.cli.stack import Stack
+from drape.services.runtime.client import RoundRobinChannel, connect
+from drape.services.runtime.config import ServerConfig
+from drape.services.runtime.metrics import MetricsEndpoint
+from drape.services.runtime.workers import WorkerMetrics, worker_count
+from drape.synthetic.catalog import generate_catalog
+from drape.v1 import recommend_pb2, recommend_pb2_grpc
 from tests.conftest import wait_until
 
 
@@ -45,7 +45,7 @@ def test_worker_metrics_label_each_workers_series():
 
 
 def _closed_port() -> int:
-    from services.stack import free_ports
+    from drape.cli.stack import free_ports
 
     return free_ports(1)[0]
 

@@ -9,14 +9,14 @@ from collections.abc import Iterator
 import grpc
 import numpy as np
 import pytest
-from drape.v1 import common_pb2, splice_pb2, splice_pb2_grpc
 from PIL import Image
 
-from models.images import decode_image, encode_png
-from services.registry import build_service
-from services.runtime.config import DrapeConfig
-from services.runtime.server import RunningService
-from services.stack import ephemeral
+from drape.cli.stack import ephemeral
+from drape.models.images import decode_image, encode_png
+from drape.services.registry import build_service
+from drape.services.runtime.config import DrapeConfig
+from drape.services.runtime.server import RunningService
+from drape.v1 import common_pb2, splice_pb2, splice_pb2_grpc
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,16 @@ import grpc
 import numpy as np
 import pandas as pd
 import pytest
-from drape.v1 import common_pb2, features_pb2, tryon_pb2, tryon_pb2_grpc
 from PIL import Image
 
-from models.garment_set import render_garment
-from models.images import encode_jpeg, encode_png
-from models.tryon.training import SyntheticBatches, TrainSettings, TryOnTrainer
-from recsys.catalog import COLUMNS, Catalog
-from services.ingest import ImageStore
-from services.runtime.config import DrapeConfig
-from services.stack import Stack, ephemeral
+from drape.catalog.images import ImageStore
+from drape.cli.stack import Stack, ephemeral
+from drape.models.images import encode_jpeg, encode_png
+from drape.models.tryon.training import SyntheticBatches, TrainSettings, TryOnTrainer
+from drape.recsys.catalog import COLUMNS, Catalog
+from drape.services.runtime.config import DrapeConfig
+from drape.synthetic.garments import render_garment
+from drape.v1 import common_pb2, features_pb2, tryon_pb2, tryon_pb2_grpc
 from tests.conftest import wait_until
 from tests.models.test_tryon import SMALL
 
@@ -131,8 +131,8 @@ def test_triton_down_means_unavailable_and_recovery_needs_no_restart(stack, stub
 def test_without_a_generator_generate_says_what_to_do(tmp_path: Path, photo):
     config = ephemeral(DrapeConfig(data_dir=tmp_path / "data"))
     config.tryon.checkpoint = str(tmp_path / "missing.safetensors")
-    from services.registry import build_service
-    from services.runtime.server import RunningService
+    from drape.services.registry import build_service
+    from drape.services.runtime.server import RunningService
 
     service = RunningService(build_service("tryon", config), config.tryon.server).start()
     try:

@@ -1,0 +1,148 @@
+"""`drape bench previews`: the storefront's main call, Recommend with try-on previews of the
+top 8 garments on the shopper's photo, through the whole stack on loopback (gateway,
+recommend, features, tryon and splice services, Triton serving the shipped generator).
+
+Cold: every call brings a photo never seen before (the demo shopper with its number drawn along the top edge),
+so the photo is analysed and embedded, and 8 previews are generated and spliced. Warm: the
+same photo again, answered from the preview cache. The mean batch size Triton formed for
+``tryon_gan`` comes from Triton's own statistics (its Prometheus metrics)."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import re
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from drape.cli.bench import format_table, timed_phase, write_report
+from drape.cli.stack import Stack, ephemeral
+from drape.services.runtime.config import load_config
+from drape.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+
+COLUMNS = ("phase", "clients", "requests/s", "p50_ms", "p90_ms", "p99_ms", "calls", "previews")
+K = 8
+GARMENTS = 64
+
+
+def triton_counts(metrics_port: int, model: str) -> tuple[float, float]:
+    """(inferences, executions) Triton has counted for ``model``: inferences / executions is
+    the mean batch size its dynamic batcher formed."""
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read()
+    totals = {"nv_inference_count": 0.0, "nv_inference_exec_count": 0.0}
+    for line in text.decode().splitlines():
+        match = re.match(r'(nv_inference(?:_exec)?_count)\{[^}]*model="([^"]+)"[^}]*\} (\S+)', line)
+        if match and match.group(2) == model:
+            totals[match.group(1)] += float(match.group(3))
+    return totals["nv_inference_count"], totals["nv_inference_exec_count"]
+
+
+def run(args: argparse.Namespace) -> int:
+    from skimage import data
+
+    from drape.catalog.embedders import ingest_via_service
+    from drape.models.images import encode_jpeg
+    from drape.models.tryon.export import TRYON_MODEL
+    from drape.services.gateway.service import preview_status_name
+    from drape.synthetic.catalog import write_generated_feed
+
+    root = Path(tempfile.mkdtemp(prefix="drape-bench-previews-"))
+    config = ephemeral(load_config(None))
+    config.data_dir = root / "data"
+    config.recommend.refresh_s = 0.5
+    feed = write_generated_feed(GARMENTS, root / "feed", seed=0)
+    shopper = data.astronaut()
+    stack = Stack(config, run_dir=root / "run")
+    stack.start(timeout=180)
+    rows: list[dict[str, Any]] = []
+    try:
+        report = ingest_via_service(feed, stack.config, stack.address("features"))
+        print(f"ingested {report.ingested} garments with product shots")
+        channel = grpc.insecure_channel(stack.address("gateway"))
+        gateway = gateway_pb2_grpc.GatewayServiceStub(channel)
+        statuses: Counter[str] = Counter()
+        lock = threading.Lock()
+
+        def recommend(photo: bytes) -> int:
+            reply = gateway.Recommend(
+                gateway_pb2.GatewayServiceRecommendRequest(
+                    user_id="bench-shopper", k=K, photo=common_pb2.Image(data=photo), previews=True
+                ),
+                timeout=30,
+            )
+            with lock:
+                statuses.update(preview_status_name(i.preview.status) for i in reply.items)
+            return 1
+
+        deadline = time.monotonic() + 60
+        while len(_items(gateway)) < K:  # the recommend service picks the catalog up
+            if time.monotonic() > deadline:
+                print("drape bench previews: the recommend service never saw the catalog")
+                return 1
+            time.sleep(0.5)
+        counter = itertools.count()
+
+        def new_photo() -> bytes:
+            pixels = shopper.copy()
+            i = next(counter)
+            # The call number in black and white 8x8 blocks along the top edge: other JPEG
+            # bytes (whatever the quantisation), the same shopper.
+            for bit in range(16):
+                pixels[:8, bit * 8 : bit * 8 + 8] = 255 * (i >> bit & 1)
+            return encode_jpeg(pixels, quality=92)
+
+        triton_port = stack.endpoints["triton"].metrics_port
+        for clients in (1, 2):
+            before = triton_counts(triton_port, TRYON_MODEL)
+            statuses.clear()
+            row = timed_phase("cold cache (new photo each call)", lambda: recommend(new_photo()),
+                              1, clients, args.seconds * 2, rate="requests/s", warmup=1)  # fmt: skip
+            after = triton_counts(triton_port, TRYON_MODEL)
+            executions = after[1] - before[1]
+            row["triton_mean_batch"] = (after[0] - before[0]) / executions if executions else 0.0
+            row["previews"] = dict(statuses)
+            rows.append(row)
+        warm = new_photo()
+        recommend(warm)
+        for clients in (1, 4):
+            statuses.clear()
+            row = timed_phase("warm cache (same photo)", lambda: recommend(warm), 1, clients,
+                              args.seconds, rate="requests/s")  # fmt: skip
+            row["previews"] = dict(statuses)
+            rows.append(row)
+        channel.close()
+    finally:
+        stack.stop()
+    print(format_table([{**r, "previews": _brief(r["previews"])} for r in rows], COLUMNS))
+    for row in rows[:2]:
+        print(f"{row['phase']}, {row['clients']} client(s): Triton formed batches of "
+              f"{row['triton_mean_batch']:.2f} {TRYON_MODEL} images on average")  # fmt: skip
+    extra = {"seconds_per_phase": args.seconds, "k": K, "garments": GARMENTS,
+             "photo": "skimage astronaut 512x512"}  # fmt: skip
+    out = write_report("previews", rows, args.out, extra)
+    print(f"wrote {out}")
+    return 0
+
+
+def _items(gateway: gateway_pb2_grpc.GatewayServiceStub) -> list[common_pb2.RecommendedGarment]:
+    try:
+        reply = gateway.Recommend(
+            gateway_pb2.GatewayServiceRecommendRequest(user_id="probe", k=K), timeout=10
+        )
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:  # no catalog loaded yet
+            raise
+        return []
+    return list(reply.items)
+
+
+def _brief(counts: dict[str, int]) -> str:
+    return " ".join(f"{name}={n}" for name, n in sorted(counts.items()))

@@ -1,0 +1,48 @@
+"""`drape up`: every service on localhost, the gateway last and pointed at the others;
+Ctrl-C or SIGTERM drains and stops them all."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from drape.cli.options import add_config_argument
+from drape.services.runtime.config import SERVICE_NAMES, load_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    up = sub.add_parser("up", help="start every service on localhost")
+    add_config_argument(up)
+    up.add_argument("--services", help="comma-separated subset (default: all)")
+    up.add_argument("--run-dir", type=Path, help="where ready files go (default: a temp dir)")
+    up.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from drape.cli.stack import Stack, StackError
+
+    config = load_config(args.config)
+    services = args.services.split(",") if args.services else SERVICE_NAMES
+    stack = Stack(config, services, run_dir=args.run_dir, log_to_files=False)
+    try:
+        stack.start()
+        for name, endpoint in stack.endpoints.items():
+            metrics = f"http://{endpoint.address.rsplit(':', 1)[0]}:{endpoint.metrics_port}/metrics"
+            print(f"{name:<10} grpc {endpoint.address:<22} {metrics}", flush=True)
+        print("all services up; Ctrl-C to stop", flush=True)
+        exited = stack.wait()
+        print(f"drape up: {exited} exited; stopping the others", file=sys.stderr)
+        return 1
+    except StackError as exc:
+        print(f"drape up: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("stopping...", flush=True)
+        return 0
+    finally:
+        # A second Ctrl-C must not interrupt the drain and orphan children.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        stack.stop()

@@ -1,0 +1,185 @@
+"""The command line as a user runs it: `drape demo`, `drape bench events`, `drape doctor`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from drape.cli.stack import free_ports
+
+
+def _drape(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "drape.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _children_named(fragment: str) -> list[int]:
+    """Pids of Drape service processes whose command line mentions ``fragment``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue
+        if "drape.cli serve" in cmd and fragment in cmd:
+            found.append(int(entry.name))
+    return found
+
+
+def test_demo_runs_the_flow_and_leaves_nothing_running(tmp_path: Path):
+    page = tmp_path / "page"
+    result = _drape("demo", "--data-dir", str(tmp_path / "demo"), "--users", "120", "--events", "3000",
+                    "--out", str(page))  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    # The main flow: 8 garments previewed on the astronaut, on a page with its images.
+    assert "gets 8 garments previewed on it" in out and "8 cached" in out
+    assert out.count("preview OK") == 8
+    html = (page / "index.html").read_text()
+    previews = sorted(page.glob("*-preview.png"))
+    assert len(previews) == 8 and all(p.name in html for p in previews)
+    assert (page / "shopper.png").exists() and str((page / "index.html").resolve()) in out
+    assert "3000 stored, 0 duplicates" in out
+    assert "0 stored, 500 duplicates" in out
+    assert "experiment demo-previews/" in out
+    assert out.count("-> 7 stored") == 4
+    assert "INVALID_ARGUMENT: k: must be between 1 and 200" in out
+    assert "all services stopped" in out
+    assert not _children_named(str(tmp_path)), "demo left services running"
+
+
+def test_bench_events_writes_json(tmp_path: Path):
+    out = tmp_path / "events.json"
+    result = _drape("bench", "events", "--seconds", "0.5", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert [(r["batch"], r["clients"]) for r in report["results"]] == [
+        (1, 1),
+        (1, 8),
+        (100, 1),
+        (100, 4),
+    ]
+    for row in report["results"]:
+        assert row["errors"] == 0 and row["events_per_s"] > 0 and row["p99_ms"] >= row["p50_ms"] > 0
+    assert "events_per_s" in result.stdout
+
+
+def test_doctor_passes_on_this_install():
+    result = _drape("doctor", timeout=120)
+    assert result.returncode == 0, result.stdout
+    assert "drape doctor: ok" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (("serve", "events", "--config", "/nonexistent/drape.toml"), "cannot read config file"),
+        (("serve", "billing"), "invalid choice"),
+    ],
+)
+def test_cli_errors_are_clear(args, fragment):
+    result = _drape(*args, timeout=60)
+    assert result.returncode != 0
+    assert fragment in result.stderr
+
+
+def test_serve_rejects_bad_env_config(monkeypatch):
+    monkeypatch.setenv("DRAPE_EVENTS__MAX_BATCH", "0")
+    result = _drape("serve", "events", timeout=60)
+    assert result.returncode == 2
+    assert "events.max_batch (from DRAPE_EVENTS__MAX_BATCH)" in result.stderr
+
+
+def _start_up(config: Path, run_dir: Path, services: str = "") -> subprocess.Popen[str]:
+    """`drape up` in the background, its stdout readable line by line."""
+    args = [
+        sys.executable,
+        "-m",
+        "drape.cli",
+        "up",
+        "--config",
+        str(config),
+        "--run-dir",
+        str(run_dir),
+    ]
+    if services:
+        args += ["--services", services]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def test_up_starts_everything_and_sigterm_stops_it_cleanly(tmp_path: Path):
+    import os
+    import signal
+
+    config = tmp_path / "drape.toml"
+    lines = [f'data_dir = "{tmp_path / "data"}"']
+    for name in ("gateway", "recommend", "features", "tryon", "splice", "events"):
+        lines += [f"[{name}.server]", "port = 0", "metrics_port = 0", "grace_s = 2"]
+    ports = free_ports(3)
+    lines += [
+        "[triton]",
+        f"grpc_port = {ports[0]}",
+        f"http_port = {ports[1]}",
+        f"metrics_port = {ports[2]}",
+    ]
+    config.write_text("\n".join(lines) + "\n")
+    proc = _start_up(config, tmp_path / "run")
+    run_dir = str(tmp_path / "run")
+    try:
+        seen = []
+        for line in proc.stdout:  # bounded: `drape up` prints 8 lines then waits
+            seen.append(line)
+            if "all services up" in line or len(seen) > 20:
+                break
+        assert any(line.startswith("gateway") for line in seen), seen
+        assert len(_children_named(str(tmp_path / "run"))) == 7  # six services and Triton
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not _children_named(run_dir), "services outlived `drape up`"
+
+
+def test_services_die_with_a_killed_supervisor(tmp_path: Path):
+    """Even `kill -9` of `drape up` leaves no service behind (parent-death signal)."""
+    import os
+    import signal
+    import time
+
+    config = tmp_path / "drape.toml"
+    config.write_text(
+        f'data_dir = "{tmp_path / "data"}"\n[events.server]\nport = 0\nmetrics_port = 0\n'
+    )
+    run_dir = str(tmp_path / "run")
+    proc = _start_up(config, tmp_path / "run", "events")
+    try:
+        for line in proc.stdout:
+            if "all services up" in line:
+                break
+        assert len(_children_named(run_dir)) == 1
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 15
+        while _children_named(run_dir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _children_named(run_dir)
+    finally:
+        for pid in _children_named(run_dir):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_train_recsys_without_data_says_what_to_do(tmp_path: Path):
+    config = tmp_path / "drape.toml"
+    config.write_text(f'data_dir = "{tmp_path / "data"}"\n')
+    result = _drape("train", "recsys", "--config", str(config), timeout=120)
+    assert result.returncode == 2
+    assert "no catalog" in result.stdout
