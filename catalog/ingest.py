@@ -1,7 +1,7 @@
-"""`drape ingest CATALOG.csv|.parquet --images DIR`: a catalog feed into Drape.
+"""Ingestion: a catalog feed (CSV, TSV or Parquet) into Drape; `drape ingest` runs it.
 
 Each row is validated; its image is read, decoded (same checks as the features service),
-stored content-addressed under ``<data_dir>/images/sha256/ab/<hash>.<ext>`` and embedded,
+stored content-addressed in the image store (:mod:`drape.catalog.images`) and embedded,
 in-process or through a running features service. Then the garment embedding index is
 built and the catalog published.
 
