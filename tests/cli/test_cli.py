@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from drape.cli.main import build_parser
 from drape.cli.stack import free_ports
 
 
@@ -89,6 +91,37 @@ def test_cli_errors_are_clear(args, fragment):
     result = _drape(*args, timeout=60)
     assert result.returncode != 0
     assert fragment in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "recsys", "--epochs", "3"],  # an encoder flag
+        ["train", "encoder", "--factors", "8"],  # a recsys flag
+        ["train", "tryon", "--recipe", "r.toml", "--config", "r.toml"],  # --config is a DrapeConfig
+        ["bench", "events", "--garments", "5"],  # a recommend benchmark flag
+        ["eval", "tryon", "--checkpoint", "g.safetensors", "--dataset", "movielens"],
+    ],
+)
+def test_each_command_takes_only_its_own_flags(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser().parse_args(args)
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_config_means_a_drape_config_wherever_it_is_taken():
+    from drape.cli.main import COMMAND_MODULES
+
+    parser = build_parser()
+    helps = []
+    for action in parser._subparsers._group_actions:
+        for command in action.choices.values():
+            nested = [a for a in command._actions if isinstance(a, argparse._SubParsersAction)]
+            for sub in [command, *(p for a in nested for p in a.choices.values())]:
+                helps += [a.help for a in sub._actions if "--config" in a.option_strings]
+    assert len(helps) >= len(COMMAND_MODULES) - 3  # every command that loads a config
+    assert set(helps) == {helps[0]} and "Drape configuration" in helps[0]
 
 
 def test_serve_rejects_bad_env_config(monkeypatch):

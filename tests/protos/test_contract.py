@@ -11,7 +11,7 @@ import pytest
 
 from tools.protogen import PROTO_ROOT, stale_files
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_generated_stubs_are_up_to_date():
