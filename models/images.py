@@ -37,14 +37,18 @@ class ImageLimits:
     max_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 40_000_000
     min_side: int = 16
+    # A larger image is decoded reduced to at most this many pixels (None: full size).
+    fit_pixels: int | None = None
 
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """An RGB image (H, W, 3) uint8 after EXIF orientation, and its source format."""
+    """An RGB image (H, W, 3) uint8 after EXIF orientation, and its source format;
+    ``reduced`` when it was decoded smaller than it is (``ImageLimits.fit_pixels``)."""
 
     pixels: np.ndarray
     media_type: str
+    reduced: bool = False
 
     @property
     def width(self) -> int:
@@ -58,10 +62,15 @@ class DecodedImage:
 def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage:
     """Decodes JPEG/PNG/WebP bytes to RGB, refusing anything unsafe or unusable.
 
+    With ``limits.fit_pixels``, a larger image comes back reduced to at most that many
+    pixels (aspect kept): a JPEG is decoded at a reduced scale to begin with, so a
+    36-megapixel photo never exists in memory at full size.
+
     Raises :class:`ImageTooLarge` over ``limits`` and :class:`ImageRejected` for empty,
     unknown, truncated or degenerate images.
     """
     limits = limits or ImageLimits()
+    fit_pixels = limits.fit_pixels
     if not data:
         raise ImageRejected("the image is empty")
     if len(data) > limits.max_bytes:
@@ -97,17 +106,32 @@ def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage
             f"the image is {width}x{height}; both sides must be at least {limits.min_side} pixels"
         )
     try:
+        if fit_pixels is not None and width * height > fit_pixels:
+            scale = (fit_pixels / (width * height)) ** 0.5
+            # JPEG decodes at 1/2, 1/4 or 1/8 scale, no smaller than asked (DCT scaling).
+            image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
         image.load()
+        factor = int((image.width * image.height / fit_pixels) ** 0.5) if fit_pixels else 1
+        if factor > 1 and image.mode in ("RGB", "RGBA", "L"):
+            # A whole-factor box reduction first: cheap, and no full-size copy is ever made.
+            image = image.reduce(factor)
         image = ImageOps.exif_transpose(image)
         rgb = _to_rgb(image)
+        if fit_pixels is not None and rgb.width * rgb.height > fit_pixels:
+            scale = (fit_pixels / (rgb.width * rgb.height)) ** 0.5
+            size = (max(1, int(rgb.width * scale)), max(1, int(rgb.height * scale)))
+            rgb = rgb.resize(size, Image.Resampling.BOX)  # area average: no aliasing
     except (OSError, SyntaxError, ValueError) as exc:
         # Pillow reports truncated or corrupt streams as OSError ("image file is truncated").
         raise ImageRejected(f"the image could not be decoded ({exc})") from None
-    return DecodedImage(np.asarray(rgb, dtype=np.uint8), ACCEPTED_FORMATS[source_format])
+    reduced = rgb.width * rgb.height < width * height
+    return DecodedImage(np.asarray(rgb, dtype=np.uint8), ACCEPTED_FORMATS[source_format], reduced)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Any mode to RGB; transparency is composited onto white, like a product page."""
+    if image.mode == "RGB":
+        return image  # no copy of what may be a large image
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

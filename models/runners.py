@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Protocol
 
@@ -33,6 +34,25 @@ from drape.models.export import cached_encoder_onnx, onnx_session
 
 class RunnerUnavailable(RuntimeError):
     """The model server cannot be reached or refused the batch; the caller may retry."""
+
+
+class RunnerTimedOut(RunnerUnavailable):
+    """The model server did not answer within the time the call was given (often the
+    caller's remaining deadline): the request was too late, the server need not be down."""
+
+
+def triton_failure(exc: Exception, url: str, model: str, waited_s: float,
+                   timeout_s: float) -> RunnerUnavailable:  # fmt: skip
+    """The error for a failed Triton call: :class:`RunnerTimedOut` when the call ran out of
+    its time (Triton's DEADLINE_EXCEEDED, or a broken stream once the time was up),
+    :class:`RunnerUnavailable` otherwise."""
+    status = str(getattr(exc, "status", lambda: "")() or "")
+    message = exc.message() if hasattr(exc, "message") else str(exc)
+    if "DEADLINE_EXCEEDED" in status or waited_s >= timeout_s:
+        return RunnerTimedOut(
+            f"Triton at {url} did not answer {model} within {timeout_s * 1000:.0f} ms"
+        )
+    return RunnerUnavailable(f"Triton at {url} failed {model}: {message}")
 
 
 class EncoderRunner(Protocol):
@@ -166,6 +186,7 @@ class TritonEncoder:
             chunk = np.ascontiguousarray(images[start : start + self.max_batch])
             request = self._grpc.InferInput(ENCODER_INPUT, list(chunk.shape), "UINT8")
             request.set_data_from_numpy(chunk)
+            started = time.monotonic()
             try:
                 result = self._client.infer(
                     self.model_name,
@@ -174,8 +195,9 @@ class TritonEncoder:
                     client_timeout=self.timeout_s,
                 )
             except InferenceServerException as exc:
-                raise RunnerUnavailable(
-                    f"Triton at {self.url} failed model {self.model_name}: {exc.message()}"
+                waited = time.monotonic() - started
+                raise triton_failure(
+                    exc, self.url, self.model_name, waited, self.timeout_s
                 ) from exc
             outputs.append(result.as_numpy(ENCODER_OUTPUT))
         return _concat(outputs, self.spec)

@@ -4,13 +4,14 @@ callers). Tests hold Triton's outputs to torch's."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 import torch
 
-from drape.models.runners import RunnerUnavailable
+from drape.models.runners import triton_failure
 from drape.models.tryon.export import INPUTS, OUTPUTS, TRYON_MODEL
 from drape.models.tryon.training import load_generator
 
@@ -73,15 +74,15 @@ class TritonTryOn:
                 request = self._grpc.InferInput(name, list(chunk.shape), "FP32")
                 request.set_data_from_numpy(chunk)
                 requests.append(request)
+            started = time.monotonic()
             try:
                 result = self._client.infer(
                     TRYON_MODEL, requests, outputs=[self._grpc.InferRequestedOutput(n) for n in OUTPUTS],
                     client_timeout=timeout,
                 )  # fmt: skip
             except InferenceServerException as exc:
-                raise RunnerUnavailable(
-                    f"Triton at {self.url} failed {TRYON_MODEL}: {exc.message()}"
-                ) from exc
+                waited = time.monotonic() - started
+                raise triton_failure(exc, self.url, TRYON_MODEL, waited, timeout) from exc
             for name in OUTPUTS:
                 parts[name].append(result.as_numpy(name))
         return {name: np.concatenate(chunks) for name, chunks in parts.items()}

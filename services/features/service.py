@@ -12,10 +12,15 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from drape.models.images import DecodedImage, encode_png
 from drape.models.person import POSE_LANDMARKS, PersonAnalysis, PersonStatus
-from drape.models.runners import RunnerUnavailable
+from drape.models.runners import RunnerTimedOut, RunnerUnavailable
 from drape.services.features.extractor import FeatureExtractor, open_encoder
 from drape.services.runtime import DrapeConfig, ServiceSpec
-from drape.services.runtime.errors import InvalidArgument, ResourceExhausted, Unavailable
+from drape.services.runtime.errors import (
+    DeadlineExceeded,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
 from drape.services.runtime.images import decode_field, image_limits
 from drape.v1 import common_pb2, features_pb2, features_pb2_grpc
 
@@ -108,6 +113,8 @@ class FeaturesServicer(features_pb2_grpc.FeaturesServiceServicer):
         started = time.perf_counter()
         try:
             embeddings = self.extractor.embed_inputs(inputs)
+        except RunnerTimedOut as exc:
+            raise DeadlineExceeded(f"the encoder did not answer in time: {exc}") from None
         except RunnerUnavailable as exc:
             raise Unavailable(f"the encoder is unavailable: {exc}") from None
         self.model_seconds.observe(time.perf_counter() - started)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextvars
 import hashlib
 import logging
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from drape.models.images import ImageLimits, encode_jpeg
 from drape.services.runtime import (
     DrapeConfig,
     InvalidArgument,
@@ -34,6 +36,7 @@ from drape.services.runtime import scope as scopes
 from drape.services.runtime.cache import TtlCache
 from drape.services.runtime.config import GatewayConfig
 from drape.services.runtime.errors import DrapeError
+from drape.services.runtime.images import decode_field
 from drape.v1 import (
     common_pb2,
     events_pb2,
@@ -58,6 +61,16 @@ _INPUT_ERRORS = (
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 )
+
+
+@dataclass(frozen=True)
+class _PreviewPhotos:
+    """The photo a preview is generated on (the working size), the one it is composited into
+    (the same, or the original for full-size previews) and the cache key of the pair."""
+
+    working: common_pb2.Image
+    composite: common_pb2.Image
+    key: str
 
 
 @dataclass(frozen=True)
@@ -89,11 +102,22 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self.splice = splice
         self.settings = settings
         self.max_photo_bytes = settings.max_photo_mb * 2**20
+        self.photo_limits = ImageLimits(
+            max_bytes=self.max_photo_bytes,
+            max_pixels=settings.max_photo_pixels,
+            fit_pixels=int(settings.working_megapixels * 1_000_000),
+        )
+        self.photo_decoders = threading.BoundedSemaphore(settings.photo_decoders)
         self.pool = ThreadPoolExecutor(settings.preview_workers, thread_name_prefix="preview")
         ttl = settings.preview_cache_ttl_s
         self.preview_cache: TtlCache[common_pb2.Preview] = TtlCache(
             "preview", settings.preview_cache_entries, settings.preview_cache_mb * 2**20, ttl,
             lambda preview: preview.ByteSize(), registry,
+        ).start_sweeper()  # fmt: skip
+        # Each photo reduced to the working size once (single flight by content hash).
+        self.working_photos: TtlCache[common_pb2.Image] = TtlCache(
+            "working_photo", settings.preview_cache_entries, 64 * 2**20, ttl,
+            lambda image: image.ByteSize(), registry,
         ).start_sweeper()  # fmt: skip
         self.photo_cache: TtlCache[_PhotoEmbedding] = TtlCache(
             "photo_embedding", settings.preview_cache_entries, 64 * 2**20, ttl,
@@ -102,6 +126,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         # The try-on model version of the latest preview: part of every cache key, so a new
         # model never serves the old one's previews.
         self.tryon_version = ""
+        # Previews being made, keyed like the cache: identical requests in flight share one.
+        self._making: dict[tuple[str, str, str], Future[common_pb2.Preview]] = {}
+        self._making_lock = threading.RLock()
         self.photos = Counter(
             "drape_gateway_photos",
             "Shopper photos sent with recommendation requests, by whether they steered the ranking.",
@@ -114,6 +141,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             ["status", "experiment", "variant"],
             registry=registry,
         )
+        self.previews_shared = Counter(
+            "drape_previews_shared",
+            "Previews a request took from an identical one already being made (single flight).",
+            registry=registry,
+        )
         self.preview_seconds = Histogram(
             "drape_preview_seconds", "Time to make one preview (tryon + splice), by status.",
             ["status"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10), registry=registry,
@@ -122,6 +154,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
         self.preview_cache.close()
+        self.working_photos.close()
         self.photo_cache.close()
 
     def _check_photo(self, photo: common_pb2.Image, field: str) -> None:
@@ -140,7 +173,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         if not request.user_id:
             raise InvalidArgument("user_id", "is required (use a stable anonymous id for guests)")
         photo_hash = hashlib.sha256(request.photo.data).hexdigest() if request.photo.data else ""
-        photo_use, photo_embedding = self._photo_embedding(request, photo_hash)
+        working = self._working_photo(request.photo, photo_hash)
+        photo_use, photo_embedding = self._photo_embedding(request.user_id, working, photo_hash)
         ranked = self.recommend.Recommend(
             recommend_pb2.RecommendRequest(
                 user_id=request.user_id,
@@ -156,22 +190,41 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             model_version=ranked.model_version,
             photo=photo_use,
         )
-        self._attach_previews(request, response, photo_hash)
+        self._attach_previews(request, response, working, photo_hash)
         return response
 
+    def _working_photo(self, photo: common_pb2.Image, photo_hash: str) -> common_pb2.Image:
+        """The photo every downstream call gets: itself when it is within the working size,
+        else reduced to it once (a JPEG at a reduced scale from the start) and re-encoded.
+        Decoding here also refuses a bad photo before anything is asked of the backends."""
+        if not photo.data:
+            return photo
+
+        def reduce() -> common_pb2.Image:
+            with self.photo_decoders:
+                decoded = decode_field("photo", photo, self.photo_limits)
+                if not decoded.reduced:
+                    return photo
+                return common_pb2.Image(
+                    data=encode_jpeg(decoded.pixels, quality=95), media_type="image/jpeg",
+                    width=decoded.width, height=decoded.height,
+                )  # fmt: skip
+
+        return self.working_photos.get_or_compute(photo_hash, reduce)[0]
+
     def _photo_embedding(
-        self, request: gateway_pb2.GatewayServiceRecommendRequest, photo_hash: str
+        self, user_id: str, photo: common_pb2.Image, photo_hash: str
     ) -> tuple[gateway_pb2.PhotoUse | None, list[float]]:
         """The garment worn in the photo, embedded by the features service (cached by the
         photo's content hash). A bad photo is the caller's error; a person the photo cannot
         be used for, or the features service being down, only means ranking without it."""
-        if not request.photo.data:
+        if not photo.data:
             return None, []
         cached = self.photo_cache.get(photo_hash)
         if cached is None:
             try:
                 reply = self.features.EmbedUser(
-                    features_pb2.EmbedUserRequest(user_id=request.user_id, photo=request.photo)
+                    features_pb2.EmbedUserRequest(user_id=user_id, photo=photo)
                 )
             except grpc.RpcError as exc:
                 if exc.code() in (
@@ -197,6 +250,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self,
         request: gateway_pb2.GatewayServiceRecommendRequest,
         response: gateway_pb2.GatewayServiceRecommendResponse,
+        working: common_pb2.Image,
         photo_hash: str,
     ) -> None:
         assignment = response.assignment
@@ -214,23 +268,26 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     common_pb2.Preview(status=common_pb2.PREVIEW_STATUS_SKIPPED, reason=skip)
                 )
         else:
-            self._previews(request.photo, photo_hash, items)
+            photos = _PreviewPhotos(working, request.photo if request.full_size_previews else working,
+                                    photo_hash + ("/full" if request.full_size_previews else ""))  # fmt: skip
+            self._previews(photos, items)
             self._fit_in_reply(response, items)
         for item in items:
             self.previews.labels(preview_status_name(item.preview.status), assignment.experiment,
                                  assignment.variant).inc()  # fmt: skip
 
-    def _previews(self, photo: common_pb2.Image, photo_hash: str,
-                  items: list[common_pb2.RecommendedGarment]) -> None:  # fmt: skip
+    def _previews(self, photos: _PreviewPhotos, items: list[common_pb2.RecommendedGarment]) -> None:
         """Every item's preview, from the cache or made now, all at once; whatever is not
         ready when the caller's deadline (less a margin to send the reply) comes is marked
         TIMED_OUT and, if it finishes before the deadline after all, cached for next time."""
-        budget = self._time_left() - self.settings.preview_reply_margin_ms / 1000
+        time_left = self._time_left()
+        budget = time_left - self._reply_margin(time_left)
         deadline = time.monotonic() + budget
-        pending: dict[Future[common_pb2.Preview], common_pb2.RecommendedGarment] = {}
+        pending: dict[Future[common_pb2.Preview], list[common_pb2.RecommendedGarment]] = {}
         for item in items:
             garment_id = item.garment.garment_id
-            cached = self.preview_cache.get((photo_hash, garment_id, self.tryon_version))
+            key = (photos.key, garment_id, self.tryon_version)
+            cached = self.preview_cache.get(key)
             if cached is not None:
                 item.preview.CopyFrom(cached)
                 item.preview.status = common_pb2.PREVIEW_STATUS_CACHED
@@ -240,15 +297,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 item.preview.CopyFrom(common_pb2.Preview(status=common_pb2.PREVIEW_STATUS_TIMED_OUT,
                                       reason="the request's deadline left no time for previews"))  # fmt: skip
                 continue
-            run = contextvars.copy_context().run  # the request's id and deadline go along
-            future = self.pool.submit(run, self._preview, photo, {"garment_id": garment_id},
-                                      deadline, strict=False)  # fmt: skip
-            future.add_done_callback(lambda f, key=(photo_hash, garment_id): self._keep(key, f))
-            pending[future] = item
+            pending.setdefault(self._making_of(key, photos, deadline), []).append(item)
         if not pending:
             return
         done, _ = wait(pending, timeout=max(deadline - time.monotonic(), 0))
-        for future, item in pending.items():
+        for future, item in ((f, i) for f, same in pending.items() for i in same):
             if future in done and future.exception() is not None:
                 log.error(
                     "preview of %s failed", item.garment.garment_id, exc_info=future.exception()
@@ -284,13 +337,39 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         remaining = scopes.remaining()
         return self.settings.preview_timeout_s if remaining is None else remaining
 
-    def _keep(self, key: tuple[str, str], future: Future[common_pb2.Preview]) -> None:
+    def _reply_margin(self, time_left: float) -> float:
+        """Seconds kept back from the caller's deadline to build and send the reply: a floor,
+        or a share of the time left when that is more (several full-size previews take a
+        while to copy and serialise on a busy machine)."""
+        floor = self.settings.preview_reply_margin_ms / 1000
+        return max(floor, self.settings.preview_reply_margin_share * time_left)
+
+    def _making_of(self, key: tuple[str, str, str], photos: _PreviewPhotos,
+                   deadline: float) -> Future[common_pb2.Preview]:  # fmt: skip
+        """The preview for ``key`` being made: the one already in flight for an identical
+        request (single flight, keyed like the cache), or a new one."""
+        with self._making_lock:
+            future = self._making.get(key)
+            if future is not None:
+                self.previews_shared.inc()
+                return future
+            run = contextvars.copy_context().run  # the request's id and deadline go along
+            future = self.pool.submit(run, self._preview, photos, {"garment_id": key[1]},
+                                      deadline, strict=False)  # fmt: skip
+            self._making[key] = future
+            future.add_done_callback(lambda f: self._made(key, f))
+            return future
+
+    def _made(self, key: tuple[str, str, str], future: Future[common_pb2.Preview]) -> None:
+        with self._making_lock:
+            if self._making.get(key) is future:
+                del self._making[key]
         if future.cancelled() or future.exception() is not None:
             return
         preview = future.result()
         if preview.status == common_pb2.PREVIEW_STATUS_OK:
             self.tryon_version = preview.model_version
-            self.preview_cache.put((*key, preview.model_version), preview)
+            self.preview_cache.put((*key[:2], preview.model_version), preview)
 
     def TryOn(
         self, request: gateway_pb2.TryOnRequest, context: grpc.ServicerContext
@@ -303,12 +382,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             raise InvalidArgument("garment", "send a garment_id or a garment_image")
         garment = {which: getattr(request, which)}
         deadline = time.monotonic() + self._time_left()
-        preview = self._preview(request.photo, garment, deadline, strict=True)
+        photo_hash = hashlib.sha256(request.photo.data).hexdigest()
+        working = self._working_photo(request.photo, photo_hash)
+        photos = _PreviewPhotos(working, request.photo if request.full_size else working,
+                                photo_hash)  # fmt: skip
+        preview = self._preview(photos, garment, deadline, strict=True)
         if preview.status == common_pb2.PREVIEW_STATUS_OK:
             self.tryon_version = preview.model_version
         return gateway_pb2.TryOnResponse(request_id=request.request_id, preview=preview)
 
-    def _preview(self, photo: common_pb2.Image, garment: dict[str, object], deadline: float,
+    def _preview(self, photos: _PreviewPhotos, garment: dict[str, object], deadline: float,
                  strict: bool) -> common_pb2.Preview:  # fmt: skip
         """One preview: the GAN on Triton (tryon), then back into the photo (splice), done
         by ``deadline`` (time.monotonic()). The try-on backend being down or too slow is a
@@ -321,7 +404,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
 
         try:
             generated = self.tryon.Generate(
-                tryon_pb2.GenerateRequest(photo=photo, **garment), timeout=left()
+                tryon_pb2.GenerateRequest(photo=photos.working, **garment), timeout=left()
             )
             if not generated.rendered.data:
                 preview = common_pb2.Preview(status=common_pb2.PREVIEW_STATUS_FAILED,
@@ -330,7 +413,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             else:
                 composite = self.splice.Compose(
                     splice_pb2.ComposeRequest(
-                        photo=photo,
+                        photo=photos.composite,
                         rendered=generated.rendered,
                         garment_mask=generated.garment_mask,
                         crop=generated.crop,

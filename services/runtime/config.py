@@ -81,6 +81,10 @@ class _ImageLimits(_Strict):
     """Largest image accepted (RESOURCE_EXHAUSTED above)."""
     max_image_pixels: int = Field(40_000_000, ge=1024)
     """Most pixels an image may declare (checked first)."""
+    working_megapixels: float = Field(2.0, ge=0.1, le=40)
+    """Photos with more pixels are reduced to this size as they are decoded (a JPEG at a
+    reduced scale from the start), so the memory and time a call takes are bounded whatever
+    the photo: analysis, generation and compositing all work on the reduced photo."""
 
 
 def _server(service: str, **settings: Any) -> Any:
@@ -170,13 +174,24 @@ class GatewayConfig(_Strict):
     """Where the events service listens (host:port)."""
     max_photo_mb: int = Field(10, ge=1, le=64)
     """Largest shopper photo accepted (RESOURCE_EXHAUSTED above)."""
+    max_photo_pixels: int = Field(40_000_000, ge=1024)
+    """Most pixels a shopper photo may declare (checked before decoding)."""
+    working_megapixels: float = Field(2.0, ge=0.1, le=40)
+    """A larger photo is reduced to this size once, here, before it goes to features, tryon
+    and splice: previews are made at this size unless a request asks for full size."""
+    photo_decoders: int = Field(2, ge=1, le=64)
+    """Photos decoded at once (each may take max_photo_pixels x 3 bytes while it is reduced):
+    the bound on the gateway's memory for photos, whatever they are."""
     preview_workers: int = Field(32, ge=1, le=512)
     """Previews inside Recommend: made by this many threads at once (tryon + splice calls),
     within the caller's deadline less a margin to send the reply, or within
     preview_timeout_s when the caller sets no deadline."""
-    preview_reply_margin_ms: float = Field(30.0, ge=0, le=10_000)
-    """Time kept from the caller's deadline to send the reply; previews not ready by then
-    come back TIMED_OUT."""
+    preview_reply_margin_ms: float = Field(100.0, ge=0, le=10_000)
+    """Least time kept back from the caller's deadline to build and send the reply; previews
+    not ready by then come back TIMED_OUT."""
+    preview_reply_margin_share: float = Field(0.1, ge=0, le=0.5)
+    """Share of the time left kept back instead, when it is more than the least margin (a
+    reply of several full-size previews takes longer to send on a busy machine)."""
     preview_timeout_s: float = Field(10.0, gt=0, le=600)
     """Time previews get when the caller sets no deadline."""
     preview_cache_entries: int = Field(2048, ge=1, le=1_000_000)
@@ -249,6 +264,14 @@ class TryOnConfig(_ImageLimits):
 
 class SpliceConfig(_ImageLimits):
     server: ServerConfig = _server("splice")
+    working_megapixels: float = Field(8.0, ge=0.1, le=40)
+    """The largest composite: a larger photo is reduced to this size before compositing. The
+    gateway sends photos already reduced to its own working size, unless a storefront asks
+    for full-size previews; this is their budget."""
+    composers: int = Field(2, ge=1, le=64)
+    """Composites made at once (more calls wait their turn, within their deadline). Each
+    holds about 75 bytes per pixel of its photo, so with working_megapixels this bounds the
+    service's memory: about 1.2 GB at 8 megapixels, 300 MB at the gateway's 2."""
     default_blend: Literal["multiband", "alpha", "poisson"] = "multiband"
     """Blend used when a request leaves it unspecified."""
     jpeg_quality: int = Field(92, ge=50, le=100)

@@ -3,6 +3,8 @@ original size and orientation (see drape.models.splice). API: protos/drape/v1/sp
 
 from __future__ import annotations
 
+import threading
+
 import grpc
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter
@@ -10,7 +12,8 @@ from prometheus_client import CollectorRegistry, Counter
 from drape.models.images import ImageLimits, encode_jpeg
 from drape.models.splice import Blend, compose
 from drape.services.runtime import DrapeConfig, ServiceSpec
-from drape.services.runtime.errors import InvalidArgument
+from drape.services.runtime import scope as scopes
+from drape.services.runtime.errors import DeadlineExceeded, InvalidArgument
 from drape.services.runtime.images import decode_field, image_limits
 from drape.v1 import common_pb2, splice_pb2, splice_pb2_grpc
 
@@ -23,9 +26,17 @@ BLENDS = {
 
 class SpliceServicer(splice_pb2_grpc.SpliceServiceServicer):
     def __init__(
-        self, limits: ImageLimits, default_blend: Blend, quality: int, registry: CollectorRegistry
+        self,
+        limits: ImageLimits,
+        default_blend: Blend,
+        quality: int,
+        registry: CollectorRegistry,
+        composers: int = 2,
     ) -> None:
         self.limits, self.default_blend, self.quality = limits, default_blend, quality
+        # Composites made at once: each holds a few float copies of its photo, so this (with
+        # the photo budget, limits.fit_pixels) is what bounds the service's memory.
+        self.composers = threading.BoundedSemaphore(composers)
         self.composed = Counter("drape_splice_composites", "Composites made, by blend mode.", ["blend"],
                                 registry=registry)  # fmt: skip
 
@@ -35,6 +46,14 @@ class SpliceServicer(splice_pb2_grpc.SpliceServiceServicer):
     def Compose(
         self, request: splice_pb2.ComposeRequest, context: grpc.ServicerContext
     ) -> splice_pb2.ComposeResponse:
+        if not self.composers.acquire(timeout=scopes.remaining()):
+            raise DeadlineExceeded("no compositor was free before the request's deadline")
+        try:
+            return self._compose(request)
+        finally:
+            self.composers.release()
+
+    def _compose(self, request: splice_pb2.ComposeRequest) -> splice_pb2.ComposeResponse:
         photo = self._decode("photo", request.photo)
         rendered = self._decode("rendered", request.rendered)
         mask = self._decode("garment_mask", request.garment_mask)[..., 0]
@@ -66,9 +85,8 @@ def build(config: DrapeConfig) -> ServiceSpec:
     cfg = config.splice
     registry = CollectorRegistry()
     servicer = SpliceServicer(
-        image_limits(cfg), Blend(cfg.default_blend),
-        cfg.jpeg_quality, registry,
-    )  # fmt: skip
+        image_limits(cfg), Blend(cfg.default_blend), cfg.jpeg_quality, registry, cfg.composers
+    )
     return ServiceSpec(
         name="splice",
         grpc_services=[splice_pb2.DESCRIPTOR.services_by_name["SpliceService"].full_name],

@@ -31,7 +31,7 @@ from drape.models.images import (
     encode_png,
 )
 from drape.models.person import AnalyzerPool, PersonAnalysis
-from drape.models.runners import RunnerUnavailable
+from drape.models.runners import RunnerTimedOut, RunnerUnavailable
 from drape.models.tryon.export import INPUTS
 from drape.models.tryon.inference import person_inputs, to_uint8
 from drape.models.tryon.runners import TritonTryOn, TryOnRunner
@@ -42,6 +42,7 @@ from drape.services.runtime import DrapeConfig, ServiceSpec
 from drape.services.runtime import scope as scopes
 from drape.services.runtime.cache import TtlCache
 from drape.services.runtime.errors import (
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -145,6 +146,9 @@ class TryOnServicer(tryon_pb2_grpc.TryOnServiceServicer):
             out = self.runner.run(
                 {name: tensors[name].numpy() for name in INPUTS}, scopes.remaining()
             )
+        except RunnerTimedOut as exc:
+            self.outcomes.labels("timed_out").inc()
+            raise DeadlineExceeded(f"the try-on model did not answer in time: {exc}") from None
         except RunnerUnavailable as exc:
             self.outcomes.labels("unavailable").inc()
             raise Unavailable(f"the try-on model is unavailable: {exc}") from None

@@ -134,6 +134,40 @@ def test_exif_orientation_is_respected():
     assert decoded[:6, -6:, 0].mean() > 200 and decoded[:6, -6:, 1].mean() < 60
 
 
+@pytest.mark.parametrize("encode", [encode_png, encode_jpeg])
+def test_a_large_photo_is_decoded_reduced_to_the_working_size(encode):
+    # A smooth 3000x2000 photo: big in pixels, small in bytes (like the photos that cost
+    # gigabytes when every service worked on them at full size).
+    ys, xs = np.mgrid[0:2000, 0:3000]
+    pixels = np.stack([xs % 256, ys % 256, (xs + ys) % 256], axis=-1).astype(np.uint8)
+    decoded = decode_image(encode(pixels), ImageLimits(fit_pixels=600_000))
+    assert decoded.reduced and decoded.width * decoded.height <= 600_000
+    assert abs(decoded.width / decoded.height - 1.5) < 0.01, "the aspect ratio is kept"
+    assert decoded.width * decoded.height > 500_000, "reduced to the budget, not far below it"
+    # The content survives: the reduced photo is the full one, smaller.
+    full = decode_image(encode(pixels))
+    assert not full.reduced and full.pixels.shape == (2000, 3000, 3)
+    small = np.asarray(Image.fromarray(full.pixels).resize((decoded.width, decoded.height),
+                                                           Image.Resampling.BOX))  # fmt: skip
+    assert np.abs(small.astype(int) - decoded.pixels.astype(int)).mean() < 12
+
+
+def test_an_exif_rotated_photo_is_reduced_upright():
+    pixels = _photo(400, 300)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=95, exif=exif.tobytes())
+    decoded = decode_image(buffer.getvalue(), ImageLimits(fit_pixels=30_000))
+    assert decoded.reduced and decoded.height > decoded.width  # portrait, as displayed
+
+
+def test_a_photo_within_the_working_size_is_untouched():
+    pixels = _photo(64, 48)
+    decoded = decode_image(encode_png(pixels), ImageLimits(fit_pixels=64 * 48))
+    assert not decoded.reduced and np.array_equal(decoded.pixels, pixels)
+
+
 def test_letterbox_pads_instead_of_stretching():
     wide = np.zeros((50, 200, 3), np.uint8)
     boxed = letterbox(wide, 224)

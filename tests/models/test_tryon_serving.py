@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from drape.cli.stack import Stack, ephemeral
+from drape.models.runners import RunnerTimedOut
 from drape.models.tryon.export import write_tryon_repository
 from drape.models.tryon.metrics import psnr, ssim
 from drape.models.tryon.runners import TorchTryOn, TritonTryOn
@@ -72,6 +73,9 @@ def test_triton_serves_the_generator_like_torch(checkpoint: Path, tmp_path: Path
         triton = TritonTryOn(stack.address("triton"), max_batch=2)  # 3 images: two requests
         try:
             served = triton.run(inputs)
+            # A call out of time is a late request, not a server that is down.
+            with pytest.raises(RunnerTimedOut, match="did not answer tryon_gan within"):
+                triton.run(inputs, timeout_s=1e-4)
         finally:
             triton.close()
     for name in ("tryon", "mask", "warped"):

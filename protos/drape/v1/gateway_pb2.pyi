@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GatewayServiceRecommendRequest(_message.Message):
-    __slots__ = ("request_id", "user_id", "k", "context", "photo", "previews", "preview_limit")
+    __slots__ = ("request_id", "user_id", "k", "context", "photo", "previews", "preview_limit", "full_size_previews")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,7 @@ class GatewayServiceRecommendRequest(_message.Message):
     PHOTO_FIELD_NUMBER: _ClassVar[int]
     PREVIEWS_FIELD_NUMBER: _ClassVar[int]
     PREVIEW_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    FULL_SIZE_PREVIEWS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     user_id: str
     k: int
@@ -23,7 +24,8 @@ class GatewayServiceRecommendRequest(_message.Message):
     photo: _common_pb2.Image
     previews: bool
     preview_limit: int
-    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., k: _Optional[int] = ..., context: _Optional[_Union[_common_pb2.RecommendContext, _Mapping]] = ..., photo: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., previews: bool = ..., preview_limit: _Optional[int] = ...) -> None: ...
+    full_size_previews: bool
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., k: _Optional[int] = ..., context: _Optional[_Union[_common_pb2.RecommendContext, _Mapping]] = ..., photo: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., previews: bool = ..., preview_limit: _Optional[int] = ..., full_size_previews: bool = ...) -> None: ...
 
 class GatewayServiceRecommendResponse(_message.Message):
     __slots__ = ("request_id", "recommendation_id", "assignment", "items", "model_version", "photo")
@@ -52,18 +54,20 @@ class PhotoUse(_message.Message):
     def __init__(self, used: bool = ..., reason: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class TryOnRequest(_message.Message):
-    __slots__ = ("request_id", "user_id", "photo", "garment_id", "garment_image")
+    __slots__ = ("request_id", "user_id", "photo", "garment_id", "garment_image", "full_size")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     PHOTO_FIELD_NUMBER: _ClassVar[int]
     GARMENT_ID_FIELD_NUMBER: _ClassVar[int]
     GARMENT_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    FULL_SIZE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     user_id: str
     photo: _common_pb2.Image
     garment_id: str
     garment_image: _common_pb2.Image
-    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., photo: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., garment_id: _Optional[str] = ..., garment_image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ...) -> None: ...
+    full_size: bool
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., photo: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., garment_id: _Optional[str] = ..., garment_image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., full_size: bool = ...) -> None: ...
 
 class TryOnResponse(_message.Message):
     __slots__ = ("request_id", "preview")

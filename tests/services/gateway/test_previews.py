@@ -3,14 +3,19 @@ the variant's choice, the cache and its model-version key, the deadline."""
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 
 import grpc
+import numpy as np
 import pytest
+from PIL import Image
 from prometheus_client import CollectorRegistry
 
+from drape.models.images import encode_png
 from drape.services.gateway.service import GatewayServicer
+from drape.services.runtime import InvalidArgument
 from drape.services.runtime import scope as scopes
 from drape.services.runtime.config import GatewayConfig
 from drape.v1 import common_pb2, features_pb2, gateway_pb2, recommend_pb2, splice_pb2, tryon_pb2
@@ -53,21 +58,37 @@ class Features:
         )
 
 
+class Photos:
+    """Features that records the photos it is sent."""
+
+    def __init__(self) -> None:
+        self.photos: list[common_pb2.Image] = []
+
+    def EmbedUser(self, request, timeout=None):
+        self.photos.append(request.photo)
+        return Features().EmbedUser(request, timeout)
+
+
 class TryOn:
-    """``slow-*`` garments take 2 s; ``down-*`` find Triton down; ``gone-*`` do not exist."""
+    """``slow-*`` garments take 2 s, ``busy-*`` 0.3 s; ``down-*`` find Triton down; ``gone-*``
+    do not exist."""
 
     def __init__(self) -> None:
         self.version = "tryon_gan-a"
         self.calls: list[str] = []
+        self.photos: list[common_pb2.Image] = []
         self.lock = threading.Lock()
 
     def Generate(self, request, timeout=None):
         garment = request.garment_id
         with self.lock:
             self.calls.append(garment)
+            self.photos.append(request.photo)
         if garment.startswith("slow"):
             time.sleep(min(2.0, timeout or 2.0))
             raise RpcError(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        if garment.startswith("busy"):
+            time.sleep(0.3)
         if garment.startswith("down"):
             raise RpcError(grpc.StatusCode.UNAVAILABLE, "the try-on model is unavailable")
         if garment.startswith("gone"):
@@ -79,20 +100,31 @@ class TryOn:
 
 
 class Splice:
+    def __init__(self) -> None:
+        self.photos: list[common_pb2.Image] = []
+
     def Compose(self, request, timeout=None):
+        self.photos.append(request.photo)
         return splice_pb2.ComposeResponse(composite=common_pb2.Image(data=request.rendered.data))
 
 
-def _gateway(recommend: Recommend, tryon: TryOn, **settings) -> GatewayServicer:
+def _gateway(recommend: Recommend, tryon: TryOn, features=None, splice=None,
+             **settings) -> GatewayServicer:  # fmt: skip
     config = GatewayConfig(**{"preview_reply_margin_ms": 50, **settings})
     return GatewayServicer(
-        recommend, None, Features(), tryon, Splice(), config, CollectorRegistry()
-    )
+        recommend, None, features or Features(), tryon, splice or Splice(), config,
+        CollectorRegistry(),
+    )  # fmt: skip
 
 
-def _ask(gateway: GatewayServicer, timeout: float = 5.0, k: int = 4, previews: bool = True):
+def _photo(shade: int = 90) -> common_pb2.Image:
+    return common_pb2.Image(data=encode_png(np.full((64, 48, 3), shade, np.uint8)))
+
+
+def _ask(gateway: GatewayServicer, timeout: float = 5.0, k: int = 4, previews: bool = True,
+         photo: common_pb2.Image | None = None, full_size: bool = False):  # fmt: skip
     request = gateway_pb2.GatewayServiceRecommendRequest(
-        user_id="u", k=k, photo=common_pb2.Image(data=b"photo-bytes"), previews=previews
+        user_id="u", k=k, photo=photo or _photo(), previews=previews, full_size_previews=full_size
     )
     with scopes.request_scope("req", timeout=timeout):
         return gateway.Recommend(request, None)
@@ -122,6 +154,89 @@ def test_every_item_gets_its_own_outcome_within_the_deadline():
         gateway.close()
 
 
+def test_identical_previews_in_flight_are_made_once():
+    tryon = TryOn()
+    garments = ["busy-1", "busy-2", "busy-3"]
+    gateway = _gateway(Recommend(garments), tryon)
+    replies, start = [], threading.Barrier(8)
+
+    def shopper() -> None:
+        start.wait()
+        replies.append(_ask(gateway, timeout=5.0, k=3))
+
+    try:
+        threads = [threading.Thread(target=shopper) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert len(replies) == 8
+        assert sorted(tryon.calls) == garments, "each preview made once for the 8 requests"
+        for reply in replies:
+            assert set(_statuses(reply)) <= {"OK", "CACHED"}
+            assert [i.preview.image.data for i in reply.items] == [
+                f"{g}@tryon_gan-a".encode() for g in garments
+            ]
+        shared = gateway.previews_shared._value.get()
+        cached = sum(_statuses(r).count("CACHED") for r in replies)
+        assert shared + cached == 7 * len(garments)
+    finally:
+        gateway.close()
+
+
+def _size(image: common_pb2.Image) -> tuple[int, int]:
+    return Image.open(io.BytesIO(image.data)).size
+
+
+def test_a_large_photo_is_reduced_once_for_every_backend_and_full_size_only_on_request():
+    ys, xs = np.mgrid[0:1500, 0:2000]
+    big = np.stack([xs % 256, ys % 256, (xs // 8) % 256], axis=-1).astype(np.uint8)
+    photo = common_pb2.Image(data=encode_png(big))
+    tryon, features, splice = TryOn(), Photos(), Splice()
+    gateway = _gateway(Recommend(["a", "b"]), tryon, features, splice, working_megapixels=0.5)
+    try:
+        reply = _ask(gateway, k=2, photo=photo)
+        assert _statuses(reply) == ["OK", "OK"]
+        sent = [*features.photos, *tryon.photos, *splice.photos]
+        assert len(sent) == 5 and len({p.data for p in sent}) == 1, "reduced once, sent to all"
+        width, height = _size(sent[0])
+        assert width * height <= 500_000 and abs(width / height - 4 / 3) < 0.01
+
+        # Full size: generated on the working photo, composited into the original.
+        reply = _ask(gateway, k=2, photo=photo, full_size=True)
+        assert _statuses(reply) == ["OK", "OK"], "a full-size preview is not the cached small one"
+        assert {_size(p) for p in tryon.photos[2:]} == {(width, height)}
+        assert [p.data for p in splice.photos[2:]] == [photo.data] * 2
+
+        # A photo within the working size goes on as it came.
+        small = _photo()
+        _ask(gateway, k=1, photo=small)
+        assert tryon.photos[-1].data == small.data and splice.photos[-1].data == small.data
+    finally:
+        gateway.close()
+
+
+def test_a_bad_photo_is_refused_before_any_backend_is_asked():
+    tryon, features = TryOn(), Photos()
+    gateway = _gateway(Recommend(["a"]), tryon, features)
+    try:
+        with pytest.raises(InvalidArgument, match="photo: the bytes are not a JPEG"):
+            _ask(gateway, k=1, photo=common_pb2.Image(data=b"not a photo"))
+        assert features.photos == [] and tryon.calls == []
+    finally:
+        gateway.close()
+
+
+def test_the_reply_margin_grows_with_the_time_left():
+    gateway = _gateway(Recommend([]), TryOn(), preview_reply_margin_ms=100,
+                       preview_reply_margin_share=0.1)  # fmt: skip
+    try:
+        assert gateway._reply_margin(0.5) == pytest.approx(0.1)  # the floor
+        assert gateway._reply_margin(4.0) == pytest.approx(0.4)  # a tenth of the time left
+    finally:
+        gateway.close()
+
+
 def test_the_cache_answers_repeats_and_a_new_model_version_is_not_served_old_previews():
     tryon = TryOn()
     gateway = _gateway(Recommend(["a", "b"]), tryon)
@@ -133,9 +248,7 @@ def test_the_cache_answers_repeats_and_a_new_model_version_is_not_served_old_pre
 
         # A new generator is deployed; once the gateway has seen it, old previews are misses.
         tryon.version = "tryon_gan-b"
-        gateway.TryOn(
-            gateway_pb2.TryOnRequest(photo=common_pb2.Image(data=b"other"), garment_id="c"), None
-        )
+        gateway.TryOn(gateway_pb2.TryOnRequest(photo=_photo(shade=30), garment_id="c"), None)
         fresh = _ask(gateway, k=2)
         assert _statuses(fresh) == ["OK", "OK"]
         assert fresh.items[0].preview.image.data == b"a@tryon_gan-b"
