@@ -83,6 +83,13 @@ def process_tree_cpu_s(pid: int) -> float | None:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def peak_resident_mb(pid: int) -> float:
+    """The most resident memory process ``pid`` has used so far, in MB (Linux's VmHWM)."""
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
 def timed_phase(
     name: str,
     call: Callable[[], int],

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import numpy as np
 
-from drape.cli.bench import format_table, timed_phase, write_report
+from drape.cli.bench import format_table, peak_resident_mb, timed_phase, write_report
 from drape.cli.stack import Stack, ephemeral
 from drape.services.runtime.config import load_config
 from drape.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
@@ -118,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
                               args.seconds, rate="requests/s")  # fmt: skip
             row["previews"] = dict(statuses)
             rows.append(row)
+        rows.append(_huge_photos_phase(recommend, stack))
         channel.close()
     finally:
         stack.stop()
@@ -130,6 +132,40 @@ def run(args: argparse.Namespace) -> int:
     out = write_report("previews", rows, args.out, extra)
     print(f"wrote {out}")
     return 0
+
+
+def huge_photos(count: int, side: int = 6000) -> list[bytes]:
+    """``side`` x ``side`` PNGs of the astronaut, each mirrored or shifted so that each is
+    another photo: 36 megapixels in under 1 MiB at 6000, the kind of photo that once cost
+    gigabytes per call."""
+    from PIL import Image
+    from skimage import data
+
+    from drape.models.images import encode_png
+
+    photos = []
+    for k in range(count):
+        pixels = np.roll(data.astronaut()[:, :: -1 if k % 2 else 1], 7 * k, axis=0)
+        big = Image.fromarray(np.ascontiguousarray(pixels)).resize((side, side), Image.NEAREST)
+        photos.append(encode_png(np.asarray(big)))
+    return photos
+
+
+def _huge_photos_phase(recommend, stack: Stack, count: int = 4) -> dict[str, Any]:
+    """``count`` 6000x6000 photos at once: the time it takes and each service's peak memory."""
+    photos = huge_photos(count)
+    started = time.perf_counter()
+    threads = [threading.Thread(target=recommend, args=(photo,)) for photo in photos]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - started
+    peaks = {name: round(peak_resident_mb(stack.endpoints[name].pid))
+             for name in ("gateway", "features", "tryon", "splice")}  # fmt: skip
+    print(f"{count} photos of 6000x6000 at once: {seconds:.1f} s; peak resident MB {peaks}")
+    return {"phase": f"{count} photos of 6000x6000 at once", "batch": 1, "clients": count,
+            "requests/s": count / seconds, "peak_resident_mb": peaks, "previews": {}}  # fmt: skip
 
 
 def _items(gateway: gateway_pb2_grpc.GatewayServiceStub) -> list[common_pb2.RecommendedGarment]:

@@ -16,6 +16,8 @@ import pytest
 from PIL import Image
 
 from drape.catalog.embedders import ingest_via_service
+from drape.cli.bench import peak_resident_mb
+from drape.cli.bench.previews import huge_photos
 from drape.cli.stack import Stack, ephemeral
 from drape.models.images import encode_jpeg, encode_png
 from drape.services.runtime import connect
@@ -208,26 +210,6 @@ def test_the_preview_cache_is_bounded_by_its_config():
         DrapeConfig.model_validate({"gateway": {"preview_cache_ttl_s": 0}})
 
 
-def _peak_rss_mb(pid: int) -> float:
-    """The most resident memory process ``pid`` has used so far (Linux's VmHWM)."""
-    with open(f"/proc/{pid}/status") as status:
-        line = next(line for line in status if line.startswith("VmHWM:"))
-    return int(line.split()[1]) / 1024
-
-
-def _huge_photos(count: int) -> list[bytes]:
-    """6000x6000 PNGs of the astronaut (each mirrored or shifted, so each is another photo):
-    36 megapixels in under 1 MiB, the kind that once cost gigabytes per call."""
-    from skimage import data
-
-    photos = []
-    for k in range(count):
-        pixels = np.roll(data.astronaut()[:, :: -1 if k % 2 else 1], 7 * k, axis=0)
-        big = Image.fromarray(np.ascontiguousarray(pixels)).resize((6000, 6000), Image.NEAREST)
-        photos.append(encode_png(np.asarray(big)))
-    return photos
-
-
 # Peak resident memory of each service of the previews path, whatever the photos (see
 # docs/architecture.md: photos are reduced to the working size once, in the gateway).
 MEMORY_BOUND_MB = {"gateway": 800, "features": 1200, "tryon": 1400, "splice": 1000}
@@ -236,7 +218,7 @@ MEMORY_BOUND_MB = {"gateway": 800, "features": 1200, "tryon": 1400, "splice": 10
 def test_several_huge_photos_at_once_stay_within_the_memory_bound(stack: Stack, gateway):
     from concurrent.futures import ThreadPoolExecutor
 
-    photos = _huge_photos(4)
+    photos = huge_photos(4)
     with ThreadPoolExecutor(len(photos)) as pool:
         replies = list(pool.map(lambda p: _recommend(gateway, p, k=2, timeout=120), photos))
     working = stack.config.gateway.working_megapixels * 1_000_000
@@ -245,7 +227,7 @@ def test_several_huge_photos_at_once_stay_within_the_memory_bound(stack: Stack, 
         for item in reply.items:
             width, height = Image.open(io.BytesIO(item.preview.image.data)).size
             assert width == height and width * height <= working, "made at the working size"
-    peaks = {name: _peak_rss_mb(stack.endpoints[name].pid) for name in MEMORY_BOUND_MB}
+    peaks = {name: peak_resident_mb(stack.endpoints[name].pid) for name in MEMORY_BOUND_MB}
     print("peak resident MB:", {name: round(mb) for name, mb in peaks.items()})
     for name, bound in MEMORY_BOUND_MB.items():
         assert peaks[name] < bound, f"{name} peaked at {peaks[name]:.0f} MB"
