@@ -69,30 +69,84 @@ def _batched(generator: TryOnGenerator, samples: list[TryOnSample], size: int = 
     )
 
 
-def real_photo(generator: TryOnGenerator, out_png: Path) -> dict[str, float | str]:
-    """The generator on a real photo with a generated product shot; saves photo | garment |
-    try-on as a PNG and returns the garment's coverage of the upper-body region."""
+# Product shots every photo is tried with: a print, a check, a plain colour, a floral.
+PHOTO_GARMENTS = (
+    ("t-shirt", "blue", "striped"),
+    ("shirt", "red", "checked"),
+    ("sweater", "green", "solid"),
+    ("blouse", "pink", "floral"),
+)
+
+
+def evaluate_photos(
+    generator: TryOnGenerator, photos: list[tuple[str, np.ndarray]], out_dir: Path | None = None
+) -> dict[str, object]:
+    """The preview measures (:mod:`drape.models.tryon.quality`) of every photo with every
+    garment of :data:`PHOTO_GARMENTS`, with a summary: the share of photos the person
+    analysis accepts, each measure's mean, and the share of previews that meet each target.
+    With ``out_dir``, writes one PNG per photo: the crop, then each try-on."""
     from PIL import Image
 
     from drape.models.person import PersonAnalyzer
-    from drape.models.tryon.data import bundled_photos
+    from drape.models.tryon.quality import assess, measure_outputs
+    from drape.models.tryon.training import GENERATOR_INPUTS, to_tensors
     from drape.synthetic.garments import render_garment
 
-    photo = bundled_photos()[-1]  # the astronaut when scikit-image is installed
-    shot = render_garment("t-shirt", "blue", "striped", np.random.default_rng(3))
+    spec = generator.spec
+    shots = [render_garment(c, colour, pattern, np.random.default_rng([3, i]))
+             for i, (c, colour, pattern) in enumerate(PHOTO_GARMENTS)]  # fmt: skip
     analyzer = PersonAnalyzer()
+    per_photo, previews = [], []
     try:
-        sample, analysis = photo_inputs(photo, analyzer.analyze, shot.image, shot.mask, generator.spec.height,
-                                        generator.spec.width)  # fmt: skip
+        for name, photo in photos:
+            samples = []
+            for shot in shots:
+                sample, analysis = photo_inputs(photo, analyzer.analyze, shot.image, shot.mask,
+                                                spec.height, spec.width)  # fmt: skip
+                if sample is None:
+                    break
+                samples.append(sample)
+            if not samples:
+                per_photo.append({"photo": name, "usable": False, "reason": analysis.reason})
+                continue
+            batch = to_tensors(samples)
+            with torch.inference_mode():
+                out = generator(*(batch[k] for k in GENERATOR_INPUTS))
+            out = {k: v.numpy() for k, v in out.items()}
+            rows = []
+            for i, (garment, sample) in enumerate(zip(PHOTO_GARMENTS, samples, strict=True)):
+                result = assess(measure_outputs(sample, out, i))
+                rows.append({"photo": name, "garment": " ".join(garment), "score": result.score,
+                             "short": list(result.short), **result.measures.as_dict()})  # fmt: skip
+            previews += rows
+            per_photo.append({"photo": name, "usable": True,
+                              "mean_score": float(np.mean([r["score"] for r in rows]))})  # fmt: skip
+            if out_dir is not None:
+                tryons = [((out["tryon"][i].transpose(1, 2, 0) + 1) * 127.5).clip(0, 255)
+                          .astype(np.uint8) for i in range(len(samples))]  # fmt: skip
+                out_dir.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(np.concatenate([samples[0].person, *tryons], axis=1)).save(
+                    out_dir / f"{Path(name).stem}.png"
+                )
     finally:
         analyzer.close()
-    if sample is None:
-        return {"error": f"the photo is not usable: {analysis.reason}"}
-    out = generate(generator, [sample])
-    region = sample.region > 0
-    coverage = float((out["mask"][0][region] > 0.5).mean())
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.concatenate([sample.person, sample.garment, out["tryon"][0]], axis=1)).save(
-        out_png
-    )
-    return {"upper_body_coverage": coverage, "png": str(out_png)}
+    return {"photos": per_photo, "previews": previews, "summary": _summary(per_photo, previews)}
+
+
+def _summary(per_photo: list[dict], previews: list[dict]) -> dict[str, float]:
+    from drape.models.tryon.quality import RAMPS
+
+    summary: dict[str, float] = {
+        "photos": len(per_photo),
+        "usable_share": sum(p["usable"] for p in per_photo) / max(len(per_photo), 1),
+        "previews": len(previews),
+    }
+    if not previews:
+        return summary
+    summary["mean_score"] = float(np.mean([r["score"] for r in previews]))
+    for name, (zero, full) in RAMPS.items():
+        values = np.array([r[name] for r in previews])
+        summary[f"mean_{name}"] = float(values.mean())
+        met = values <= full if full < zero else values >= full  # Delta E: lower is better
+        summary[f"{name}_target_met_share"] = float(met.mean())
+    return summary

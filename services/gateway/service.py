@@ -141,6 +141,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             ["status", "experiment", "variant"],
             registry=registry,
         )
+        self.unsupported = Counter(
+            "drape_previews_unsupported",
+            "Previews not shown because their quality was below the threshold, by the measure "
+            "that fell shortest.",
+            ["measure"],
+            registry=registry,
+        )
         self.previews_shared = Counter(
             "drape_previews_shared",
             "Previews a request took from an identical one already being made (single flight).",
@@ -271,6 +278,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             photos = _PreviewPhotos(working, request.photo if request.full_size_previews else working,
                                     photo_hash + ("/full" if request.full_size_previews else ""))  # fmt: skip
             self._previews(photos, items)
+            threshold = request.min_preview_quality or self.settings.min_preview_quality
+            for item in items:
+                self._gate(item.preview, threshold)
             self._fit_in_reply(response, items)
         for item in items:
             self.previews.labels(preview_status_name(item.preview.status), assignment.experiment,
@@ -315,6 +325,23 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     status=common_pb2.PREVIEW_STATUS_TIMED_OUT,
                     reason=f"not ready within the request's deadline ({budget * 1000:.0f} ms for previews)",
                 ))  # fmt: skip
+
+    def _gate(self, preview: common_pb2.Preview, threshold: float) -> None:
+        """A preview whose quality is below ``threshold`` is not shown: UNSUPPORTED, with what
+        fell short and what the shopper can do about it. Cached previews keep their image, so
+        a storefront with a lower threshold can still show them."""
+        quality = preview.quality
+        if not preview.image.data or not preview.HasField("quality") or quality.score >= threshold:
+            return
+        weakest = quality.short[0] if quality.short else "score"
+        self.unsupported.labels(weakest).inc()
+        preview.status = common_pb2.PREVIEW_STATUS_UNSUPPORTED
+        preview.ClearField("image")
+        preview.reason = (
+            f"the garment would not look right on this photo (quality {quality.score:.2f}, "
+            f"below {threshold:.2f}; weakest: {weakest.replace('_', ' ')})"
+            + (f": {quality.advice}" if quality.advice else "")
+        )
 
     def _fit_in_reply(self, response: gateway_pb2.GatewayServiceRecommendResponse,
                       items: list[common_pb2.RecommendedGarment]) -> None:  # fmt: skip
@@ -389,6 +416,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         preview = self._preview(photos, garment, deadline, strict=True)
         if preview.status == common_pb2.PREVIEW_STATUS_OK:
             self.tryon_version = preview.model_version
+        self._gate(preview, request.min_preview_quality or self.settings.min_preview_quality)
         return gateway_pb2.TryOnResponse(request_id=request.request_id, preview=preview)
 
     def _preview(self, photos: _PreviewPhotos, garment: dict[str, object], deadline: float,
@@ -425,6 +453,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     image=composite.composite,
                     model_version=generated.model_version,
                     latency_ms=(time.perf_counter() - started) * 1000,
+                    quality=generated.quality if generated.HasField("quality") else None,
                 )
         except grpc.RpcError as exc:
             code = exc.code()

@@ -192,6 +192,10 @@ class GatewayConfig(_Strict):
     preview_reply_margin_share: float = Field(0.1, ge=0, le=0.5)
     """Share of the time left kept back instead, when it is more than the least margin (a
     reply of several full-size previews takes longer to send on a busy machine)."""
+    min_preview_quality: float = Field(0.3, ge=0, le=1)
+    """Previews whose quality score (0..1, the weakest of coverage, connectedness, colour,
+    pattern and sharpness; see drape.models.tryon.quality) is below this are UNSUPPORTED
+    instead of shown; a request may set its own."""
     preview_timeout_s: float = Field(10.0, gt=0, le=600)
     """Time previews get when the caller sets no deadline."""
     preview_cache_entries: int = Field(2048, ge=1, le=1_000_000)

@@ -34,6 +34,7 @@ from drape.models.person import AnalyzerPool, PersonAnalysis
 from drape.models.runners import RunnerTimedOut, RunnerUnavailable
 from drape.models.tryon.export import INPUTS
 from drape.models.tryon.inference import person_inputs, to_uint8
+from drape.models.tryon.quality import Assessment, assess, measure_outputs
 from drape.models.tryon.runners import TritonTryOn, TryOnRunner
 from drape.models.tryon.training import to_tensors
 from drape.recsys.catalog import Catalog
@@ -98,6 +99,10 @@ class TryOnServicer(tryon_pb2_grpc.TryOnServiceServicer):
         self.analyses = analyses
         self.outcomes = Counter("drape_tryon_generations", "Generate calls by outcome.", ["outcome"],
                                 registry=registry)  # fmt: skip
+        self.quality = Histogram(
+            "drape_tryon_quality", "Quality score (0..1) of each rendering.",
+            buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0), registry=registry,
+        )  # fmt: skip
         self.stage_seconds = Histogram("drape_tryon_stage_seconds", "Time per stage of Generate.", ["stage"],
                                        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
                                        registry=registry)  # fmt: skip
@@ -153,6 +158,9 @@ class TryOnServicer(tryon_pb2_grpc.TryOnServiceServicer):
             self.outcomes.labels("unavailable").inc()
             raise Unavailable(f"the try-on model is unavailable: {exc}") from None
         lap("triton")
+        response.quality.CopyFrom(quality_proto(assess(measure_outputs(sample, out))))
+        self.quality.observe(response.quality.score)
+        lap("quality")
         rendered = to_uint8(torch.from_numpy(out["tryon"]))[0]
         garment_mask = ((out["mask"][0, 0] > 0.5) * 255).astype(np.uint8)
         response.rendered.CopyFrom(common_pb2.Image(data=encode_png(rendered), media_type="image/png",
@@ -182,6 +190,13 @@ class TryOnServicer(tryon_pb2_grpc.TryOnServiceServicer):
 
         key = hashlib.sha256(photo.data).digest()
         return self.analyses.get_or_compute(key, analyse)[0]
+
+
+def quality_proto(assessment: Assessment) -> common_pb2.PreviewQuality:
+    return common_pb2.PreviewQuality(
+        score=assessment.score, short=assessment.short, advice=assessment.advice(),
+        **assessment.measures.as_dict(),
+    )  # fmt: skip
 
 
 def build(config: DrapeConfig) -> ServiceSpec:

@@ -150,7 +150,9 @@ def test_train_then_evaluate_from_the_command_line(tmp_path: Path):
     report = json.loads(out.read_text())
     assert set(report["synthetic"]) == {"naive paste", "untrained generator", "trained generator"}
     assert 0 < report["synthetic"]["naive paste"]["ssim"] < 1
-    assert Path(report["real_photo"]["png"]).exists()
+    assert report["photos"]["summary"]["photos"] == 2  # the bundled person photos
+    assert {"coverage", "connectedness", "colour_delta_e"} <= set(report["photos"]["previews"][0])
+    assert list((tmp_path / "eval-tryon-photos").glob("*.png"))
 
 
 def test_bad_recipes_are_refused_from_the_command_line(tmp_path: Path):

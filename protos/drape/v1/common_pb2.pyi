@@ -26,6 +26,7 @@ class PreviewStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PREVIEW_STATUS_UNAVAILABLE: _ClassVar[PreviewStatus]
     PREVIEW_STATUS_FAILED: _ClassVar[PreviewStatus]
     PREVIEW_STATUS_SKIPPED: _ClassVar[PreviewStatus]
+    PREVIEW_STATUS_UNSUPPORTED: _ClassVar[PreviewStatus]
 CHANNEL_UNSPECIFIED: Channel
 CHANNEL_POPULARITY: Channel
 CHANNEL_CATEGORY_POPULARITY: Channel
@@ -41,6 +42,7 @@ PREVIEW_STATUS_TIMED_OUT: PreviewStatus
 PREVIEW_STATUS_UNAVAILABLE: PreviewStatus
 PREVIEW_STATUS_FAILED: PreviewStatus
 PREVIEW_STATUS_SKIPPED: PreviewStatus
+PREVIEW_STATUS_UNSUPPORTED: PreviewStatus
 
 class Image(_message.Message):
     __slots__ = ("data", "media_type", "width", "height")
@@ -103,19 +105,41 @@ class ExperimentAssignment(_message.Message):
     previews_enabled: bool
     def __init__(self, experiment: _Optional[str] = ..., variant: _Optional[str] = ..., strategy: _Optional[str] = ..., previews_enabled: bool = ...) -> None: ...
 
+class PreviewQuality(_message.Message):
+    __slots__ = ("score", "coverage", "connectedness", "colour_delta_e", "pattern_ssim", "sharpness", "short", "advice")
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    COVERAGE_FIELD_NUMBER: _ClassVar[int]
+    CONNECTEDNESS_FIELD_NUMBER: _ClassVar[int]
+    COLOUR_DELTA_E_FIELD_NUMBER: _ClassVar[int]
+    PATTERN_SSIM_FIELD_NUMBER: _ClassVar[int]
+    SHARPNESS_FIELD_NUMBER: _ClassVar[int]
+    SHORT_FIELD_NUMBER: _ClassVar[int]
+    ADVICE_FIELD_NUMBER: _ClassVar[int]
+    score: float
+    coverage: float
+    connectedness: float
+    colour_delta_e: float
+    pattern_ssim: float
+    sharpness: float
+    short: _containers.RepeatedScalarFieldContainer[str]
+    advice: str
+    def __init__(self, score: _Optional[float] = ..., coverage: _Optional[float] = ..., connectedness: _Optional[float] = ..., colour_delta_e: _Optional[float] = ..., pattern_ssim: _Optional[float] = ..., sharpness: _Optional[float] = ..., short: _Optional[_Iterable[str]] = ..., advice: _Optional[str] = ...) -> None: ...
+
 class Preview(_message.Message):
-    __slots__ = ("status", "reason", "image", "model_version", "latency_ms")
+    __slots__ = ("status", "reason", "image", "model_version", "latency_ms", "quality")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     status: PreviewStatus
     reason: str
     image: Image
     model_version: str
     latency_ms: float
-    def __init__(self, status: _Optional[_Union[PreviewStatus, str]] = ..., reason: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., model_version: _Optional[str] = ..., latency_ms: _Optional[float] = ...) -> None: ...
+    quality: PreviewQuality
+    def __init__(self, status: _Optional[_Union[PreviewStatus, str]] = ..., reason: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., model_version: _Optional[str] = ..., latency_ms: _Optional[float] = ..., quality: _Optional[_Union[PreviewQuality, _Mapping]] = ...) -> None: ...
 
 class RecommendedGarment(_message.Message):
     __slots__ = ("garment", "score", "rank", "channels", "preview")

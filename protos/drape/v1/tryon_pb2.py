@@ -16,7 +16,7 @@ from drape.v1 import common_pb2 as drape_dot_v1_dot_common__pb2
 from drape.v1 import features_pb2 as drape_dot_v1_dot_features__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x64rape/v1/tryon.proto\x12\x08\x64rape.v1\x1a\x15\x64rape/v1/common.proto\x1a\x17\x64rape/v1/features.proto\"\x90\x01\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1e\n\x05photo\x18\x02 \x01(\x0b\x32\x0f.drape.v1.Image\x12\x14\n\ngarment_id\x18\x03 \x01(\tH\x00\x12(\n\rgarment_image\x18\x04 \x01(\x0b\x32\x0f.drape.v1.ImageH\x00\x42\t\n\x07garment\"\x80\x02\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12!\n\x08rendered\x18\x02 \x01(\x0b\x32\x0f.drape.v1.Image\x12%\n\x0cgarment_mask\x18\x03 \x01(\x0b\x32\x0f.drape.v1.Image\x12#\n\x04\x63rop\x18\x04 \x01(\x0b\x32\x15.drape.v1.BoundingBox\x12*\n\x08\x61nalysis\x18\x05 \x01(\x0b\x32\x18.drape.v1.PersonAnalysis\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12&\n\x07timings\x18\x07 \x03(\x0b\x32\x15.drape.v1.StageTiming2Q\n\x0cTryOnService\x12\x41\n\x08Generate\x12\x19.drape.v1.GenerateRequest\x1a\x1a.drape.v1.GenerateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x64rape/v1/tryon.proto\x12\x08\x64rape.v1\x1a\x15\x64rape/v1/common.proto\x1a\x17\x64rape/v1/features.proto\"\x90\x01\n\x0fGenerateRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1e\n\x05photo\x18\x02 \x01(\x0b\x32\x0f.drape.v1.Image\x12\x14\n\ngarment_id\x18\x03 \x01(\tH\x00\x12(\n\rgarment_image\x18\x04 \x01(\x0b\x32\x0f.drape.v1.ImageH\x00\x42\t\n\x07garment\"\xab\x02\n\x10GenerateResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12!\n\x08rendered\x18\x02 \x01(\x0b\x32\x0f.drape.v1.Image\x12%\n\x0cgarment_mask\x18\x03 \x01(\x0b\x32\x0f.drape.v1.Image\x12#\n\x04\x63rop\x18\x04 \x01(\x0b\x32\x15.drape.v1.BoundingBox\x12*\n\x08\x61nalysis\x18\x05 \x01(\x0b\x32\x18.drape.v1.PersonAnalysis\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12&\n\x07timings\x18\x07 \x03(\x0b\x32\x15.drape.v1.StageTiming\x12)\n\x07quality\x18\x08 \x01(\x0b\x32\x18.drape.v1.PreviewQuality2Q\n\x0cTryOnService\x12\x41\n\x08Generate\x12\x19.drape.v1.GenerateRequest\x1a\x1a.drape.v1.GenerateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -26,7 +26,7 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_GENERATEREQUEST']._serialized_start=83
   _globals['_GENERATEREQUEST']._serialized_end=227
   _globals['_GENERATERESPONSE']._serialized_start=230
-  _globals['_GENERATERESPONSE']._serialized_end=486
-  _globals['_TRYONSERVICE']._serialized_start=488
-  _globals['_TRYONSERVICE']._serialized_end=569
+  _globals['_GENERATERESPONSE']._serialized_end=529
+  _globals['_TRYONSERVICE']._serialized_start=531
+  _globals['_TRYONSERVICE']._serialized_end=612
 # @@protoc_insertion_point(module_scope)

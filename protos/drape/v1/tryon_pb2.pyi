@@ -20,7 +20,7 @@ class GenerateRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., photo: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., garment_id: _Optional[str] = ..., garment_image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ...) -> None: ...
 
 class GenerateResponse(_message.Message):
-    __slots__ = ("request_id", "rendered", "garment_mask", "crop", "analysis", "model_version", "timings")
+    __slots__ = ("request_id", "rendered", "garment_mask", "crop", "analysis", "model_version", "timings", "quality")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     RENDERED_FIELD_NUMBER: _ClassVar[int]
     GARMENT_MASK_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,7 @@ class GenerateResponse(_message.Message):
     ANALYSIS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     rendered: _common_pb2.Image
     garment_mask: _common_pb2.Image
@@ -35,4 +36,5 @@ class GenerateResponse(_message.Message):
     analysis: _features_pb2.PersonAnalysis
     model_version: str
     timings: _containers.RepeatedCompositeFieldContainer[_common_pb2.StageTiming]
-    def __init__(self, request_id: _Optional[str] = ..., rendered: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., garment_mask: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., crop: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., analysis: _Optional[_Union[_features_pb2.PersonAnalysis, _Mapping]] = ..., model_version: _Optional[str] = ..., timings: _Optional[_Iterable[_Union[_common_pb2.StageTiming, _Mapping]]] = ...) -> None: ...
+    quality: _common_pb2.PreviewQuality
+    def __init__(self, request_id: _Optional[str] = ..., rendered: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., garment_mask: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., crop: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., analysis: _Optional[_Union[_features_pb2.PersonAnalysis, _Mapping]] = ..., model_version: _Optional[str] = ..., timings: _Optional[_Iterable[_Union[_common_pb2.StageTiming, _Mapping]]] = ..., quality: _Optional[_Union[_common_pb2.PreviewQuality, _Mapping]] = ...) -> None: ...

@@ -94,9 +94,17 @@ class TryOn:
         if garment.startswith("gone"):
             raise RpcError(grpc.StatusCode.NOT_FOUND, f"garment {garment!r} is not in the catalog")
         image = common_pb2.Image(data=f"{garment}@{self.version}".encode())
-        return tryon_pb2.GenerateResponse(
+        reply = tryon_pb2.GenerateResponse(
             rendered=image, garment_mask=image, model_version=self.version
         )
+        if garment.startswith("poor"):  # a blob on the photo: little of the body covered
+            reply.quality.CopyFrom(common_pb2.PreviewQuality(
+                score=0.1, coverage=0.33, short=["coverage"],
+                advice="stand facing the camera with your upper body in the photo",
+            ))  # fmt: skip
+        elif garment.startswith("fine"):
+            reply.quality.CopyFrom(common_pb2.PreviewQuality(score=0.9, coverage=0.7))
+        return reply
 
 
 class Splice:
@@ -223,6 +231,36 @@ def test_a_bad_photo_is_refused_before_any_backend_is_asked():
         with pytest.raises(InvalidArgument, match="photo: the bytes are not a JPEG"):
             _ask(gateway, k=1, photo=common_pb2.Image(data=b"not a photo"))
         assert features.photos == [] and tryon.calls == []
+    finally:
+        gateway.close()
+
+
+def test_previews_below_the_quality_threshold_are_not_shown_and_say_what_to_do():
+    tryon = TryOn()
+    gateway = _gateway(Recommend(["fine-1", "poor-1"]), tryon, min_preview_quality=0.3)
+    try:
+        reply = _ask(gateway, k=2)
+        assert _statuses(reply) == ["OK", "UNSUPPORTED"]
+        fine, poor = (item.preview for item in reply.items)
+        assert fine.image.data and fine.quality.score == pytest.approx(0.9)
+        assert not poor.image.data and poor.quality.score == pytest.approx(0.1)
+        assert "weakest: coverage" in poor.reason and "stand facing the camera" in poor.reason
+        assert gateway.unsupported.labels("coverage")._value.get() == 1
+
+        # A storefront that accepts less sees the same previews, from the cache.
+        request = gateway_pb2.GatewayServiceRecommendRequest(
+            user_id="u", k=2, photo=_photo(), previews=True, min_preview_quality=0.05
+        )
+        with scopes.request_scope("req", timeout=5):
+            lenient = gateway.Recommend(request, None)
+        assert _statuses(lenient) == ["CACHED", "CACHED"] and len(tryon.calls) == 2
+        assert lenient.items[1].preview.image.data == b"poor-1@tryon_gan-a"
+
+        # TryOn is gated the same way.
+        single = gateway.TryOn(
+            gateway_pb2.TryOnRequest(photo=_photo(shade=40), garment_id="poor-2"), None
+        )
+        assert single.preview.status == common_pb2.PREVIEW_STATUS_UNSUPPORTED
     finally:
         gateway.close()
 

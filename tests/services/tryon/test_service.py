@@ -76,7 +76,13 @@ def test_a_garment_image_on_a_real_photo(stub, photo):
     assert reply.analysis.status == features_pb2.PERSON_STATUS_OK
     assert 0 <= reply.crop.x_min < reply.crop.x_max <= 1 and reply.crop.y_max <= 1
     assert reply.model_version.startswith("tryon_gan-")
-    assert {t.stage for t in reply.timings} >= {"person_analysis", "triton"}
+    assert {t.stage for t in reply.timings} >= {"person_analysis", "triton", "quality"}
+    # Every rendering is measured (this fixture's generator is a tiny, barely trained one).
+    quality = reply.quality
+    assert 0 <= quality.score <= 1 and 0 <= quality.coverage <= 1 and quality.colour_delta_e > 0
+    assert set(quality.short) <= {"coverage", "connectedness", "colour_delta_e", "pattern_ssim",
+                                  "sharpness"}  # fmt: skip
+    assert bool(quality.advice) == bool(quality.short)
 
 
 def test_a_catalog_garment_by_id(stub, photo):
