@@ -30,6 +30,9 @@ L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST, L_HIP, R_HIP = (
     11, 12, 13, 14, 15, 16, 23, 24,
 )  # fmt: skip
 AGNOSTIC_GREY = 128
+# Canvases BlazePose is tried on, in turn, until it finds a person: the photo itself, then the
+# photo with grey added (top, bottom, each side) as shares of its height and width.
+POSE_RETRY_CANVASES = ((0.0, 0.0, 0.0), (0.1, 0.6, 0.3), (0.0, 1.0, 0.5))
 
 
 class PersonStatus(Enum):
@@ -95,18 +98,15 @@ class PersonAnalyzer:
         height, width = rgb.shape[:2]
         with self._lock:
             soft_mask = self._segmenter.process(rgb).segmentation_mask
-            pose = self._pose.process(rgb).pose_landmarks
+            keypoints = self._keypoints(rgb)
             faces = self._faces.process(rgb).detections or []
         t = self.thresholds
         person_mask = np.where(soft_mask > t.mask_threshold, 255, 0).astype(np.uint8)
         face_boxes = [_face_box(d) for d in faces]
-        if pose is None or (person_mask > 0).mean() < t.min_person_fraction:
+        if keypoints is None or (person_mask > 0).mean() < t.min_person_fraction:
             return PersonAnalysis(
                 PersonStatus.NO_PERSON, "no person found in the photo", width, height
             )
-        keypoints = np.array(
-            [(p.x, p.y, p.z, p.visibility) for p in pose.landmark], dtype=np.float32
-        )
         face_box = _face_of_pose(face_boxes, keypoints)
         if len(face_boxes) > 1:
             return PersonAnalysis(
@@ -127,6 +127,32 @@ class PersonAnalyzer:
             upper_body_mask=upper,
             agnostic=clothing_agnostic(rgb, upper),
         )  # fmt: skip
+
+    def _keypoints(self, rgb: np.ndarray) -> np.ndarray | None:
+        """BlazePose's 33 landmarks (x, y, z, visibility; x and y in [0, 1] of ``rgb``), or
+        None. BlazePose finds its person with a detector trained on whole bodies, and it
+        misses upper-body photos (a tilt, a tight crop) it could then track: when it finds
+        nobody, the photo is tried again on a larger grey canvas with room below it, where the
+        body seems to go on, and the landmarks are mapped back to the photo."""
+        height, width = rgb.shape[:2]
+        for top, bottom, side in POSE_RETRY_CANVASES:
+            pad_top, pad_bottom, pad_side = (
+                int(height * top),
+                int(height * bottom),
+                int(width * side),
+            )
+            canvas = rgb if not (pad_top or pad_bottom or pad_side) else cv2.copyMakeBorder(
+                rgb, pad_top, pad_bottom, pad_side, pad_side, cv2.BORDER_CONSTANT,
+                value=(AGNOSTIC_GREY,) * 3,
+            )  # fmt: skip
+            pose = self._pose.process(canvas).pose_landmarks
+            if pose is None:
+                continue
+            points = np.array([(p.x, p.y, p.z, p.visibility) for p in pose.landmark], np.float32)
+            points[:, 0] = (points[:, 0] * canvas.shape[1] - pad_side) / width
+            points[:, 1] = (points[:, 1] * canvas.shape[0] - pad_top) / height
+            return points
+        return None
 
     def close(self) -> None:
         for graph in (self._segmenter, self._pose, self._faces):
