@@ -56,6 +56,49 @@ def _multiband(a: np.ndarray, b: np.ndarray, weight: np.ndarray, levels: int = 4
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def _band(garment: np.ndarray) -> np.ndarray:
+    """Where compositing may change pixels: the garment and BAND pixels around it."""
+    return cv2.dilate(garment, np.ones((2 * BAND + 1, 2 * BAND + 1), np.uint8))
+
+
+def changed_region(
+    shape: tuple[int, int], garment_mask: np.ndarray, crop: tuple[int, int, int, int]
+) -> np.ndarray:
+    """The pixels of a photo of ``shape`` (H, W) that :func:`compose` may change for this
+    garment mask and crop; every other pixel is the photo's own."""
+    top, left, bottom, right = crop
+    garment = (
+        cv2.resize(garment_mask, (right - left, bottom - top), interpolation=cv2.INTER_LINEAR) > 127
+    ).astype(np.uint8) * 255
+    region = np.zeros(shape, bool)
+    region[top:bottom, left:right] = _band(garment) > 0
+    return region
+
+
+def preservation(
+    photo: np.ndarray,
+    composite: np.ndarray,
+    changed: np.ndarray,
+    face: tuple[int, int, int, int] | None,
+) -> tuple[float, float]:
+    """(face SSIM, background difference): the SSIM of the ``face`` box (top, left, bottom,
+    right; 0.0 without one) between ``composite`` and ``photo``, and their mean absolute
+    difference (0-255) outside the ``changed`` region."""
+    from drape.models.tryon.quality import masked_ssim
+
+    kept = ~changed
+    difference = (
+        float(np.abs(composite.astype(np.int16) - photo.astype(np.int16))[kept].mean())
+        if kept.any() else 0.0
+    )  # fmt: skip
+    if face is None:
+        return 0.0, difference
+    top, left, bottom, right = face
+    if bottom - top < 11 or right - left < 11:  # smaller than SSIM's window
+        return 0.0, difference
+    return masked_ssim(composite[top:bottom, left:right], photo[top:bottom, left:right]), difference
+
+
 def compose(
     photo: np.ndarray,
     rendered: np.ndarray,
@@ -86,7 +129,7 @@ def compose(
         return result
     generated = _harmonise(generated, original, garment)
     # Blend within a band around the garment; outside it, the original pixels stay.
-    band = cv2.dilate(garment, np.ones((2 * BAND + 1, 2 * BAND + 1), np.uint8))
+    band = _band(garment)
     # Feathered weight: ~1 on the garment (grown by half the band), falling to 0 across it.
     grown = cv2.dilate(garment, np.ones((BAND + 1, BAND + 1), np.uint8)).astype(np.float32) / 255
     weight = cv2.GaussianBlur(grown, (0, 0), BAND / 3) * (band > 0)

@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
             f"{name:<22}{scores['ssim']:>8.3f}{scores['psnr']:>10.2f}{scores['perceptual']:>12.3f}"
         )
     print(f"\n{len(photos)} photos x {len(measured['previews']) // max(len(photos), 1)} garments:")
-    columns = ["score", "coverage", "connectedness", "colour_delta_e", "pattern_ssim", "sharpness"]
+    columns = ["score", "coverage", "connectedness", "colour_delta_e", "pattern_ssim", "sharpness",
+               "face_ssim", "background_difference"]  # fmt: skip
     rows = [{"photo": r["photo"], "garment": r["garment"], **{c: f"{r[c]:.3f}" for c in columns}}
             for r in measured["previews"]]  # fmt: skip
     rows += [{"photo": p["photo"], "garment": f"unusable: {p['reason']}"}

@@ -10,10 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from drape.models.person import PersonAnalysis
 from drape.models.tryon.inference import generate, photo_inputs
 from drape.models.tryon.losses import PerceptualDistance
 from drape.models.tryon.metrics import psnr, ssim
 from drape.models.tryon.networks import TryOnGenerator
+from drape.models.tryon.photos import crop_to_aspect
 from drape.models.tryon.sample import TryOnSample, remap
 from drape.models.tryon.synthetic import synthetic_pair
 from drape.models.tryon.warp import tps_grid
@@ -114,10 +116,12 @@ def evaluate_photos(
                 out = generator(*(batch[k] for k in GENERATOR_INPUTS))
             out = {k: v.numpy() for k, v in out.items()}
             rows = []
+            crop = crop_to_aspect(photo, spec.height, spec.width)
             for i, (garment, sample) in enumerate(zip(PHOTO_GARMENTS, samples, strict=True)):
                 result = assess(measure_outputs(sample, out, i))
+                kept = _kept_in_composite(crop, out, i, analysis)
                 rows.append({"photo": name, "garment": " ".join(garment), "score": result.score,
-                             "short": list(result.short), **result.measures.as_dict()})  # fmt: skip
+                             "short": list(result.short), **result.measures.as_dict(), **kept})  # fmt: skip
             previews += rows
             per_photo.append({"photo": name, "usable": True,
                               "mean_score": float(np.mean([r["score"] for r in rows]))})  # fmt: skip
@@ -131,6 +135,28 @@ def evaluate_photos(
     finally:
         analyzer.close()
     return {"photos": per_photo, "previews": previews, "summary": _summary(per_photo, previews)}
+
+
+def _kept_in_composite(
+    crop: np.ndarray, out: dict[str, np.ndarray], index: int, analysis: PersonAnalysis
+) -> dict[str, float]:
+    """The rendering spliced back into the photo's crop (as the splice service does): how well
+    the face (SSIM) and everything outside the garment's band (mean difference) are kept."""
+    from drape.models.splice import changed_region, compose, preservation
+
+    rendered = ((out["tryon"][index].transpose(1, 2, 0) + 1) * 127.5).clip(0, 255).astype(np.uint8)
+    mask = ((out["mask"][index, 0] > 0.5) * 255).astype(np.uint8)
+    box = (0, 0, crop.shape[0], crop.shape[1])
+    composite = compose(crop, rendered, mask, box)
+    face = None
+    if analysis.face_box is not None:
+        x0, y0, x1, y1 = analysis.face_box
+        h, w = crop.shape[:2]
+        face = (int(y0 * h), int(x0 * w), int(y1 * h), int(x1 * w))
+    face_ssim, background = preservation(
+        crop, composite, changed_region(crop.shape[:2], mask, box), face
+    )
+    return {"face_ssim": face_ssim, "background_difference": background}
 
 
 def _summary(per_photo: list[dict], previews: list[dict]) -> dict[str, float]:
@@ -149,4 +175,9 @@ def _summary(per_photo: list[dict], previews: list[dict]) -> dict[str, float]:
         summary[f"mean_{name}"] = float(values.mean())
         met = values <= full if full < zero else values >= full  # Delta E: lower is better
         summary[f"{name}_target_met_share"] = float(met.mean())
+    faces = np.array([r["face_ssim"] for r in previews if r["face_ssim"] > 0])
+    if faces.size:
+        summary["mean_face_ssim"] = float(faces.mean())
+        summary["face_ssim_target_met_share"] = float((faces >= 0.97).mean())
+    summary["max_background_difference"] = float(max(r["background_difference"] for r in previews))
     return summary

@@ -94,7 +94,7 @@ def measure(
     delta_e = float(np.linalg.norm(product_lab - rendered_lab))
     inside = cv2.erode(garment.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     inside = inside if inside.sum() >= 64 else garment
-    pattern = _masked_ssim(rendered, warped, inside)
+    pattern = masked_ssim(rendered, warped, inside)
     sharpness = (_edge_energy(rendered, inside) + 1.0) / (_edge_energy(warped, inside) + 1.0)
     return PreviewMeasures(coverage, connectedness, delta_e, pattern, float(min(sharpness, 1.0)))
 
@@ -115,8 +115,9 @@ def _lab(rgb: np.ndarray) -> np.ndarray:
     return np.stack([lab[..., 0] * 100 / 255, lab[..., 1] - 128, lab[..., 2] - 128], axis=-1)
 
 
-def _masked_ssim(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
-    """Mean SSIM (greyscale, 7x7 Gaussian windows) over the pixels of ``where``."""
+def masked_ssim(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
+    """Mean SSIM of two RGB images (greyscale, 7x7 Gaussian windows) over the pixels of
+    ``where`` (all when None); numpy and OpenCV only, cheap enough for every preview."""
     x = cv2.cvtColor(a, cv2.COLOR_RGB2GRAY).astype(np.float64) / 255
     y = cv2.cvtColor(b, cv2.COLOR_RGB2GRAY).astype(np.float64) / 255
 
@@ -131,7 +132,7 @@ def _masked_ssim(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
     ssim = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / (
         (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
     )
-    return float(ssim[where].mean())
+    return float(ssim.mean() if where is None else ssim[where].mean())
 
 
 def _edge_energy(rgb: np.ndarray, where: np.ndarray) -> float:

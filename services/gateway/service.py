@@ -445,6 +445,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                         rendered=generated.rendered,
                         garment_mask=generated.garment_mask,
                         crop=generated.crop,
+                        face=generated.analysis.face_box,
                     ),
                     timeout=left(),
                 )
@@ -455,6 +456,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                     latency_ms=(time.perf_counter() - started) * 1000,
                     quality=generated.quality if generated.HasField("quality") else None,
                 )
+                if generated.HasField("quality"):
+                    preview.quality.face_ssim = composite.face_ssim
+                    preview.quality.background_difference = composite.background_difference
         except grpc.RpcError as exc:
             code = exc.code()
             if strict and code in _INPUT_ERRORS:

@@ -10,7 +10,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter
 
 from drape.models.images import ImageLimits, encode_jpeg
-from drape.models.splice import Blend, compose
+from drape.models.splice import Blend, changed_region, compose, preservation
 from drape.services.runtime import DrapeConfig, ServiceSpec
 from drape.services.runtime import scope as scopes
 from drape.services.runtime.errors import DeadlineExceeded, InvalidArgument
@@ -70,6 +70,13 @@ class SpliceServicer(splice_pb2_grpc.SpliceServiceServicer):
         blend = BLENDS.get(request.blend, self.default_blend)
         composite = compose(photo, rendered, mask, box, blend)
         self.composed.labels(blend.value).inc()
+        f = request.face
+        face = None
+        if request.HasField("face") and 0 <= f.x_min < f.x_max <= 1 and 0 <= f.y_min < f.y_max <= 1:
+            face = (round(f.y_min * h), round(f.x_min * w), round(f.y_max * h), round(f.x_max * w))
+        face_ssim, background = preservation(
+            photo, composite, changed_region((h, w), mask, box), face
+        )
         return splice_pb2.ComposeResponse(
             request_id=request.request_id,
             composite=common_pb2.Image(
@@ -78,6 +85,8 @@ class SpliceServicer(splice_pb2_grpc.SpliceServiceServicer):
                 width=w,
                 height=h,
             ),
+            face_ssim=face_ssim,
+            background_difference=background,
         )
 
 

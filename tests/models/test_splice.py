@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from drape.models.splice import Blend, compose
+from drape.models.splice import Blend, changed_region, compose, preservation
 from drape.models.tryon.inference import generate, person_inputs
 from drape.models.tryon.metrics import ssim
 from drape.models.tryon.training import load_generator
@@ -54,3 +54,33 @@ def test_bad_crops_are_refused_and_an_empty_mask_changes_nothing(astronaut, tryo
         compose(astronaut, rendered, garment_mask, (0, 0, 600, 100))
     same = compose(astronaut, rendered, np.zeros_like(garment_mask), (0, 0, 512, 384))
     assert np.array_equal(same, astronaut)
+
+
+def _face_px(analysis, shape) -> tuple[int, int, int, int]:
+    x0, y0, x1, y1 = analysis.face_box
+    h, w = shape[:2]
+    return int(y0 * h), int(x0 * w), int(y1 * h), int(x1 * w)
+
+
+@pytest.mark.parametrize("blend", list(Blend))
+def test_preservation_reports_a_kept_face_and_background(astronaut, tryon, blend):
+    rendered, garment_mask, box, analysis = tryon
+    result = compose(astronaut, rendered, garment_mask, box, blend)
+    changed = changed_region(astronaut.shape[:2], garment_mask, box)
+    face_ssim, background = preservation(
+        astronaut, result, changed, _face_px(analysis, astronaut.shape)
+    )
+    assert face_ssim >= 0.97 and background == 0.0
+
+
+def test_preservation_reports_a_covered_face_and_a_changed_background(astronaut, tryon):
+    rendered, garment_mask, box, analysis = tryon
+    result = compose(astronaut, rendered, garment_mask, box)
+    changed = changed_region(astronaut.shape[:2], garment_mask, box)
+    top, left, bottom, right = face = _face_px(analysis, astronaut.shape)
+    covered = result.copy()
+    covered[top:bottom, left:right] = (40, 120, 60)  # a garment over the face
+    assert preservation(astronaut, covered, changed, face)[0] < 0.5
+    brighter = np.clip(result.astype(int) + 30, 0, 255).astype(np.uint8)
+    assert preservation(astronaut, brighter, changed, face)[1] > 20
+    assert preservation(astronaut, result, changed, None)[0] == 0.0, "no face, no face score"

@@ -106,7 +106,7 @@ class ExperimentAssignment(_message.Message):
     def __init__(self, experiment: _Optional[str] = ..., variant: _Optional[str] = ..., strategy: _Optional[str] = ..., previews_enabled: bool = ...) -> None: ...
 
 class PreviewQuality(_message.Message):
-    __slots__ = ("score", "coverage", "connectedness", "colour_delta_e", "pattern_ssim", "sharpness", "short", "advice")
+    __slots__ = ("score", "coverage", "connectedness", "colour_delta_e", "pattern_ssim", "sharpness", "short", "advice", "face_ssim", "background_difference")
     SCORE_FIELD_NUMBER: _ClassVar[int]
     COVERAGE_FIELD_NUMBER: _ClassVar[int]
     CONNECTEDNESS_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +115,8 @@ class PreviewQuality(_message.Message):
     SHARPNESS_FIELD_NUMBER: _ClassVar[int]
     SHORT_FIELD_NUMBER: _ClassVar[int]
     ADVICE_FIELD_NUMBER: _ClassVar[int]
+    FACE_SSIM_FIELD_NUMBER: _ClassVar[int]
+    BACKGROUND_DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
     score: float
     coverage: float
     connectedness: float
@@ -123,7 +125,9 @@ class PreviewQuality(_message.Message):
     sharpness: float
     short: _containers.RepeatedScalarFieldContainer[str]
     advice: str
-    def __init__(self, score: _Optional[float] = ..., coverage: _Optional[float] = ..., connectedness: _Optional[float] = ..., colour_delta_e: _Optional[float] = ..., pattern_ssim: _Optional[float] = ..., sharpness: _Optional[float] = ..., short: _Optional[_Iterable[str]] = ..., advice: _Optional[str] = ...) -> None: ...
+    face_ssim: float
+    background_difference: float
+    def __init__(self, score: _Optional[float] = ..., coverage: _Optional[float] = ..., connectedness: _Optional[float] = ..., colour_delta_e: _Optional[float] = ..., pattern_ssim: _Optional[float] = ..., sharpness: _Optional[float] = ..., short: _Optional[_Iterable[str]] = ..., advice: _Optional[str] = ..., face_ssim: _Optional[float] = ..., background_difference: _Optional[float] = ...) -> None: ...
 
 class Preview(_message.Message):
     __slots__ = ("status", "reason", "image", "model_version", "latency_ms", "quality")

@@ -15,19 +15,19 @@ _sym_db = _symbol_database.Default()
 from drape.v1 import common_pb2 as drape_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x64rape/v1/splice.proto\x12\x08\x64rape.v1\x1a\x15\x64rape/v1/common.proto\"\xd7\x01\n\x0e\x43omposeRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1e\n\x05photo\x18\x02 \x01(\x0b\x32\x0f.drape.v1.Image\x12!\n\x08rendered\x18\x03 \x01(\x0b\x32\x0f.drape.v1.Image\x12%\n\x0cgarment_mask\x18\x04 \x01(\x0b\x32\x0f.drape.v1.Image\x12#\n\x04\x63rop\x18\x05 \x01(\x0b\x32\x15.drape.v1.BoundingBox\x12\"\n\x05\x62lend\x18\x06 \x01(\x0e\x32\x13.drape.v1.BlendMode\"I\n\x0f\x43omposeResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\"\n\tcomposite\x18\x02 \x01(\x0b\x32\x0f.drape.v1.Image*o\n\tBlendMode\x12\x1a\n\x16\x42LEND_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x42LEND_MODE_ALPHA\x10\x01\x12\x18\n\x14\x42LEND_MODE_MULTIBAND\x10\x02\x12\x16\n\x12\x42LEND_MODE_POISSON\x10\x03\x32O\n\rSpliceService\x12>\n\x07\x43ompose\x12\x18.drape.v1.ComposeRequest\x1a\x19.drape.v1.ComposeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x64rape/v1/splice.proto\x12\x08\x64rape.v1\x1a\x15\x64rape/v1/common.proto\"\xfc\x01\n\x0e\x43omposeRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1e\n\x05photo\x18\x02 \x01(\x0b\x32\x0f.drape.v1.Image\x12!\n\x08rendered\x18\x03 \x01(\x0b\x32\x0f.drape.v1.Image\x12%\n\x0cgarment_mask\x18\x04 \x01(\x0b\x32\x0f.drape.v1.Image\x12#\n\x04\x63rop\x18\x05 \x01(\x0b\x32\x15.drape.v1.BoundingBox\x12\"\n\x05\x62lend\x18\x06 \x01(\x0e\x32\x13.drape.v1.BlendMode\x12#\n\x04\x66\x61\x63\x65\x18\x07 \x01(\x0b\x32\x15.drape.v1.BoundingBox\"{\n\x0f\x43omposeResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\"\n\tcomposite\x18\x02 \x01(\x0b\x32\x0f.drape.v1.Image\x12\x11\n\tface_ssim\x18\x03 \x01(\x02\x12\x1d\n\x15\x62\x61\x63kground_difference\x18\x04 \x01(\x02*o\n\tBlendMode\x12\x1a\n\x16\x42LEND_MODE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x42LEND_MODE_ALPHA\x10\x01\x12\x18\n\x14\x42LEND_MODE_MULTIBAND\x10\x02\x12\x16\n\x12\x42LEND_MODE_POISSON\x10\x03\x32O\n\rSpliceService\x12>\n\x07\x43ompose\x12\x18.drape.v1.ComposeRequest\x1a\x19.drape.v1.ComposeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'drape.v1.splice_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_BLENDMODE']._serialized_start=351
-  _globals['_BLENDMODE']._serialized_end=462
+  _globals['_BLENDMODE']._serialized_start=438
+  _globals['_BLENDMODE']._serialized_end=549
   _globals['_COMPOSEREQUEST']._serialized_start=59
-  _globals['_COMPOSEREQUEST']._serialized_end=274
-  _globals['_COMPOSERESPONSE']._serialized_start=276
-  _globals['_COMPOSERESPONSE']._serialized_end=349
-  _globals['_SPLICESERVICE']._serialized_start=464
-  _globals['_SPLICESERVICE']._serialized_end=543
+  _globals['_COMPOSEREQUEST']._serialized_end=311
+  _globals['_COMPOSERESPONSE']._serialized_start=313
+  _globals['_COMPOSERESPONSE']._serialized_end=436
+  _globals['_SPLICESERVICE']._serialized_start=551
+  _globals['_SPLICESERVICE']._serialized_end=630
 # @@protoc_insertion_point(module_scope)

@@ -18,25 +18,31 @@ BLEND_MODE_MULTIBAND: BlendMode
 BLEND_MODE_POISSON: BlendMode
 
 class ComposeRequest(_message.Message):
-    __slots__ = ("request_id", "photo", "rendered", "garment_mask", "crop", "blend")
+    __slots__ = ("request_id", "photo", "rendered", "garment_mask", "crop", "blend", "face")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     PHOTO_FIELD_NUMBER: _ClassVar[int]
     RENDERED_FIELD_NUMBER: _ClassVar[int]
     GARMENT_MASK_FIELD_NUMBER: _ClassVar[int]
     CROP_FIELD_NUMBER: _ClassVar[int]
     BLEND_FIELD_NUMBER: _ClassVar[int]
+    FACE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     photo: _common_pb2.Image
     rendered: _common_pb2.Image
     garment_mask: _common_pb2.Image
     crop: _common_pb2.BoundingBox
     blend: BlendMode
-    def __init__(self, request_id: _Optional[str] = ..., photo: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., rendered: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., garment_mask: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., crop: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., blend: _Optional[_Union[BlendMode, str]] = ...) -> None: ...
+    face: _common_pb2.BoundingBox
+    def __init__(self, request_id: _Optional[str] = ..., photo: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., rendered: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., garment_mask: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., crop: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ..., blend: _Optional[_Union[BlendMode, str]] = ..., face: _Optional[_Union[_common_pb2.BoundingBox, _Mapping]] = ...) -> None: ...
 
 class ComposeResponse(_message.Message):
-    __slots__ = ("request_id", "composite")
+    __slots__ = ("request_id", "composite", "face_ssim", "background_difference")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     COMPOSITE_FIELD_NUMBER: _ClassVar[int]
+    FACE_SSIM_FIELD_NUMBER: _ClassVar[int]
+    BACKGROUND_DIFFERENCE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     composite: _common_pb2.Image
-    def __init__(self, request_id: _Optional[str] = ..., composite: _Optional[_Union[_common_pb2.Image, _Mapping]] = ...) -> None: ...
+    face_ssim: float
+    background_difference: float
+    def __init__(self, request_id: _Optional[str] = ..., composite: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., face_ssim: _Optional[float] = ..., background_difference: _Optional[float] = ...) -> None: ...

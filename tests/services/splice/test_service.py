@@ -70,6 +70,11 @@ def test_the_composite_keeps_size_and_orientation(stub):
     assert (
         np.abs(composite[:10, :10].astype(int) - upright[:10, :10]).mean() < 12
     )  # JPEG noise only
+    # The top of the photo, well away from the garment, stands in for a face: kept exactly.
+    face = common_pb2.BoundingBox(x_min=0.2, y_min=0.0, x_max=0.8, y_max=0.15)
+    reply = stub.Compose(_request(data, upright, face=face), timeout=10)
+    assert reply.face_ssim > 0.99 and reply.background_difference == 0.0
+    assert stub.Compose(_request(data, upright), timeout=10).face_ssim == 0.0, "no face given"
 
 
 @pytest.mark.parametrize(
