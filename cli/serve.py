@@ -12,9 +12,8 @@ import tempfile
 from pathlib import Path
 
 from drape.cli.options import add_config_argument, add_ready_file_argument
+from drape.cli.stack import MODEL_SERVER
 from drape.services.runtime.config import SERVICE_NAMES, DrapeConfig, load_config
-
-MODEL_SERVER = "triton"
 
 
 def register(sub: argparse._SubParsersAction) -> None:

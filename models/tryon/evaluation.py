@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from drape.models.person import PersonAnalysis
-from drape.models.tryon.inference import generate, photo_inputs
+from drape.models.tryon.inference import generate, photo_inputs, run_generator, to_uint8
 from drape.models.tryon.losses import PerceptualDistance
 from drape.models.tryon.metrics import psnr, ssim
 from drape.models.tryon.networks import TryOnGenerator
@@ -91,7 +91,6 @@ def evaluate_photos(
 
     from drape.models.person import PersonAnalyzer
     from drape.models.tryon.quality import assess, measure_outputs
-    from drape.models.tryon.training import GENERATOR_INPUTS, to_tensors
     from drape.synthetic.garments import render_garment
 
     spec = generator.spec
@@ -111,23 +110,19 @@ def evaluate_photos(
             if not samples:
                 per_photo.append({"photo": name, "usable": False, "reason": analysis.reason})
                 continue
-            batch = to_tensors(samples)
-            with torch.inference_mode():
-                out = generator(*(batch[k] for k in GENERATOR_INPUTS))
-            out = {k: v.numpy() for k, v in out.items()}
+            out = run_generator(generator, samples)
+            tryons = to_uint8(torch.from_numpy(out["tryon"]))
             rows = []
             crop = crop_to_aspect(photo, spec.height, spec.width)
             for i, (garment, sample) in enumerate(zip(PHOTO_GARMENTS, samples, strict=True)):
                 result = assess(measure_outputs(sample, out, i))
-                kept = _kept_in_composite(crop, out, i, analysis)
+                kept = _kept_in_composite(crop, tryons[i], out["mask"][i, 0], analysis)
                 rows.append({"photo": name, "garment": " ".join(garment), "score": result.score,
                              "short": list(result.short), **result.measures.as_dict(), **kept})  # fmt: skip
             previews += rows
             per_photo.append({"photo": name, "usable": True,
                               "mean_score": float(np.mean([r["score"] for r in rows]))})  # fmt: skip
             if out_dir is not None:
-                tryons = [((out["tryon"][i].transpose(1, 2, 0) + 1) * 127.5).clip(0, 255)
-                          .astype(np.uint8) for i in range(len(samples))]  # fmt: skip
                 out_dir.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(np.concatenate([samples[0].person, *tryons], axis=1)).save(
                     out_dir / f"{Path(name).stem}.png"
@@ -138,14 +133,13 @@ def evaluate_photos(
 
 
 def _kept_in_composite(
-    crop: np.ndarray, out: dict[str, np.ndarray], index: int, analysis: PersonAnalysis
+    crop: np.ndarray, rendered: np.ndarray, composition: np.ndarray, analysis: PersonAnalysis
 ) -> dict[str, float]:
     """The rendering spliced back into the photo's crop (as the splice service does): how well
     the face (SSIM) and everything outside the garment's band (mean difference) are kept."""
     from drape.models.splice import changed_region, compose, preservation
 
-    rendered = ((out["tryon"][index].transpose(1, 2, 0) + 1) * 127.5).clip(0, 255).astype(np.uint8)
-    mask = ((out["mask"][index, 0] > 0.5) * 255).astype(np.uint8)
+    mask = ((composition > 0.5) * 255).astype(np.uint8)
     box = (0, 0, crop.shape[0], crop.shape[1])
     composite = compose(crop, rendered, mask, box)
     face = None

@@ -24,12 +24,19 @@ def to_uint8(t: torch.Tensor) -> np.ndarray:
     )
 
 
-def generate(generator: TryOnGenerator, samples: list[TryOnSample]) -> dict[str, np.ndarray]:
-    """try-on (B, H, W, 3) uint8 and composition mask (B, H, W) float for ``samples``."""
+def run_generator(generator: TryOnGenerator, samples: list[TryOnSample]) -> dict[str, np.ndarray]:
+    """Every output of the generator for ``samples``, as the runners return them: float32
+    arrays (B, C, H, W), images in [-1, 1]."""
     batch = to_tensors(samples)
     with torch.inference_mode():
         out = generator(*(batch[k] for k in GENERATOR_INPUTS))
-    return {"tryon": to_uint8(out["tryon"]), "mask": out["mask"][:, 0].numpy()}
+    return {name: tensor.numpy() for name, tensor in out.items()}
+
+
+def generate(generator: TryOnGenerator, samples: list[TryOnSample]) -> dict[str, np.ndarray]:
+    """try-on (B, H, W, 3) uint8 and composition mask (B, H, W) float for ``samples``."""
+    out = run_generator(generator, samples)
+    return {"tryon": to_uint8(torch.from_numpy(out["tryon"])), "mask": out["mask"][:, 0]}
 
 
 def photo_inputs(
