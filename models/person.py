@@ -4,8 +4,9 @@ landmarks, and BlazeFace for face boxes. From them come the masks try-on and spl
 the upper-body garment region and the clothing-agnostic person (that region greyed out,
 face, hair, arms' skin outside it and background kept).
 
-Photos that cannot be used (no person, several persons, a body cut by the frame) return a
-status and a reason, never an exception.
+Photos that cannot be used (no person, several persons, a body cut by the frame, a person
+turned sideways or with the torso behind the arms) return a status and a reason, never an
+exception.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ class PersonStatus(Enum):
     NO_PERSON = "no_person"
     MULTIPLE_PERSONS = "multiple_persons"
     CROPPED_BODY = "cropped_body"
+    # A person the try-on geometry cannot dress: turned away from the camera, or with the
+    # torso hidden behind the arms.
+    FACING_SIDEWAYS = "facing_sideways"
+    TORSO_OCCLUDED = "torso_occluded"
+
+
+# Statuses of a person who was found but whom the try-on cannot dress believably.
+UNSUPPORTED_POSES = (PersonStatus.FACING_SIDEWAYS, PersonStatus.TORSO_OCCLUDED)
 
 
 @dataclass
@@ -71,6 +80,11 @@ class AnalysisThresholds:
     face_confidence: float = 0.6
     # Least share of the shoulder-to-hip span that must be inside the photo.
     min_torso_visible: float = 0.35
+    # Most the shoulders may turn from the camera (degrees, from BlazePose's depths, which are
+    # noisy: 1-45 degrees over variants of one near-frontal photo, 59-71 for a man in
+    # profile), and the most of the torso the forearms may cover.
+    max_turn_degrees: float = 52.0
+    max_torso_occluded: float = 0.3
 
 
 DEFAULT_THRESHOLDS = AnalysisThresholds()
@@ -119,6 +133,10 @@ class PersonAnalyzer:
             return PersonAnalysis(
                 PersonStatus.CROPPED_BODY, problem, width, height, keypoints, face_box
             )
+        pose_problem = _pose_problem(keypoints, width, height, t)
+        if pose_problem is not None:
+            return PersonAnalysis(pose_problem[0], pose_problem[1], width, height, keypoints,
+                                  face_box)  # fmt: skip
         upper = upper_body_mask(person_mask, keypoints, face_box)
         return PersonAnalysis(
             PersonStatus.OK, "", width, height, keypoints, face_box,
@@ -199,6 +217,55 @@ def _cropped(keypoints: np.ndarray, t: AnalysisThresholds) -> str:
     if visible < t.min_torso_visible:
         return f"only {visible:.0%} of the torso is in the photo; step back from the camera"
     return ""
+
+
+def shoulder_turn(keypoints: np.ndarray) -> float:
+    """How far (degrees) the shoulders are turned from the camera: from the difference of
+    BlazePose's depths of the two shoulders against their distance across the photo (its z
+    has roughly the scale of x)."""
+    across = abs(float(keypoints[L_SHOULDER, 0] - keypoints[R_SHOULDER, 0]))
+    depth = abs(float(keypoints[L_SHOULDER, 2] - keypoints[R_SHOULDER, 2]))
+    return float(np.degrees(np.arctan2(depth, across)))
+
+
+def torso_occlusion(keypoints: np.ndarray, width: int, height: int, min_visibility: float) -> float:
+    """The share of the torso (the shoulder-hip quadrilateral) that the forearms BlazePose
+    sees cover (each a band from elbow to wrist, a quarter of the shoulder span wide)."""
+    shoulders = _pixels(keypoints, [L_SHOULDER, R_SHOULDER], width, height)
+    hips = _pixels(keypoints, [L_HIP, R_HIP], width, height)
+    torso = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(torso, [np.array([shoulders[0], shoulders[1], hips[1], hips[0]], np.int32)], 255)
+    area = int((torso > 0).sum())
+    if area == 0:
+        return 0.0
+    span = float(np.linalg.norm(shoulders[0] - shoulders[1]))
+    forearms = np.zeros_like(torso)
+    for elbow, wrist in ((L_ELBOW, L_WRIST), (R_ELBOW, R_WRIST)):
+        if min(keypoints[elbow, 3], keypoints[wrist, 3]) < min_visibility:
+            continue
+        a, b = _pixels(keypoints, [elbow, wrist], width, height)
+        cv2.line(forearms, tuple(int(v) for v in a), tuple(int(v) for v in b), 255,
+                 max(2, int(0.25 * span)))  # fmt: skip
+    return float(((torso > 0) & (forearms > 0)).sum() / area)
+
+
+def _pose_problem(
+    keypoints: np.ndarray, width: int, height: int, t: AnalysisThresholds
+) -> tuple[PersonStatus, str] | None:
+    """Whether the person stands so that the garment cannot be fitted believably, and what
+    the shopper can do about it."""
+    turn = shoulder_turn(keypoints)
+    if turn > t.max_turn_degrees:
+        return PersonStatus.FACING_SIDEWAYS, (
+            f"you are turned {turn:.0f} degrees from the camera; face the camera with both "
+            "shoulders in view"
+        )
+    covered = torso_occlusion(keypoints, width, height, t.min_visibility)
+    if covered > t.max_torso_occluded:
+        return PersonStatus.TORSO_OCCLUDED, (
+            f"your arms cover {covered:.0%} of your upper body; keep your arms at your sides"
+        )
+    return None
 
 
 def _pixels(keypoints: np.ndarray, indices: list[int], width: int, height: int) -> np.ndarray:

@@ -74,7 +74,8 @@ def tryon_model(onnx_path: Path, height: int, width: int, threads: int = 0) -> S
     image = (3, height, width)
     shapes = {"agnostic": image, "garment": image, "garment_mask": (1, height, width),
               "pose": (10, 2), "tps_control": (5, 2), "tps_params": (8, 2)}  # fmt: skip
-    out_shapes = {"tryon": image, "rendered": image, "mask": (1, height, width), "warped": image}
+    out_shapes = {"tryon": image, "rendered": image, "mask": (1, height, width), "warped": image,
+                  "warped_mask": (1, height, width)}  # fmt: skip
     return ServedModel(
         TRYON_MODEL,
         infer,

@@ -39,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from drape.models.images import decode_image
     from drape.models.tryon.data import bundled_photos
-    from drape.models.tryon.evaluation import evaluate, evaluate_photos
+    from drape.models.tryon.evaluation import PHOTO_GARMENTS, evaluate, evaluate_photos
     from drape.models.tryon.photos import photo_folder
     from drape.models.tryon.training import load_generator
 
@@ -62,9 +62,9 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"{name:<22}{scores['ssim']:>8.3f}{scores['psnr']:>10.2f}{scores['perceptual']:>12.3f}"
         )
-    print(f"\n{len(photos)} photos x {len(measured['previews']) // max(len(photos), 1)} garments:")
+    print(f"\n{len(photos)} photos x {len(PHOTO_GARMENTS)} garments:")
     columns = ["score", "coverage", "connectedness", "colour_delta_e", "pattern_ssim", "sharpness",
-               "face_ssim", "background_difference"]  # fmt: skip
+               "face_ssim", "background_difference", "refinement_agreement"]  # fmt: skip
     rows = [{"photo": r["photo"], "garment": r["garment"], **{c: f"{r[c]:.3f}" for c in columns}}
             for r in measured["previews"]]  # fmt: skip
     rows += [{"photo": p["photo"], "garment": f"unusable: {p['reason']}"}

@@ -11,11 +11,10 @@ import numpy as np
 import torch
 
 from drape.models.person import PersonAnalysis
-from drape.models.tryon.inference import generate, photo_inputs, run_generator, to_uint8
+from drape.models.tryon.inference import generate, person_inputs, run_generator
 from drape.models.tryon.losses import PerceptualDistance
 from drape.models.tryon.metrics import psnr, ssim
 from drape.models.tryon.networks import TryOnGenerator
-from drape.models.tryon.photos import crop_to_aspect
 from drape.models.tryon.sample import TryOnSample, remap
 from drape.models.tryon.synthetic import synthetic_pair
 from drape.models.tryon.warp import tps_grid
@@ -86,10 +85,10 @@ def evaluate_photos(
     """The preview measures (:mod:`drape.models.tryon.quality`) of every photo with every
     garment of :data:`PHOTO_GARMENTS`, with a summary: the share of photos the person
     analysis accepts, each measure's mean, and the share of previews that meet each target.
-    With ``out_dir``, writes one PNG per photo: the crop, then each try-on."""
-    from PIL import Image
+    With ``out_dir``, writes one PNG per photo: the photo, then each preview spliced into it."""
 
     from drape.models.person import PersonAnalyzer
+    from drape.models.tryon.fitting import REFINEMENT_AGREEMENT, preview, refinement_agreement
     from drape.models.tryon.quality import assess, measure_outputs
     from drape.synthetic.garments import render_garment
 
@@ -100,10 +99,13 @@ def evaluate_photos(
     per_photo, previews = [], []
     try:
         for name, photo in photos:
-            samples = []
+            # As the try-on service does: the whole photo analysed once, the model's crop
+            # around the person, the rendering spliced back into the photo.
+            analysis = analyzer.analyze(np.ascontiguousarray(photo))
+            samples, box = [], None
             for shot in shots:
-                sample, analysis = photo_inputs(photo, analyzer.analyze, shot.image, shot.mask,
-                                                spec.height, spec.width)  # fmt: skip
+                sample, box = person_inputs(photo, analysis, shot.image, shot.mask,
+                                            spec.height, spec.width)  # fmt: skip
                 if sample is None:
                     break
                 samples.append(sample)
@@ -111,46 +113,65 @@ def evaluate_photos(
                 per_photo.append({"photo": name, "usable": False, "reason": analysis.reason})
                 continue
             out = run_generator(generator, samples)
-            tryons = to_uint8(torch.from_numpy(out["tryon"]))
-            rows = []
-            crop = crop_to_aspect(photo, spec.height, spec.width)
+            shown = [preview(sample, out, i) for i, sample in enumerate(samples)]
+            rows, composites = [], []
             for i, (garment, sample) in enumerate(zip(PHOTO_GARMENTS, samples, strict=True)):
-                result = assess(measure_outputs(sample, out, i))
-                kept = _kept_in_composite(crop, tryons[i], out["mask"][i, 0], analysis)
+                result = assess(measure_outputs(sample, out, i, shown=shown[i]))
+                composite, kept = _kept_in_composite(photo, *shown[i], box, analysis)
+                composites.append(composite)
+                agreement = refinement_agreement(sample, out, i)
                 rows.append({"photo": name, "garment": " ".join(garment), "score": result.score,
-                             "short": list(result.short), **result.measures.as_dict(), **kept})  # fmt: skip
+                             "short": list(result.short), **result.measures.as_dict(), **kept,
+                             "refinement_agreement": agreement,
+                             "refined": agreement >= REFINEMENT_AGREEMENT})  # fmt: skip
             previews += rows
             per_photo.append({"photo": name, "usable": True,
                               "mean_score": float(np.mean([r["score"] for r in rows]))})  # fmt: skip
             if out_dir is not None:
                 out_dir.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(np.concatenate([samples[0].person, *tryons], axis=1)).save(
-                    out_dir / f"{Path(name).stem}.png"
-                )
+                _contact_sheet([photo, *composites]).save(out_dir / f"{Path(name).stem}.png")
     finally:
         analyzer.close()
     return {"photos": per_photo, "previews": previews, "summary": _summary(per_photo, previews)}
 
 
+def _contact_sheet(images: list[np.ndarray], height: int = 320):
+    """The images side by side, each scaled to ``height``."""
+    from PIL import Image
+
+    tiles = [Image.fromarray(i).resize((round(i.shape[1] * height / i.shape[0]), height),
+                                       Image.Resampling.LANCZOS) for i in images]  # fmt: skip
+    sheet = Image.new("RGB", (sum(t.width for t in tiles), height))
+    x = 0
+    for tile in tiles:
+        sheet.paste(tile, (x, 0))
+        x += tile.width
+    return sheet
+
+
 def _kept_in_composite(
-    crop: np.ndarray, rendered: np.ndarray, composition: np.ndarray, analysis: PersonAnalysis
-) -> dict[str, float]:
-    """The rendering spliced back into the photo's crop (as the splice service does): how well
-    the face (SSIM) and everything outside the garment's band (mean difference) are kept."""
+    photo: np.ndarray,
+    rendered: np.ndarray,
+    garment: np.ndarray,
+    box: tuple[int, int, int, int],
+    analysis: PersonAnalysis,
+) -> tuple[np.ndarray, dict[str, float]]:
+    """The rendering of the photo's ``box`` spliced back into it (as the splice service
+    does), and how well the face (SSIM) and everything outside the garment's band (mean
+    difference) are kept."""
     from drape.models.splice import changed_region, compose, preservation
 
-    mask = ((composition > 0.5) * 255).astype(np.uint8)
-    box = (0, 0, crop.shape[0], crop.shape[1])
-    composite = compose(crop, rendered, mask, box)
+    mask = garment.astype(np.uint8) * 255
+    composite = compose(photo, rendered, mask, box)
     face = None
     if analysis.face_box is not None:
         x0, y0, x1, y1 = analysis.face_box
-        h, w = crop.shape[:2]
+        h, w = photo.shape[:2]
         face = (int(y0 * h), int(x0 * w), int(y1 * h), int(x1 * w))
     face_ssim, background = preservation(
-        crop, composite, changed_region(crop.shape[:2], mask, box), face
+        photo, composite, changed_region(photo.shape[:2], mask, box), face
     )
-    return {"face_ssim": face_ssim, "background_difference": background}
+    return composite, {"face_ssim": face_ssim, "background_difference": background}
 
 
 def _summary(per_photo: list[dict], previews: list[dict]) -> dict[str, float]:
@@ -174,4 +195,6 @@ def _summary(per_photo: list[dict], previews: list[dict]) -> dict[str, float]:
         summary["mean_face_ssim"] = float(faces.mean())
         summary["face_ssim_target_met_share"] = float((faces >= 0.97).mean())
     summary["max_background_difference"] = float(max(r["background_difference"] for r in previews))
+    # How often the generator's refinement was shown rather than the fitted garment.
+    summary["refined_share"] = float(np.mean([r["refined"] for r in previews]))
     return summary

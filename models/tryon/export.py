@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -10,7 +11,7 @@ from drape.models.tryon.networks import TryOnGenerator
 
 TRYON_MODEL = "tryon_gan"
 INPUTS = ("agnostic", "garment", "garment_mask", "pose", "tps_control", "tps_params")
-OUTPUTS = ("tryon", "rendered", "mask", "warped")
+OUTPUTS = ("tryon", "rendered", "mask", "warped", "warped_mask")
 EXPORT_TOLERANCE = 1e-4
 
 
@@ -72,7 +73,9 @@ def cached_tryon_onnx(checkpoint: Path, models_dir: Path) -> tuple[Path, TryOnGe
     from drape.models.tryon.training import load_generator
 
     generator = load_generator(checkpoint)
-    path = models_dir / "onnx" / f"{TRYON_MODEL}-{sha256_of(checkpoint)[:12]}.onnx"
+    # Named by the weights and the graph's outputs: a new output needs a new export.
+    outputs = hashlib.sha256(",".join(OUTPUTS).encode()).hexdigest()[:6]
+    path = models_dir / "onnx" / f"{TRYON_MODEL}-{sha256_of(checkpoint)[:12]}-{outputs}.onnx"
     if not path.exists():
         export_tryon_onnx(generator, path)
     return path, generator
@@ -92,7 +95,7 @@ def write_tryon_repository(
     h, w = generator.spec.height, generator.spec.width
     dims = {"agnostic": [3, h, w], "garment": [3, h, w], "garment_mask": [1, h, w], "pose": [10, 2],
             "tps_control": [5, 2], "tps_params": [8, 2], "tryon": [3, h, w], "rendered": [3, h, w],
-            "mask": [1, h, w], "warped": [3, h, w]}  # fmt: skip
+            "mask": [1, h, w], "warped": [3, h, w], "warped_mask": [1, h, w]}  # fmt: skip
 
     def tensors(names: tuple[str, ...]) -> str:
         return ",\n".join(

@@ -8,6 +8,7 @@ import torch
 
 from drape.models.images import fit_into
 from drape.models.person import PersonAnalysis
+from drape.models.tryon.fitting import preview
 from drape.models.tryon.networks import TryOnGenerator
 from drape.models.tryon.photos import _sample, crop_to_aspect
 from drape.models.tryon.sample import TryOnSample
@@ -34,9 +35,12 @@ def run_generator(generator: TryOnGenerator, samples: list[TryOnSample]) -> dict
 
 
 def generate(generator: TryOnGenerator, samples: list[TryOnSample]) -> dict[str, np.ndarray]:
-    """try-on (B, H, W, 3) uint8 and composition mask (B, H, W) float for ``samples``."""
+    """What is shown for ``samples`` (:func:`~drape.models.tryon.fitting.preview`): try-on
+    (B, H, W, 3) uint8 and the garment's mask (B, H, W) float 0/1."""
     out = run_generator(generator, samples)
-    return {"tryon": to_uint8(torch.from_numpy(out["tryon"])), "mask": out["mask"][:, 0]}
+    shown = [preview(sample, out, i) for i, sample in enumerate(samples)]
+    return {"tryon": np.stack([rgb for rgb, _ in shown]),
+            "mask": np.stack([mask for _, mask in shown]).astype(np.float32)}  # fmt: skip
 
 
 def photo_inputs(

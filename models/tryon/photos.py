@@ -15,11 +15,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from drape.models.garments import garment_keypoints, worn_garment
+from drape.models.garments import worn_garment
 from drape.models.images import decode_image, fit_into
 from drape.models.person import L_SHOULDER, R_SHOULDER, PersonAnalysis, PersonAnalyzer
+from drape.models.tryon.fitting import fit_garment_to_body
 from drape.models.tryon.sample import TryOnSample
-from drape.models.tryon.warp import body_anchor_points, tps_solve
+from drape.models.tryon.warp import tps_solve
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 # MediaPipe landmark pairs (person's left, person's right) in POSE_POINTS order after nose/neck.
@@ -54,28 +55,35 @@ def _sample(
     target: np.ndarray, analysis: PersonAnalysis, garment: np.ndarray, garment_mask: np.ndarray,
     height: int, width: int,
 ) -> TryOnSample | None:  # fmt: skip
+    """The generator's inputs for a person photo (any size; resized to (H, W)) and a product
+    shot letterboxed to (H, W): the shot is fitted to the body part by part
+    (:mod:`~drape.models.tryon.fitting`) and handed over with an identity TPS, so the
+    generator refines the fitted garment instead of stretching the flat shot."""
     if not analysis.ok or not garment_mask.any():
         return None
-    pose = pose_points(analysis)
-    px = pose * [width, height]
-    left_sh, right_sh, left_hip, right_hip = px[2], px[3], px[8], px[9]
-    anchors = body_anchor_points(px[1], left_sh, right_sh, left_hip, right_hip)
-    control, params = tps_solve(
-        anchors, garment_keypoints(garment_mask).as_array(), (height, width)
-    )
 
     def resize(image: np.ndarray, interp: int = cv2.INTER_AREA) -> np.ndarray:
         return cv2.resize(image, (width, height), interpolation=interp)
 
+    person_mask = resize(analysis.person_mask, cv2.INTER_NEAREST)
+    fitted = fit_garment_to_body(
+        garment, garment_mask, analysis.keypoints, person_mask, analysis.face_box
+    )
+    if not fitted.mask.any():
+        return None
+    pose = pose_points(analysis)
+    anchors = pose[[1, 2, 3, 8, 9]] * [width, height]
+    control, params = tps_solve(anchors, anchors, (height, width))  # the identity
     return TryOnSample(
         person=resize(target),
         agnostic=resize(analysis.agnostic),
         pose=pose,
-        garment=garment,
-        garment_mask=garment_mask,
+        garment=fitted.garment,
+        garment_mask=fitted.mask,
         tps_control=control,
         tps_params=params,
         region=(resize(analysis.upper_body_mask, cv2.INTER_NEAREST) > 127).astype(np.uint8) * 255,
+        in_front=fitted.in_front,
     )
 
 

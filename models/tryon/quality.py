@@ -77,18 +77,25 @@ def measure(
     region: np.ndarray,
     product: np.ndarray,
     product_mask: np.ndarray,
+    in_front: np.ndarray | None = None,
 ) -> PreviewMeasures:
     """The measures of one rendering: ``rendered`` and ``warped`` (H, W, 3) uint8, the
     rendered ``garment_mask`` and the body ``region`` (H, W) bool, and the ``product`` shot
-    with its mask (any size)."""
+    with its mask (any size). What is ``in_front`` of the garment (arms, hands: (H, W) bool)
+    is not asked to be covered, and parts of the garment joined behind it are one piece."""
     garment = garment_mask.astype(bool)
     area = int(garment.sum())
     region = region.astype(bool)
+    occluded = in_front.astype(bool) if in_front is not None else np.zeros_like(garment)
+    region &= ~occluded
     coverage = float((garment & region).sum() / region.sum()) if region.any() else 0.0
     if area == 0:
         return PreviewMeasures(coverage, 0.0, 100.0, 0.0, 0.0)
-    stats = cv2.connectedComponentsWithStats(garment.astype(np.uint8), connectivity=8)[2]
-    connectedness = float(stats[1:, cv2.CC_STAT_AREA].max() / area)
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(
+        (garment | occluded).astype(np.uint8), connectivity=8
+    )
+    per_part = np.bincount(labels[garment], minlength=len(stats))
+    connectedness = float(per_part[1:].max() / area)
     product_lab = _lab(product)[product_mask.astype(bool)].mean(axis=0)
     rendered_lab = _lab(rendered)[garment].mean(axis=0)
     delta_e = float(np.linalg.norm(product_lab - rendered_lab))
@@ -144,15 +151,24 @@ def _edge_energy(rgb: np.ndarray, where: np.ndarray) -> float:
 
 
 def measure_outputs(
-    sample: TryOnSample, outputs: dict[str, np.ndarray], index: int = 0
+    sample: TryOnSample,
+    outputs: dict[str, np.ndarray],
+    index: int = 0,
+    shown: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> PreviewMeasures:
-    """The measures of item ``index`` of a generator's (or a runner's) outputs for ``sample``:
-    ``tryon`` and ``warped`` (B, 3, H, W) in [-1, 1], ``mask`` (B, 1, H, W) in [0, 1]."""
+    """The measures of what is shown for item ``index`` of a generator's (or a runner's)
+    outputs for ``sample`` (:func:`~drape.models.tryon.fitting.preview`; pass it as ``shown``
+    when it is already made). The pattern is held to the product shot as placed on the body:
+    for a photo, the garment fitted to it (``sample.garment``); for a synthetic pair, the
+    generator's warped garment (``warped``, (B, 3, H, W) in [-1, 1])."""
+    from drape.models.tryon.fitting import preview
 
-    def rgb(name: str) -> np.ndarray:
-        image = np.asarray(outputs[name][index], dtype=np.float32).transpose(1, 2, 0)
-        return ((image + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-
-    mask = np.asarray(outputs["mask"][index], dtype=np.float32).reshape(sample.region.shape) > 0.5
-    return measure(rgb("tryon"), mask, rgb("warped"), sample.region > 0, sample.garment,
-                   sample.garment_mask > 127)  # fmt: skip
+    rendered, mask = shown if shown is not None else preview(sample, outputs, index)
+    if sample.in_front is not None:
+        placed = sample.garment
+    else:
+        warped = np.asarray(outputs["warped"][index], dtype=np.float32).transpose(1, 2, 0)
+        placed = ((warped + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
+    in_front = sample.in_front > 127 if sample.in_front is not None else None
+    return measure(rendered, mask, placed, sample.region > 0, sample.garment,
+                   sample.garment_mask > 127, in_front)  # fmt: skip

@@ -23,6 +23,8 @@ class TryOnSample:
     tps_control: np.ndarray  # (5, 2) body anchors
     tps_params: np.ndarray  # (8, 2) TPS: output pixel -> garment image coordinates
     region: np.ndarray  # (H, W) uint8: where the garment is in ``person``
+    # (H, W) uint8: what stays in front of the garment (arms, hands), for photos
+    in_front: np.ndarray | None = None
 
 
 def remap(image: np.ndarray, grid: np.ndarray, border: int = 0) -> np.ndarray:

@@ -61,6 +61,12 @@ _INPUT_ERRORS = (
     grpc.StatusCode.INVALID_ARGUMENT,
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 )
+# Person statuses whose previews are UNSUPPORTED (the shopper can fix the photo), with the
+# label they are counted under in drape_previews_unsupported_total.
+POSE_UNSUPPORTED = {
+    features_pb2.PERSON_STATUS_FACING_SIDEWAYS: "facing_sideways",
+    features_pb2.PERSON_STATUS_TORSO_OCCLUDED: "torso_occluded",
+}
 
 
 @dataclass(frozen=True)
@@ -143,8 +149,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         )
         self.unsupported = Counter(
             "drape_previews_unsupported",
-            "Previews not shown because their quality was below the threshold, by the measure "
-            "that fell shortest.",
+            "Previews not shown: because their quality was below the threshold (by the measure "
+            "that fell shortest), or because of the shopper's pose (facing_sideways, "
+            "torso_occluded).",
             ["measure"],
             registry=registry,
         )
@@ -435,8 +442,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 tryon_pb2.GenerateRequest(photo=photos.working, **garment), timeout=left()
             )
             if not generated.rendered.data:
-                preview = common_pb2.Preview(status=common_pb2.PREVIEW_STATUS_FAILED,
-                                             reason=generated.analysis.reason,
+                # A person the try-on cannot dress (turned away, torso behind the arms) is
+                # told what to change; a photo with no usable person fails.
+                pose = POSE_UNSUPPORTED.get(generated.analysis.status)
+                if pose is not None:
+                    self.unsupported.labels(pose).inc()
+                status = (common_pb2.PREVIEW_STATUS_UNSUPPORTED if pose is not None
+                          else common_pb2.PREVIEW_STATUS_FAILED)  # fmt: skip
+                preview = common_pb2.Preview(status=status, reason=generated.analysis.reason,
                                              model_version=generated.model_version)  # fmt: skip
             else:
                 composite = self.splice.Compose(

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-import torch
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from drape.catalog.images import ImageStore
@@ -33,7 +32,8 @@ from drape.models.images import (
 from drape.models.person import AnalyzerPool, PersonAnalysis
 from drape.models.runners import RunnerTimedOut, RunnerUnavailable
 from drape.models.tryon.export import INPUTS
-from drape.models.tryon.inference import person_inputs, to_uint8
+from drape.models.tryon.fitting import preview
+from drape.models.tryon.inference import person_inputs
 from drape.models.tryon.quality import Assessment, assess, measure_outputs
 from drape.models.tryon.runners import TritonTryOn, TryOnRunner
 from drape.models.tryon.training import to_tensors
@@ -158,11 +158,14 @@ class TryOnServicer(tryon_pb2_grpc.TryOnServiceServicer):
             self.outcomes.labels("unavailable").inc()
             raise Unavailable(f"the try-on model is unavailable: {exc}") from None
         lap("triton")
-        response.quality.CopyFrom(quality_proto(assess(measure_outputs(sample, out))))
+        rendered, shown_mask = preview(sample, out)
+        lap("finish")
+        response.quality.CopyFrom(
+            quality_proto(assess(measure_outputs(sample, out, shown=(rendered, shown_mask))))
+        )
         self.quality.observe(response.quality.score)
         lap("quality")
-        rendered = to_uint8(torch.from_numpy(out["tryon"]))[0]
-        garment_mask = ((out["mask"][0, 0] > 0.5) * 255).astype(np.uint8)
+        garment_mask = shown_mask.astype(np.uint8) * 255
         response.rendered.CopyFrom(common_pb2.Image(data=encode_png(rendered), media_type="image/png",
                                                     width=self.width, height=self.height))  # fmt: skip
         response.garment_mask.CopyFrom(common_pb2.Image(data=encode_png(garment_mask), media_type="image/png",

@@ -86,19 +86,69 @@ def _variants(photo: np.ndarray) -> dict[str, np.ndarray]:
 def test_single_frontal_people_are_found_across_what_storefronts_send(
     analyzer, astronaut, grace_hopper
 ):
-    """The cameraman is in no training set; BlazePose alone missed him tilted 5 degrees and
-    in tight crops (its detector expects a whole body), which the canvas retries recover."""
-    from skimage import data
-
-    cameraman = np.stack([data.camera()] * 3, axis=-1)
     outcomes = {}
-    for name, photo in {"astronaut": astronaut, "Grace Hopper": grace_hopper,
-                        "cameraman": cameraman}.items():  # fmt: skip
+    for name, photo in {"astronaut": astronaut, "Grace Hopper": grace_hopper}.items():
         for variant, pixels in _variants(photo).items():
             outcomes[f"{name}, {variant}"] = analyzer.analyze(np.ascontiguousarray(pixels))
     failed = {k: f"{r.status.value}: {r.reason}" for k, r in outcomes.items() if not r.ok}
     assert len(failed) / len(outcomes) <= 0.05, failed
+
+
+def test_a_man_in_profile_is_told_to_face_the_camera_whatever_the_variant(analyzer):
+    """The cameraman is in no training set. BlazePose alone missed him tilted 5 degrees and
+    in tight crops (its detector expects a whole body), which the canvas retries recover;
+    his shoulders are turned about 60 degrees from the camera, which the try-on cannot
+    dress, and the reason says so."""
+    from skimage import data
+
+    cameraman = np.stack([data.camera()] * 3, axis=-1)
+    outcomes = {
+        v: analyzer.analyze(np.ascontiguousarray(p)) for v, p in _variants(cameraman).items()
+    }
+    sideways = [r for r in outcomes.values() if r.status is PersonStatus.FACING_SIDEWAYS]
+    others = {k: f"{r.status.value}: {r.reason}" for k, r in outcomes.items()
+              if r.status is not PersonStatus.FACING_SIDEWAYS}  # fmt: skip
+    assert len(sideways) / len(outcomes) >= 0.95, others
+    assert all("face the camera" in r.reason for r in sideways)
     tilted = analyzer.analyze(
         np.asarray(Image.fromarray(cameraman).rotate(-5, fillcolor=(128,) * 3))
     )
-    assert tilted.ok and tilted.keypoints[:, :2].min() > -0.5, "landmarks mapped back to the photo"
+    assert tilted.status is PersonStatus.FACING_SIDEWAYS
+    assert tilted.keypoints[:, :2].min() > -0.5, "landmarks mapped back to the photo"
+
+
+def _keypoints(points: dict[int, tuple[float, float]], depth: dict[int, float] | None = None):
+    keypoints = np.zeros((33, 4), np.float32)
+    keypoints[:, 3] = 1.0
+    for index, (x, y) in points.items():
+        keypoints[index, :2] = (x, y)
+    for index, z in (depth or {}).items():
+        keypoints[index, 2] = z
+    return keypoints
+
+
+FRONTAL = {11: (0.65, 0.3), 12: (0.35, 0.3), 23: (0.6, 0.75), 24: (0.4, 0.75),
+           13: (0.7, 0.5), 14: (0.3, 0.5), 15: (0.72, 0.7), 16: (0.28, 0.7)}  # fmt: skip
+
+
+def test_pose_problems_are_told_apart_with_what_to_do():
+    from drape.models.person import DEFAULT_THRESHOLDS, _pose_problem, shoulder_turn
+
+    t = DEFAULT_THRESHOLDS
+    assert _pose_problem(_keypoints(FRONTAL), 200, 200, t) is None
+    # The same shoulders, one 0.4 deeper than the other: turned about 53 degrees.
+    turned = _keypoints(FRONTAL, {11: 0.2, 12: -0.2})
+    assert shoulder_turn(turned) > 45
+    status, reason = _pose_problem(turned, 200, 200, t)
+    assert status is PersonStatus.FACING_SIDEWAYS and "face the camera" in reason
+    # Both forearms folded across the chest (one forearm across it is layered, not refused).
+    one = _keypoints({**FRONTAL, 13: (0.66, 0.62), 15: (0.36, 0.42)})
+    assert _pose_problem(one, 200, 200, t) is None
+    crossed = _keypoints({**FRONTAL, 13: (0.66, 0.62), 14: (0.34, 0.62), 15: (0.36, 0.42),
+                          16: (0.64, 0.42)})  # fmt: skip
+    status, reason = _pose_problem(crossed, 200, 200, t)
+    assert status is PersonStatus.TORSO_OCCLUDED and "arms at your sides" in reason
+    # Forearms BlazePose does not see (low visibility) cover nothing.
+    unseen = crossed.copy()
+    unseen[[15, 16], 3] = 0.1
+    assert _pose_problem(unseen, 200, 200, t) is None

@@ -59,6 +59,17 @@ def test_connectedness_fails_for_detached_patches():
     assert "connectedness" in result.short
 
 
+def test_a_garment_behind_an_arm_is_one_piece_and_the_arm_need_not_be_covered():
+    case = _case()
+    arm = np.zeros((H, W), bool)
+    arm[60:80, :] = True  # a forearm across the body
+    case["garment_mask"][arm] = False
+    detached = _assessed(case).measures
+    assert detached.connectedness == pytest.approx(0.5) and detached.coverage < 0.8
+    behind = assess(measure(**case, in_front=arm)).measures
+    assert behind.connectedness == pytest.approx(1.0) and behind.coverage == pytest.approx(1.0)
+
+
 def test_colour_fails_when_the_rendered_garment_is_another_colour():
     case = _case()
     case["rendered"] = case["rendered"].copy()

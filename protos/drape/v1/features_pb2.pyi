@@ -14,11 +14,15 @@ class PersonStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PERSON_STATUS_NO_PERSON: _ClassVar[PersonStatus]
     PERSON_STATUS_MULTIPLE_PERSONS: _ClassVar[PersonStatus]
     PERSON_STATUS_CROPPED_BODY: _ClassVar[PersonStatus]
+    PERSON_STATUS_FACING_SIDEWAYS: _ClassVar[PersonStatus]
+    PERSON_STATUS_TORSO_OCCLUDED: _ClassVar[PersonStatus]
 PERSON_STATUS_UNSPECIFIED: PersonStatus
 PERSON_STATUS_OK: PersonStatus
 PERSON_STATUS_NO_PERSON: PersonStatus
 PERSON_STATUS_MULTIPLE_PERSONS: PersonStatus
 PERSON_STATUS_CROPPED_BODY: PersonStatus
+PERSON_STATUS_FACING_SIDEWAYS: PersonStatus
+PERSON_STATUS_TORSO_OCCLUDED: PersonStatus
 
 class Embedding(_message.Message):
     __slots__ = ("values", "model_version")

@@ -71,7 +71,7 @@ class Photos:
 
 class TryOn:
     """``slow-*`` garments take 2 s, ``busy-*`` 0.3 s; ``down-*`` find Triton down; ``gone-*``
-    do not exist."""
+    do not exist; ``sideways-*`` and ``nobody-*`` find a person turned away and no person."""
 
     def __init__(self) -> None:
         self.version = "tryon_gan-a"
@@ -93,6 +93,14 @@ class TryOn:
             raise RpcError(grpc.StatusCode.UNAVAILABLE, "the try-on model is unavailable")
         if garment.startswith("gone"):
             raise RpcError(grpc.StatusCode.NOT_FOUND, f"garment {garment!r} is not in the catalog")
+        for prefix, status, reason in (
+            ("sideways", features_pb2.PERSON_STATUS_FACING_SIDEWAYS,
+             "you are turned 60 degrees from the camera; face the camera"),
+            ("nobody", features_pb2.PERSON_STATUS_NO_PERSON, "no person found in the photo"),
+        ):  # fmt: skip
+            if garment.startswith(prefix):  # the photo cannot be dressed: no rendering
+                analysis = features_pb2.PersonAnalysis(status=status, reason=reason)
+                return tryon_pb2.GenerateResponse(analysis=analysis, model_version=self.version)
         image = common_pb2.Image(data=f"{garment}@{self.version}".encode())
         reply = tryon_pb2.GenerateResponse(
             rendered=image, garment_mask=image, model_version=self.version
@@ -261,6 +269,19 @@ def test_previews_below_the_quality_threshold_are_not_shown_and_say_what_to_do()
             gateway_pb2.TryOnRequest(photo=_photo(shade=40), garment_id="poor-2"), None
         )
         assert single.preview.status == common_pb2.PREVIEW_STATUS_UNSUPPORTED
+    finally:
+        gateway.close()
+
+
+def test_a_shopper_the_fitting_cannot_dress_is_told_what_to_change():
+    gateway = _gateway(Recommend(["sideways-1", "nobody-1"]), TryOn())
+    try:
+        reply = _ask(gateway, k=2)
+        assert _statuses(reply) == ["UNSUPPORTED", "FAILED"]
+        sideways, nobody = (item.preview for item in reply.items)
+        assert not sideways.image.data and "face the camera" in sideways.reason
+        assert nobody.reason == "no person found in the photo"
+        assert gateway.unsupported.labels("facing_sideways")._value.get() == 1
     finally:
         gateway.close()
 
