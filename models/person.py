@@ -117,17 +117,30 @@ class PersonAnalyzer:
         t = self.thresholds
         person_mask = np.where(soft_mask > t.mask_threshold, 255, 0).astype(np.uint8)
         face_boxes = [_face_box(d) for d in faces]
-        if keypoints is None or (person_mask > 0).mean() < t.min_person_fraction:
+        person_share = float((person_mask > 0).mean())
+        # Several faces say several people whether or not BlazePose made out a body (it
+        # often makes out none when two overlap).
+        if len(face_boxes) > 1 and person_share >= t.min_person_fraction:
+            face_box = _face_of_pose(face_boxes, keypoints) if keypoints is not None else None
+            return PersonAnalysis(
+                PersonStatus.MULTIPLE_PERSONS,
+                f"{len(face_boxes)} faces found; send a photo of one person",
+                width, height, keypoints if keypoints is not None else np.zeros((0, 4), np.float32),
+                face_box,
+            )  # fmt: skip
+        if keypoints is None and face_boxes and person_share >= t.min_person_fraction:
+            # (The person mask alone proves nothing: the segmenter takes a cat for a person.)
+            return PersonAnalysis(
+                PersonStatus.NO_PERSON,
+                "a face was found but not the body below it; send a photo of one person "
+                "facing the camera, upper body in view",
+                width, height, face_box=face_boxes[0],
+            )  # fmt: skip
+        if keypoints is None or person_share < t.min_person_fraction:
             return PersonAnalysis(
                 PersonStatus.NO_PERSON, "no person found in the photo", width, height
             )
         face_box = _face_of_pose(face_boxes, keypoints)
-        if len(face_boxes) > 1:
-            return PersonAnalysis(
-                PersonStatus.MULTIPLE_PERSONS,
-                f"{len(face_boxes)} faces found; send a photo of one person",
-                width, height, keypoints, face_box,
-            )  # fmt: skip
         problem = _cropped(keypoints, t)
         if problem:
             return PersonAnalysis(

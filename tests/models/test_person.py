@@ -50,6 +50,23 @@ def test_several_persons(analyzer, astronaut):
     assert "2 faces" in result.reason
 
 
+def test_a_face_over_a_body_pose_estimation_cannot_make_out_says_so(
+    analyzer, astronaut, monkeypatch
+):
+    """BlazePose misses some people whose face BlazeFace finds (a forearm across a suit, two
+    people overlapping): the reason says a face was found, not that nobody was."""
+    monkeypatch.setattr(analyzer, "_keypoints", lambda rgb: None)
+    result = analyzer.analyze(astronaut)
+    assert result.status is PersonStatus.NO_PERSON
+    assert "a face was found but not the body" in result.reason, result.reason
+    assert result.face_box is not None
+    from skimage import data
+
+    assert analyzer.analyze(data.chelsea()).reason == "no person found in the photo"
+    two = analyzer.analyze(np.concatenate([astronaut, astronaut], axis=1))
+    assert two.status is PersonStatus.MULTIPLE_PERSONS  # faces count without a pose
+
+
 def test_a_face_without_shoulders_is_a_cropped_body(analyzer, astronaut):
     result = analyzer.analyze(np.ascontiguousarray(astronaut[:200, 130:330]))
     assert result.status is PersonStatus.CROPPED_BODY
