@@ -119,8 +119,8 @@ class RealPairs:
 
 
 def _batch(step: int, settings: TrainSettings, real: RealPairs | None,
-           real_share: float) -> dict[str, torch.Tensor]:  # fmt: skip
-    from drape.models.tryon.synthetic import synthetic_pair
+           real_share: float, fitted_share: float = 0.0) -> dict[str, torch.Tensor]:  # fmt: skip
+    from drape.models.tryon.synthetic import fitted_pair, synthetic_pair
 
     count = settings.batch_size
     n_real = round(count * real_share) if real else 0
@@ -131,7 +131,12 @@ def _batch(step: int, settings: TrainSettings, real: RealPairs | None,
         sample = real.pair(step * count + i, settings.seed) if real else None
         if sample is not None:
             samples.append(sample)
-    samples += [synthetic_pair(rng, h, w) for _ in range(count - len(samples))]
+    synthetic = count - len(samples)
+    # Recipes without fitted pairs draw exactly what they always drew.
+    n_fitted = round(synthetic * fitted_share) if fitted_share else 0
+    fitted_rng = np.random.default_rng([settings.seed, 1, step])
+    samples += [fitted_pair(fitted_rng, h, w) for _ in range(n_fitted)]
+    samples += [synthetic_pair(rng, h, w) for _ in range(synthetic - n_fitted)]
     return to_tensors(samples)
 
 
@@ -139,11 +144,13 @@ class TrainBatches(torch.utils.data.Dataset):
     """Batch ``step`` of a run, the same whichever process builds it (so ``workers`` changes
     the speed of a run, never its result)."""
 
-    def __init__(self, settings: TrainSettings, real: RealPairs | None, real_share: float) -> None:
+    def __init__(self, settings: TrainSettings, real: RealPairs | None, real_share: float,
+                 fitted_share: float = 0.0) -> None:  # fmt: skip
         self.settings, self.real, self.real_share = settings, real, real_share
+        self.fitted_share = fitted_share
 
     def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
-        return _batch(step, self.settings, self.real, self.real_share)
+        return _batch(step, self.settings, self.real, self.real_share, self.fitted_share)
 
 
 def batches(dataset: TrainBatches, steps: range, workers: int) -> Iterable[dict[str, torch.Tensor]]:

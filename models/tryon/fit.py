@@ -70,7 +70,7 @@ def train_run(
         trainer.init_generator(Path(train.init))
         say(f"generator initialised from {train.init}")
     real = RealPairs(train, settings.spec, out) if train.real_share > 0 else None
-    dataset = TrainBatches(settings, real, train.real_share)
+    dataset = TrainBatches(settings, real, train.real_share, train.fitted_share)
     log_path = out / LOG_FILE
     new_log = not log_path.exists() or trainer.step_count == 0
     if not new_log:

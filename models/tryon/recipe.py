@@ -51,6 +51,12 @@ class TrainSection(_Strict):
         "or a folder.",
     )
     viton: str = Field("", description="A VITON-HD split folder (its pairs replace `photos`).")
+    fitted_share: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.0,
+        description="Share of the synthetic pairs made the way photos are served: the garment "
+        "fitted to the body part by part, for the generator to refine (the rest: a flat shot "
+        "and the keypoint TPS).",
+    )
     workers: int = Field(0, ge=0, description="Processes building batches ahead (0 = this one).")
     init: str = Field("", description="Generator safetensors to start from (fine-tuning).")
 

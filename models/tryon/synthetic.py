@@ -11,6 +11,8 @@ learning is measurable against the naive paste of the TPS-warped garment.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -43,9 +45,28 @@ def _smooth_field(
     return field
 
 
-def synthetic_pair(rng: np.random.Generator, height: int = 256, width: int = 192) -> TryOnSample:
-    """One person, one garment, and the person wearing it."""
-    H, W = height, width
+@dataclass
+class _Person:
+    """A generated person before any garment: the drawing (float32, H x W x 3) and where
+    the body is."""
+
+    draw: np.ndarray
+    canvas: np.ndarray
+    skin: np.ndarray
+    cx: float
+    shoulder_w: float
+    ls: np.ndarray
+    rs: np.ndarray
+    lh: np.ndarray
+    rh: np.ndarray
+    neck: np.ndarray
+    head: np.ndarray
+    arms: list
+
+
+def _person(rng: np.random.Generator, H: int, W: int) -> _Person:
+    """A person (pose, build, skin tone, hair and trousers vary) with the upper arms drawn;
+    the forearms come later: one of them may cross the torso instead of hanging down."""
     cx = W / 2 + rng.normal(0, 0.03 * W)
     shoulder_w = rng.uniform(0.44, 0.56) * W
     y_sh = rng.uniform(0.25, 0.30) * H
@@ -65,7 +86,7 @@ def synthetic_pair(rng: np.random.Generator, height: int = 256, width: int = 192
         bend = angle + np.radians(rng.uniform(-25, 20))
         wrist = elbow + 0.16 * H * np.array([side * np.sin(bend), np.cos(bend)])
         arms.append((elbow, wrist))
-    (le, lw), (re, rw) = arms
+    (le, _), (re, _) = arms
 
     top, bottom = rng.uniform(150, 250, 3), rng.uniform(90, 220, 3)
     t = np.linspace(0, 1, H)[:, None, None]
@@ -89,7 +110,17 @@ def synthetic_pair(rng: np.random.Generator, height: int = 256, width: int = 192
     limb = (skin * 0.95).tolist()
     for shoulder, elbow in zip((ls, rs), (le, re), strict=True):
         cv2.line(draw, tuple(np.int32(shoulder)), tuple(np.int32(elbow)), limb, int(0.075 * W))
-    # The forearms come later: one of them may cross the torso instead of hanging down.
+    return _Person(draw, canvas, skin, cx, shoulder_w, ls, rs, lh, rh, neck, head, arms)
+
+
+def synthetic_pair(rng: np.random.Generator, height: int = 256, width: int = 192) -> TryOnSample:
+    """One person, one garment warped by the keypoint TPS, and the person wearing it."""
+    H, W = height, width
+    person = _person(rng, H, W)
+    draw, skin, cx, shoulder_w = person.draw, person.skin, person.cx, person.shoulder_w
+    ls, rs, lh, rh, neck, head, arms = (person.ls, person.rs, person.lh, person.rh, person.neck,
+                                        person.head, person.arms)  # fmt: skip
+    limb = (skin * 0.95).tolist()
 
     shot = render_garment("t-shirt", str(rng.choice(COLOURS)), str(rng.choice(PATTERNS)), rng)
     garment = letterbox(shot.image, max(H, W))[:H, :W] if H == W else fit_into(shot.image, H, W)
@@ -147,3 +178,96 @@ def synthetic_pair(rng: np.random.Generator, height: int = 256, width: int = 192
     points = np.stack([head + np.array([0, 0.03 * H]), neck, ls, rs, le, re, lw, rw, lh, rh])
     pose = (points / [W, H]).astype(np.float32)
     return TryOnSample(person, agnostic, pose, garment, garment_mask, control, params, region)
+
+
+# What a fitted pair's garment may be (everything the catalog sells that is worn on top).
+FITTED_CATEGORIES = ("t-shirt", "shirt", "blouse", "sweater", "hoodie", "jacket", "coat", "dress")
+
+
+def fitted_pair(rng: np.random.Generator, height: int = 256, width: int = 192) -> TryOnSample:
+    """One person and one garment of any top category, made the way photos are served: the
+    input is the shot fitted to the body part by part (:mod:`~drape.models.tryon.fitting`,
+    with an identity TPS); the ground truth is the shot fitted to the body as it really is
+    (the pose's keypoints jittered, a smooth deformation on top), shaded by the body, with a
+    forearm sometimes in front. The generator learns to refine a fitted garment, not to warp
+    a flat one."""
+    from drape.models.tryon.fitting import fit_garment_to_body
+
+    H, W = height, width
+    person = _person(rng, H, W)
+    draw, skin = person.draw, person.skin
+    limb = (skin * 0.95).tolist()
+    category = str(rng.choice(FITTED_CATEGORIES))
+    shot = render_garment(category, str(rng.choice(COLOURS)), str(rng.choice(PATTERNS)), rng)
+    garment = fit_into(shot.image, H, W)
+    garment_mask = fit_into(np.repeat(shot.mask[..., None], 3, 2), H, W, fill=0)[..., 0]
+    arms = list(person.arms)
+    crossing = int(rng.integers(2)) if rng.random() < 0.35 else None
+    if crossing is not None:
+        elbow, wrist = arms[crossing]
+        arms[crossing] = (elbow, wrist + np.array([(person.cx - wrist[0]) * 0.8, -0.02 * H]))
+    for side, (elbow, wrist) in enumerate(arms):
+        if side != crossing:
+            cv2.line(draw, tuple(np.int32(elbow)), tuple(np.int32(wrist)), limb, int(0.075 * W))
+    body = (np.abs(draw - person.canvas).sum(axis=-1) > 1).astype(np.uint8) * 255
+    if crossing is not None:
+        elbow, tip = arms[crossing]
+        cv2.line(body, tuple(np.int32(elbow)), tuple(np.int32(tip)), 255, int(0.07 * W))
+    keypoints = _landmarks(person, arms, H, W)
+
+    jittered = keypoints.copy()
+    jittered[:, :2] += rng.normal(0, 0.012, (33, 2)) * [H / W, 1.0]
+    truth = fit_garment_to_body(garment, garment_mask, jittered, body)
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
+    field = _smooth_field(rng, H, W, 0.012) * [W, H]
+    map_x, map_y = xs + field[..., 0].astype(np.float32), ys + field[..., 1].astype(np.float32)
+    warped = cv2.remap(truth.garment, map_x, map_y, cv2.INTER_LINEAR).astype(np.float32)
+    region = cv2.remap(truth.mask, map_x, map_y, cv2.INTER_LINEAR) > 127
+    across = np.clip((xs - person.cx) / (person.shoulder_w / 2 + 1e-6), -1.2, 1.2)
+    shade = 0.78 + 0.22 * np.cos(across * np.pi / 2.6)
+    folds = 1 + 0.05 * np.sin(ys / H * rng.uniform(8, 16) + xs / W * rng.uniform(2, 6))
+    warped *= (shade * folds)[..., None]
+    image = np.where(region[..., None], warped, draw)
+    if crossing is not None:  # in front of the torso; inside its own sleeve, if it has one
+        elbow, tip = arms[crossing]
+        forearm = np.zeros((H, W), np.uint8)
+        cv2.line(forearm, tuple(np.int32(elbow)), tuple(np.int32(tip)), 255, int(0.07 * W))
+        image[(forearm > 0) & ~region] = skin * 0.93
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    region_u8 = region.astype(np.uint8) * 255
+
+    # What is hidden from the generator, as on a photo: the torso and upper arms (and
+    # wherever the garment is).
+    hide = region_u8.copy()
+    cv2.fillConvexPoly(hide, np.int32([person.ls, person.rs, person.rh, person.lh]), 255)
+    for shoulder, (elbow, _) in zip((person.ls, person.rs), arms, strict=True):
+        cv2.line(hide, tuple(np.int32(shoulder)), tuple(np.int32(elbow)), 255, int(0.09 * W))
+    hide = cv2.dilate(hide, np.ones((7, 7), np.uint8))
+    agnostic = image.copy()
+    agnostic[hide > 0] = AGNOSTIC_GREY
+
+    fitted = fit_garment_to_body(garment, garment_mask, keypoints, body)
+    (le, lw), (re, rw) = arms
+    points = np.stack([person.head + np.array([0, 0.03 * H]), person.neck, person.ls, person.rs,
+                       le, re, lw, rw, person.lh, person.rh])  # fmt: skip
+    pose = (points / [W, H]).astype(np.float32)
+    anchors = points[[1, 2, 3, 8, 9]]
+    control, params = tps_solve(anchors, anchors, (H, W))  # the identity
+    return TryOnSample(image, agnostic, pose, fitted.garment, fitted.mask, control, params,
+                       region_u8)  # fmt: skip
+
+
+def _landmarks(person: _Person, arms: list, H: int, W: int) -> np.ndarray:
+    """MediaPipe's 33 landmarks (x, y in [0, 1], z, visibility) of a generated person facing
+    the camera: the image's left is the person's right."""
+    keypoints = np.zeros((33, 4), np.float32)
+    keypoints[:, 3] = 1.0
+    (le, lw), (re, rw) = arms
+    named = {0: person.head + np.array([0, 0.03 * H]), 12: person.ls, 11: person.rs, 14: le,
+             13: re, 16: lw, 15: rw, 24: person.lh, 23: person.rh}  # fmt: skip
+    for index, point in named.items():
+        keypoints[index, :2] = np.asarray(point) / [W, H]
+    for elbow, wrist, hand in ((14, 16, (18, 20, 22)), (13, 15, (17, 19, 21))):
+        along = keypoints[wrist, :2] - keypoints[elbow, :2]
+        keypoints[list(hand), :2] = keypoints[wrist, :2] + 0.3 * along
+    return keypoints

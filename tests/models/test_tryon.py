@@ -156,6 +156,26 @@ def test_synthetic_pairs_are_consistent():
     assert np.array_equal(again.person, sample.person)
 
 
+def test_fitted_pairs_give_the_generator_a_garment_already_on_the_body():
+    from drape.models.tryon.synthetic import fitted_pair
+
+    for seed in range(4):
+        sample = fitted_pair(np.random.default_rng([2, seed]), 256, 192)
+        region, fitted = sample.region > 0, sample.garment_mask > 127
+        assert sample.person.shape == sample.agnostic.shape == sample.garment.shape == (256, 192, 3)
+        assert (sample.agnostic[region] == 128).all()
+        assert np.array_equal(sample.agnostic[:20], sample.person[:20])  # the head is kept
+        # The input is the garment already fitted (the TPS is the identity), close to where
+        # the truth has it: what is left to learn is a refinement.
+        grid = tps_grid(sample.tps_control, sample.tps_params, 256, 192)
+        identity = tps_grid(*tps_solve(sample.pose[:3] * [192, 256], sample.pose[:3] * [192, 256],
+                                       (256, 192)), 256, 192)  # fmt: skip
+        assert np.abs(grid - identity).max() < 1e-3
+        assert (fitted & region).sum() / (fitted | region).sum() > 0.6, seed
+    again = fitted_pair(np.random.default_rng([2, 0]), 256, 192)
+    assert np.array_equal(again.person, fitted_pair(np.random.default_rng([2, 0])).person)
+
+
 def test_the_generator_composes_and_starts_from_the_keypoint_warp():
     generator = TryOnGenerator(SMALL)
     inputs = example_inputs(generator, 2)
