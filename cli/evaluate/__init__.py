@@ -1,11 +1,11 @@
-"""`drape eval recsys|tryon`: offline evaluation; prints a table and writes JSON."""
+"""`drape eval experiments|recsys|tryon`: offline evaluation; prints a table and writes JSON."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 
-EVALUATIONS = ("recsys", "tryon")
+EVALUATIONS = ("experiments", "recsys", "tryon")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
