@@ -35,9 +35,7 @@ def _event(user: int) -> events_pb2.Event:
         type=events_pb2.EVENT_TYPE_VIEW,
         user_id=f"u{user % 5000}",
         garment_id=f"g{user % 2000}",
-        experiment="bench",
-        variant="a",
-    )
+    )  # no labels: the server derives experiment and variant from the assignment
 
 
 def _phase(address: str, batch: int, clients: int, seconds: float) -> dict[str, Any]:

@@ -3,16 +3,24 @@
 Batches are atomic unless the caller sets ``allow_partial`` (see events.proto).
 Business counters move only for newly stored events, so client retries never
 inflate conversion numbers.
+
+Experiment and variant are the server's, not the client's: every event is labelled with the
+variant its user is assigned to in the running experiment (the same file and hashing as the
+recommend service). An event whose labels contradict that assignment is rejected, so one
+storefront's bug cannot move an experiment's numbers; empty labels are filled in.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
+from pathlib import Path
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from drape.recsys.experiments import Experiment, default_experiment, load_experiment
 from drape.services.events.store import EventStore, StoredEvent, open_event_store
 from drape.services.events.validation import Violation, validate_event
 from drape.services.runtime import DrapeConfig, InvalidArgument, ServiceSpec, Unavailable
@@ -62,9 +70,11 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
         metrics: BusinessMetrics,
         max_batch: int = 1000,
         max_future_skew_s: float = 300.0,
+        experiment: Experiment | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
+        self.experiment = experiment or default_experiment()
         self.max_batch = max_batch
         self.max_future_us = int(max_future_skew_s * 1_000_000)
 
@@ -84,7 +94,10 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
                 f"a batch holds at most {self.max_batch} events (got {len(events)}); split it",
             )
         now_us = time.time_ns() // 1000
-        checked = [validate_event(e, i, now_us, self.max_future_us) for i, e in enumerate(events)]
+        checked = [
+            attribute(validate_event(e, i, now_us, self.max_future_us), i, self.experiment)
+            for i, e in enumerate(events)
+        ]
         violations = [c for c in checked if isinstance(c, Violation)]
         if violations and not allow_partial:
             more = (
@@ -130,12 +143,38 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
         return response
 
 
+def attribute(
+    checked: StoredEvent | Violation, index: int, experiment: Experiment
+) -> StoredEvent | Violation:
+    """The event labelled with its user's experiment and variant, or a violation when the
+    labels it came with contradict them."""
+    if isinstance(checked, Violation):
+        return checked
+    assigned = experiment.assign(checked.user_id).name
+    if checked.experiment and checked.experiment != experiment.name:
+        return Violation(
+            f"events[{index}].experiment",
+            f"{checked.experiment!r} is not the running experiment {experiment.name!r}; send the "
+            "labels of the recommendation response, or none (the server derives them)",
+        )
+    if checked.variant and checked.variant != assigned:
+        return Violation(
+            f"events[{index}].variant",
+            f"user {checked.user_id!r} is assigned to {assigned!r}, not {checked.variant!r}; "
+            "send the labels of the recommendation response, or none (the server derives them)",
+        )
+    return dataclasses.replace(checked, experiment=experiment.name, variant=assigned)
+
+
 def build(config: DrapeConfig) -> ServiceSpec:
     cfg = config.events
     store = open_event_store(config.events_store_url(), sqlite_synchronous=cfg.sqlite_synchronous)
     registry = CollectorRegistry()
+    # The recommend service's experiment: events are labelled by the same assignment.
+    experiments = config.recommend.experiments_path
+    experiment = load_experiment(Path(experiments)) if experiments else default_experiment()
     servicer = EventsServicer(
-        store, BusinessMetrics(registry), cfg.max_batch, cfg.max_future_skew_s
+        store, BusinessMetrics(registry), cfg.max_batch, cfg.max_future_skew_s, experiment
     )
     return ServiceSpec(
         name="events",
