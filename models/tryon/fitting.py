@@ -182,6 +182,10 @@ def fit_garment_to_body(
     in [0, 1]) the face, which the garment never covers (a chin over a collar)."""
     height, width = garment_mask.shape
     parts = garment_parts(garment_mask)
+    # The shot's own colours carried past its outline, so that sampling a part's edge (the
+    # warps are bilinear) never pulls in the studio background as a light seam.
+    inside = garment_mask > 127
+    garment = np.where(inside[..., None], garment, _masked_blur(garment, inside, 2.0))
     points = keypoints[:, :2] * [width, height]
     # The image's left side first, whichever of the person's sides it is.
     sides = sorted(range(2), key=lambda s: points[_ARMS[s][0], 0])
