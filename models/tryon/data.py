@@ -69,7 +69,9 @@ class MemoAnalyzer:
                 self._analyzer = PersonAnalyzer()
             self._memo[key] = self._analyzer.analyze(rgb)
             if self.path is not None:
-                staging = self.path.with_suffix(".tmp")
+                # Data-loading workers miss at the same time: each stages its own file, and
+                # the last complete one wins (entries another worker found are found again).
+                staging = self.path.with_suffix(f".{os.getpid()}.tmp")
                 with open(staging, "wb") as handle:
                     pickle.dump(self._memo, handle)
                 os.replace(staging, self.path)
