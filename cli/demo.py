@@ -412,41 +412,13 @@ def _recommend_and_feedback(gateway: gateway_pb2_grpc.GatewayServiceStub, users:
             )
         print(f"  previews: {preview}: {reply.items[0].preview.reason}")
         shown = [item.garment.garment_id for item in reply.items]
-        feedback = [
-            events_pb2.Event(
-                event_id=uuid.uuid4().hex,
-                type=events_pb2.EVENT_TYPE_IMPRESSION,
-                user_id=user,
-                garment_id=g,
-                experiment=a.experiment,
-                variant=a.variant,
-                recommendation_id=reply.recommendation_id,
-            )
-            for g in shown
-        ]
-        feedback.append(
-            events_pb2.Event(
-                event_id=uuid.uuid4().hex,
-                type=events_pb2.EVENT_TYPE_PURCHASE,
-                user_id=user,
-                garment_id=shown[0],
-                experiment=a.experiment,
-                variant=a.variant,
-                recommendation_id=reply.recommendation_id,
-                value_minor=reply.items[0].garment.price_minor,
-            )
-        )
-        feedback.append(
-            events_pb2.Event(
-                event_id=uuid.uuid4().hex,
-                type=events_pb2.EVENT_TYPE_RATING,
-                user_id=user,
-                garment_id=shown[0],
-                rating=5 if a.previews_enabled else 4,
-                experiment=a.experiment,
-                variant=a.variant,
-            )
-        )
+        feedback = [_event(events_pb2.EVENT_TYPE_IMPRESSION, user, g, a,
+                           recommendation_id=reply.recommendation_id) for g in shown]  # fmt: skip
+        feedback.append(_event(events_pb2.EVENT_TYPE_PURCHASE, user, shown[0], a,
+                               recommendation_id=reply.recommendation_id,
+                               value_minor=reply.items[0].garment.price_minor))  # fmt: skip
+        feedback.append(_event(events_pb2.EVENT_TYPE_RATING, user, shown[0], a,
+                               rating=5 if a.previews_enabled else 4))  # fmt: skip
         tracked = gateway.Track(gateway_pb2.TrackRequest(events=feedback))
         print(
             f"  feedback: {len(shown)} impressions, 1 purchase of {shown[0]}, 1 rating "
@@ -473,3 +445,10 @@ def _bad_requests(gateway: gateway_pb2_grpc.GatewayServiceStub) -> None:
             print(f"  {label}: accepted (unexpected)")
         except grpc.RpcError as exc:
             print(f"  {label}: {exc.code().name}: {exc.details()}")
+
+
+def _event(kind: int, user: str, garment: str, assignment, **fields) -> events_pb2.Event:
+    """A shopper event with a fresh id, labelled as the recommendation response was."""
+    return events_pb2.Event(event_id=uuid.uuid4().hex, type=kind, user_id=user,
+                            garment_id=garment, experiment=assignment.experiment,
+                            variant=assignment.variant, **fields)  # fmt: skip

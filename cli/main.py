@@ -20,11 +20,11 @@ import what they need when they run, so ``drape --help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import signal
 import sys
 
+from drape.cli.options import register_commands
 from drape.services.runtime.config import ConfigError
 
 # Module of drape.cli per command, in the order `drape --help` lists them.
@@ -58,8 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(f"drape.cli.{name}").register(sub)
+    register_commands(sub, "drape.cli", COMMAND_MODULES)
     return parser
 
 

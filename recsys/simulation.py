@@ -118,7 +118,7 @@ def cuped_effect(settings: SimulationSettings, correlation: float) -> dict[str, 
         rejections += st.compare_means(adjusted[treated], adjusted[~treated]).p_value < ALPHA
         lifted = metric + 0.1 * treated
         raw = st.compare_means(lifted[treated], lifted[~treated])
-        adjusted_lifted = st.cuped(lifted, pre, st.pooled_theta(lifted, pre))[0]
+        adjusted_lifted = st.cuped(lifted, pre)[0]
         adj = st.compare_means(adjusted_lifted[treated], adjusted_lifted[~treated])
         widths.append((adj.difference_high - adj.difference_low)
                       / (raw.difference_high - raw.difference_low))  # fmt: skip

@@ -200,15 +200,14 @@ def cuped(
     values: np.ndarray, covariate: np.ndarray, theta: float | None = None
 ) -> tuple[np.ndarray, float, float]:
     """CUPED (Deng et al., 2013): values minus theta times the pre-period covariate's
-    deviation from its mean, theta = Cov(value, covariate) / Var(covariate) (pass the one
+    deviation from its mean (theta from :func:`pooled_theta` unless given: pass the one
     pooled over all variants, so every arm is adjusted alike). Returns the adjusted values,
     theta, and the share of variance removed. Means are unchanged in expectation; variance
     falls by the squared correlation."""
     y = np.asarray(values, dtype=np.float64)
     x = np.asarray(covariate, dtype=np.float64)
     if theta is None:
-        variance = x.var(ddof=1)
-        theta = float(np.cov(y, x, ddof=1)[0, 1] / variance) if variance > 0 else 0.0
+        theta = pooled_theta(y, x)
     adjusted = y - theta * (x - x.mean())
     before = y.var(ddof=1)
     reduction = float(1 - adjusted.var(ddof=1) / before) if before > 0 else 0.0
@@ -216,8 +215,13 @@ def cuped(
 
 
 def pooled_theta(values: np.ndarray, covariate: np.ndarray) -> float:
-    """CUPED's theta over the users of every variant together."""
-    return cuped(values, covariate)[1]
+    """CUPED's theta, Cov(value, covariate) / Var(covariate), over the users of every variant
+    together (0 for a covariate that does not vary)."""
+    x = np.asarray(covariate, dtype=np.float64)
+    variance = x.var(ddof=1)
+    if variance <= 0:
+        return 0.0
+    return float(np.cov(np.asarray(values, dtype=np.float64), x, ddof=1)[0, 1] / variance)
 
 
 # The mixture's spread, in units of the standard deviation of one user's value: effects of

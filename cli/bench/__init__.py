@@ -90,6 +90,18 @@ def peak_resident_mb(pid: int) -> float:
     return int(line.split()[1]) / 1024
 
 
+def run_clients(client: Callable[[int], None], clients: int) -> float:
+    """Runs ``client(slot)`` for slots 0..clients-1 on as many threads at once; the seconds
+    until the last one returned."""
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def timed_phase(
     name: str,
     call: Callable[[], int],
@@ -114,13 +126,7 @@ def timed_phase(
             done[slot] += call()
             latencies[slot].append(time.perf_counter() - started)
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
+    elapsed = run_clients(client, clients)
     flat = [x for per in latencies for x in per]
     return {
         "phase": name,

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from drape.cli.bench import format_table, latency_summary, write_report
+from drape.cli.bench import format_table, latency_summary, run_clients, write_report
 from drape.cli.stack import Stack, ephemeral
 from drape.services.runtime import connect
 from drape.services.runtime.config import DrapeConfig
@@ -61,13 +60,7 @@ def _phase(address: str, batch: int, clients: int, seconds: float) -> dict[str, 
             stored[slot] += reply.stored
         channel.close()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    started = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
+    elapsed = run_clients(client, clients)
     all_latencies = [x for per in latencies for x in per]
     return {
         "batch": batch,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from drape.cli.options import register_commands
 
 EVALUATIONS = ("experiments", "recsys", "tryon")
 
@@ -11,5 +12,4 @@ EVALUATIONS = ("experiments", "recsys", "tryon")
 def register(sub: argparse._SubParsersAction) -> None:
     evaluate = sub.add_parser("eval", help="offline evaluation; prints a table and writes JSON")
     evaluations = evaluate.add_subparsers(dest="what", required=True, metavar="WHAT")
-    for name in EVALUATIONS:
-        importlib.import_module(f"drape.cli.evaluate.{name}").register(evaluations)
+    register_commands(evaluations, "drape.cli.evaluate", EVALUATIONS)

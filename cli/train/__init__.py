@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from drape.cli.options import register_commands
 
 TRAINERS = ("recsys", "encoder", "tryon")
 
@@ -13,5 +14,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     trainers = train.add_subparsers(dest="what", required=True, metavar="WHAT")
     # Each trainer imports only what it needs when it runs (a GPU box training the GAN has
     # no FAISS), so registering them all is cheap.
-    for name in TRAINERS:
-        importlib.import_module(f"drape.cli.train.{name}").register(trainers)
+    register_commands(trainers, "drape.cli.train", TRAINERS)

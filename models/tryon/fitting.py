@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from drape.models.garments import garment_keypoints
-from drape.models.tryon.sample import TryOnSample
+from drape.models.tryon.sample import TryOnSample, grid_pixels
 from drape.models.tryon.warp import body_anchor_points, tps_grid, tps_solve
 
 # MediaPipe landmarks of each side's arm: shoulder, elbow, wrist, then the hand's points.
@@ -306,15 +306,9 @@ def _smooth_tps_pixels(
     on every ``step``-th pixel and interpolated: a five-point TPS is smooth, and this is 16
     times less work than evaluating every pixel."""
     coarse_h, coarse_w = -(-height // step), -(-width // step)
-    coarse = _pixels_of(tps_grid(control, params, coarse_h, coarse_w), height, width)
+    coarse = grid_pixels(tps_grid(control, params, coarse_h, coarse_w), height, width)
     # Both grids put pixel centres at (i + 0.5) / size, as cv2.resize does.
     return cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR)
-
-
-def _pixels_of(grid: np.ndarray, height: int, width: int) -> np.ndarray:
-    """A [-1, 1] sampling grid (align_corners=False) in pixel coordinates of a (H, W) source."""
-    return np.stack([((grid[..., 0] + 1) * width - 1) / 2, ((grid[..., 1] + 1) * height - 1) / 2],
-                    axis=-1).astype(np.float32)  # fmt: skip
 
 
 def _sample(image: np.ndarray, pixels: np.ndarray) -> np.ndarray:

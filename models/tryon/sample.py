@@ -27,10 +27,15 @@ class TryOnSample:
     in_front: np.ndarray | None = None
 
 
+def grid_pixels(grid: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A [-1, 1] sampling grid (x, y; align_corners=False) as float32 pixel coordinates of a
+    (height, width) source, as ``cv2.remap`` takes them."""
+    return np.stack([((grid[..., 0] + 1) * width - 1) / 2, ((grid[..., 1] + 1) * height - 1) / 2],
+                    axis=-1).astype(np.float32)  # fmt: skip
+
+
 def remap(image: np.ndarray, grid: np.ndarray, border: int = 0) -> np.ndarray:
     """Samples ``image`` at a [-1, 1] grid (like ``grid_sample`` with align_corners=False)."""
-    h, w = image.shape[:2]
-    map_x = ((grid[..., 0] + 1) * w - 1) / 2
-    map_y = ((grid[..., 1] + 1) * h - 1) / 2
-    return cv2.remap(image, map_x.astype(np.float32), map_y.astype(np.float32), cv2.INTER_LINEAR,
+    pixels = grid_pixels(grid, *image.shape[:2])
+    return cv2.remap(image, pixels[..., 0], pixels[..., 1], cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_CONSTANT, borderValue=border)  # fmt: skip

@@ -113,14 +113,49 @@ def _person(rng: np.random.Generator, H: int, W: int) -> _Person:
     return _Person(draw, canvas, skin, cx, shoulder_w, ls, rs, lh, rh, neck, head, arms)
 
 
+def _body_light(rng: np.random.Generator, person: _Person, H: int, W: int) -> np.ndarray:
+    """(H, W) factor of the light on a garment: cylindrical across the torso, times folds."""
+    xs = np.arange(W)[None, :]
+    across = np.clip((xs - person.cx) / (person.shoulder_w / 2 + 1e-6), -1.2, 1.2)
+    shade = 0.78 + 0.22 * np.cos(across * np.pi / 2.6)
+    folds = 1 + 0.05 * np.sin(
+        np.arange(H)[:, None] / H * rng.uniform(8, 16) + xs / W * rng.uniform(2, 6)
+    )
+    return shade * folds
+
+
+def _forearms(rng: np.random.Generator, person: _Person, H: int, W: int) -> int | None:
+    """Draws the forearms that hang down and returns the side (0 or 1) of the one that crosses
+    in front of the torso instead, if one does: it is drawn later, in front of the garment,
+    and the pose's wrist is moved to where the hand now is (as a pose estimator reports it)."""
+    arms = person.arms
+    crossing = int(rng.integers(2)) if rng.random() < 0.35 else None
+    if crossing is not None:
+        elbow, wrist = arms[crossing]
+        arms[crossing] = (elbow, wrist + np.array([(person.cx - wrist[0]) * 0.8, -0.02 * H]))
+    limb = (person.skin * 0.95).tolist()
+    for side, (elbow, wrist) in enumerate(arms):
+        if side != crossing:
+            cv2.line(person.draw, tuple(np.int32(elbow)), tuple(np.int32(wrist)), limb,
+                     int(0.075 * W))  # fmt: skip
+    return crossing
+
+
+def _crossing_forearm(arm: tuple[np.ndarray, np.ndarray], H: int, W: int) -> np.ndarray:
+    """(H, W) bool: the pixels of a forearm (elbow, hand) drawn across the torso."""
+    elbow, tip = arm
+    forearm = np.zeros((H, W), np.uint8)
+    cv2.line(forearm, tuple(np.int32(elbow)), tuple(np.int32(tip)), 255, int(0.07 * W))
+    return forearm > 0
+
+
 def synthetic_pair(rng: np.random.Generator, height: int = 256, width: int = 192) -> TryOnSample:
     """One person, one garment warped by the keypoint TPS, and the person wearing it."""
     H, W = height, width
     person = _person(rng, H, W)
-    draw, skin, cx, shoulder_w = person.draw, person.skin, person.cx, person.shoulder_w
+    draw, skin = person.draw, person.skin
     ls, rs, lh, rh, neck, head, arms = (person.ls, person.rs, person.lh, person.rh, person.neck,
                                         person.head, person.arms)  # fmt: skip
-    limb = (skin * 0.95).tolist()
 
     shot = render_garment("t-shirt", str(rng.choice(COLOURS)), str(rng.choice(PATTERNS)), rng)
     garment = letterbox(shot.image, max(H, W))[:H, :W] if H == W else fit_into(shot.image, H, W)
@@ -133,29 +168,13 @@ def synthetic_pair(rng: np.random.Generator, height: int = 256, width: int = 192
     true_grid = true_grid + _smooth_field(rng, H, W, 0.012)
     warped = remap(garment, true_grid, border=0).astype(np.float32)
     region = (remap(garment_mask, true_grid) > 127).astype(np.uint8) * 255
-    xs = np.arange(W)[None, :]
-    across = np.clip((xs - cx) / (shoulder_w / 2 + 1e-6), -1.2, 1.2)
-    shade = 0.78 + 0.22 * np.cos(across * np.pi / 2.6)
-    folds = 1 + 0.05 * np.sin(
-        np.arange(H)[:, None] / H * rng.uniform(8, 16) + xs / W * rng.uniform(2, 6)
-    )
-    warped *= (shade * folds)[..., None]
-    crossing = int(rng.integers(2)) if rng.random() < 0.35 else None
-    if crossing is not None:
-        # A forearm crosses in front of the torso: it is drawn there instead of hanging down,
-        # and the pose's wrist is where the hand now is (as a pose estimator would report it).
-        elbow, wrist = arms[crossing]
-        arms[crossing] = (elbow, wrist + np.array([(cx - wrist[0]) * 0.8, -0.02 * H]))
-    for side, (elbow, wrist) in enumerate(arms):
-        if side != crossing:
-            cv2.line(draw, tuple(np.int32(elbow)), tuple(np.int32(wrist)), limb, int(0.075 * W))
+    warped *= _body_light(rng, person, H, W)[..., None]
+    crossing = _forearms(rng, person, H, W)
     person = np.where(region[..., None] > 0, warped, draw)
     if crossing is not None:
-        elbow, tip = arms[crossing]
-        forearm = np.zeros((H, W), np.uint8)
-        cv2.line(forearm, tuple(np.int32(elbow)), tuple(np.int32(tip)), 255, int(0.07 * W))
-        person[forearm > 0] = skin * 0.93
-        region = np.where(forearm > 0, 0, region).astype(np.uint8)
+        forearm = _crossing_forearm(arms[crossing], H, W)
+        person[forearm] = skin * 0.93
+        region = np.where(forearm, 0, region).astype(np.uint8)
     person = np.clip(person, 0, 255).astype(np.uint8)
 
     torso_poly = np.zeros((H, W), np.uint8)
@@ -196,23 +215,15 @@ def fitted_pair(rng: np.random.Generator, height: int = 256, width: int = 192) -
     H, W = height, width
     person = _person(rng, H, W)
     draw, skin = person.draw, person.skin
-    limb = (skin * 0.95).tolist()
     category = str(rng.choice(FITTED_CATEGORIES))
     shot = render_garment(category, str(rng.choice(COLOURS)), str(rng.choice(PATTERNS)), rng)
     garment = fit_into(shot.image, H, W)
     garment_mask = fit_into(np.repeat(shot.mask[..., None], 3, 2), H, W, fill=0)[..., 0]
-    arms = list(person.arms)
-    crossing = int(rng.integers(2)) if rng.random() < 0.35 else None
-    if crossing is not None:
-        elbow, wrist = arms[crossing]
-        arms[crossing] = (elbow, wrist + np.array([(person.cx - wrist[0]) * 0.8, -0.02 * H]))
-    for side, (elbow, wrist) in enumerate(arms):
-        if side != crossing:
-            cv2.line(draw, tuple(np.int32(elbow)), tuple(np.int32(wrist)), limb, int(0.075 * W))
+    crossing = _forearms(rng, person, H, W)
+    arms = person.arms
     body = (np.abs(draw - person.canvas).sum(axis=-1) > 1).astype(np.uint8) * 255
     if crossing is not None:
-        elbow, tip = arms[crossing]
-        cv2.line(body, tuple(np.int32(elbow)), tuple(np.int32(tip)), 255, int(0.07 * W))
+        body[_crossing_forearm(arms[crossing], H, W)] = 255
     keypoints = _landmarks(person, arms, H, W)
 
     jittered = keypoints.copy()
@@ -223,16 +234,10 @@ def fitted_pair(rng: np.random.Generator, height: int = 256, width: int = 192) -
     map_x, map_y = xs + field[..., 0].astype(np.float32), ys + field[..., 1].astype(np.float32)
     warped = cv2.remap(truth.garment, map_x, map_y, cv2.INTER_LINEAR).astype(np.float32)
     region = cv2.remap(truth.mask, map_x, map_y, cv2.INTER_LINEAR) > 127
-    across = np.clip((xs - person.cx) / (person.shoulder_w / 2 + 1e-6), -1.2, 1.2)
-    shade = 0.78 + 0.22 * np.cos(across * np.pi / 2.6)
-    folds = 1 + 0.05 * np.sin(ys / H * rng.uniform(8, 16) + xs / W * rng.uniform(2, 6))
-    warped *= (shade * folds)[..., None]
+    warped *= _body_light(rng, person, H, W)[..., None]
     image = np.where(region[..., None], warped, draw)
     if crossing is not None:  # in front of the torso; inside its own sleeve, if it has one
-        elbow, tip = arms[crossing]
-        forearm = np.zeros((H, W), np.uint8)
-        cv2.line(forearm, tuple(np.int32(elbow)), tuple(np.int32(tip)), 255, int(0.07 * W))
-        image[(forearm > 0) & ~region] = skin * 0.93
+        image[_crossing_forearm(arms[crossing], H, W) & ~region] = skin * 0.93
     image = np.clip(image, 0, 255).astype(np.uint8)
     region_u8 = region.astype(np.uint8) * 255
 
