@@ -4,6 +4,13 @@
 acknowledged event survives the process being killed. It is idempotent on
 ``event_id``: an id already stored (or repeated within the batch) is reported
 as a duplicate and left untouched.
+
+The same database holds the exposure log (what each shopper was shown: one row per
+recommendation list in ``exposures``, its experiment arms in ``exposure_arms`` and its
+garments in ``exposure_items``, idempotent on ``recommendation_id``) and every version of every
+experiment definition that assigned anyone (``experiment_definitions``), so a result is
+always read with the definition that produced it. ``exposure_arms`` and ``exposure_items``
+repeat the user and the time of their list, so a report reads them without a join.
 """
 
 from __future__ import annotations
@@ -11,15 +18,16 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import pandas as pd
 
 # What training and ranking read: a quarter of the columns, a fraction of the time.
 INTERACTION_COLUMNS = ("event_id", "type", "user_id", "garment_id", "occurred_at_us")
+T = TypeVar("T")
 EVENT_TYPES = ("impression", "view", "tryon_view", "add_to_cart", "purchase", "rating")
 
 
@@ -55,10 +63,98 @@ CREATE TABLE IF NOT EXISTS events (
     recommendation_id TEXT NOT NULL,
     value_minor       BIGINT NOT NULL
 )"""
+_EXPOSURE_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS exposures (
+    recommendation_id TEXT PRIMARY KEY,
+    user_id           TEXT NOT NULL,
+    served_at_us      BIGINT NOT NULL,
+    received_at_us    BIGINT NOT NULL,
+    strategy          TEXT NOT NULL,
+    model_version     TEXT NOT NULL,
+    latency_ms        REAL NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS exposure_arms (
+    recommendation_id TEXT NOT NULL,
+    experiment        TEXT NOT NULL,
+    variant           TEXT NOT NULL,
+    version           TEXT NOT NULL,
+    user_id           TEXT NOT NULL,
+    served_at_us      BIGINT NOT NULL,
+    PRIMARY KEY (recommendation_id, experiment)
+)""",
+    """CREATE TABLE IF NOT EXISTS exposure_items (
+    recommendation_id TEXT NOT NULL,
+    rank              INTEGER NOT NULL,
+    garment_id        TEXT NOT NULL,
+    preview_status    TEXT NOT NULL,
+    user_id           TEXT NOT NULL,
+    served_at_us      BIGINT NOT NULL,
+    PRIMARY KEY (recommendation_id, rank)
+)""",
+    """CREATE TABLE IF NOT EXISTS experiment_definitions (
+    experiment        TEXT NOT NULL,
+    version           TEXT NOT NULL,
+    definition        TEXT NOT NULL,
+    first_seen_us     BIGINT NOT NULL,
+    PRIMARY KEY (experiment, version)
+)""",
+)
 _INDEXES = (
     "CREATE INDEX IF NOT EXISTS events_occurred ON events (occurred_at_us)",
     "CREATE INDEX IF NOT EXISTS events_variant ON events (experiment, variant)",
+    # A report's exposed users: one experiment's rows, grouped by user, read from the index.
+    "CREATE INDEX IF NOT EXISTS exposure_arms_user "
+    "ON exposure_arms (experiment, user_id, served_at_us, variant)",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class ExposedItem:
+    rank: int
+    garment_id: str
+    preview_status: str  # ok, cached, skipped, failed, ... (the PreviewStatus name)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredExposure:
+    """One recommendation list served: who saw it, under which experiment arms
+    ((experiment, variant, version) each), and which garments with which previews."""
+
+    recommendation_id: str
+    user_id: str
+    served_at_us: int
+    received_at_us: int
+    strategy: str
+    model_version: str
+    latency_ms: float
+    arms: tuple[tuple[str, str, str], ...]
+    items: tuple[ExposedItem, ...]
+
+    def rows(self) -> tuple[tuple[object, ...], list[tuple[object, ...]], list[tuple[object, ...]]]:
+        """Its rows of exposures, exposure_arms and exposure_items."""
+        head = (self.recommendation_id, self.user_id, self.served_at_us, self.received_at_us,
+                self.strategy, self.model_version, float(self.latency_ms))  # fmt: skip
+        arms = [(self.recommendation_id, e, v, ver, self.user_id, self.served_at_us)
+                for e, v, ver in self.arms]  # fmt: skip
+        items = [(self.recommendation_id, i.rank, i.garment_id, i.preview_status, self.user_id,
+                  self.served_at_us) for i in self.items]  # fmt: skip
+        return head, arms, items
+
+
+_EXPOSURE_INSERTS = (
+    "INSERT INTO exposure_arms (recommendation_id, experiment, variant, version, user_id, "
+    "served_at_us) VALUES ({})".format(", ".join(["{p}"] * 6)),
+    "INSERT INTO exposure_items (recommendation_id, rank, garment_id, preview_status, user_id, "
+    "served_at_us) VALUES ({})".format(", ".join(["{p}"] * 6)),
+)
+_EXPOSURE_HEAD = (
+    "INSERT INTO exposures (recommendation_id, user_id, served_at_us, received_at_us, strategy, "
+    "model_version, latency_ms) VALUES ({})".format(", ".join(["{p}"] * 7))
+)
+
+
+def _sql(template: str, placeholder: str) -> str:
+    return template.replace("{p}", placeholder)
 
 
 class EventStore(Protocol):
@@ -77,6 +173,26 @@ class EventStore(Protocol):
         ...
 
     def count(self) -> int: ...
+
+    def append_exposures(self, exposures: Sequence[StoredExposure]) -> list[bool]:
+        """Stores exposures atomically and durably; True per exposure newly stored."""
+        ...
+
+    def exposure_owners(self, recommendation_ids: Sequence[str]) -> dict[str, str]:
+        """The user each of these recommendation lists was served to (those stored)."""
+        ...
+
+    def exposure_arms(self, recommendation_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Per recommendation list stored: experiment -> variant."""
+        ...
+
+    def record_definitions(self, definitions: Sequence[tuple[str, str, str]]) -> None:
+        """Keeps (experiment, version, definition JSON) rows not already kept."""
+        ...
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """A read-only query; ``?`` placeholders on every backend."""
+        ...
 
     def close(self) -> None: ...
 
@@ -142,8 +258,7 @@ class SqliteEventStore:
             try:
                 self._db.execute("PRAGMA journal_mode=WAL")
                 self._db.execute(f"PRAGMA synchronous={synchronous}")
-                self._db.execute(_SCHEMA)
-                for statement in _INDEXES:
+                for statement in (_SCHEMA, *_EXPOSURE_SCHEMA, *_INDEXES):
                     self._db.execute(statement)
                 return
             except sqlite3.OperationalError as exc:
@@ -155,26 +270,15 @@ class SqliteEventStore:
         if not events:
             return []
         ids = list({e.event_id for e in events})
-        with self._lock:
-            # IMMEDIATE takes the write lock before reading, so no other writer
-            # can slip the same id in between the check and the insert.
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                existing: set[str] = set()
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start : start + 500]
-                    rows = self._db.execute(
-                        f"SELECT event_id FROM events WHERE event_id IN ({','.join('?' * len(chunk))})",
-                        chunk,
-                    )
-                    existing.update(r[0] for r in rows)
-                flags, fresh = _flags(events, existing)
-                self._db.executemany(self._insert, [astuple(e) for e in fresh])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-        return flags
+
+        # IMMEDIATE (in _write) takes the write lock before reading, so no other writer can
+        # slip the same id in between the check and the insert.
+        def work(db: sqlite3.Connection) -> list[bool]:
+            flags, fresh = _flags(events, self._existing(db, "events", "event_id", ids))
+            db.executemany(self._insert, [astuple(e) for e in fresh])
+            return flags
+
+        return self._write(work)
 
     def read_frame(
         self, since_us: int | None = None, columns: Sequence[str] = COLUMNS
@@ -185,8 +289,73 @@ class SqliteEventStore:
         return _typed_frame(rows, columns)
 
     def count(self) -> int:
+        return int(self.query("SELECT count(*) FROM events")[0][0])
+
+    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(self._db)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return result
+
+    def append_exposures(self, exposures: Sequence[StoredExposure]) -> list[bool]:
+        if not exposures:
+            return []
+
+        def work(db: sqlite3.Connection) -> list[bool]:
+            stored = self._existing(
+                db, "exposures", "recommendation_id", [e.recommendation_id for e in exposures]
+            )
+            flags = []
+            for exposure in exposures:
+                is_new = exposure.recommendation_id not in stored
+                flags.append(is_new)
+                if is_new:
+                    stored.add(exposure.recommendation_id)
+                    head, arms, items = exposure.rows()
+                    db.execute(_sql(_EXPOSURE_HEAD, "?"), head)
+                    db.executemany(_sql(_EXPOSURE_INSERTS[0], "?"), arms)
+                    db.executemany(_sql(_EXPOSURE_INSERTS[1], "?"), items)
+            return flags
+
+        return self._write(work)
+
+    @staticmethod
+    def _existing(db: sqlite3.Connection, table: str, column: str, ids: Sequence[str]) -> set[str]:
+        """Which of ``ids`` the table already holds (read inside the write transaction)."""
+        found: set[str] = set()
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start : start + 500])
+            rows = db.execute(
+                f"SELECT {column} FROM {table} WHERE {column} IN ({','.join('?' * len(chunk))})",
+                chunk,
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    def exposure_owners(self, recommendation_ids: Sequence[str]) -> dict[str, str]:
+        return dict(_in_chunks(self, "SELECT recommendation_id, user_id FROM exposures "
+                               "WHERE recommendation_id IN ({})", recommendation_ids))  # fmt: skip
+
+    def exposure_arms(self, recommendation_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        return _arms(_in_chunks(self, "SELECT recommendation_id, experiment, variant FROM "
+                                "exposure_arms WHERE recommendation_id IN ({})",
+                                recommendation_ids))  # fmt: skip
+
+    def record_definitions(self, definitions: Sequence[tuple[str, str, str]]) -> None:
+        now_us = time.time_ns() // 1000
+        self._write(lambda db: db.executemany(
+            "INSERT OR IGNORE INTO experiment_definitions VALUES (?, ?, ?, ?)",
+            [(*d, now_us) for d in definitions],
+        ))  # fmt: skip
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True) as db:
-            return int(db.execute("SELECT count(*) FROM events").fetchone()[0])
+            return db.execute(sql, tuple(params)).fetchall()
 
     def close(self) -> None:
         with self._lock:
@@ -202,8 +371,7 @@ class PostgresEventStore:
         self.url = url
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True, timeout=10)
         with self._pool.connection() as conn:
-            conn.execute(_SCHEMA)
-            for statement in _INDEXES:
+            for statement in (_SCHEMA, *_EXPOSURE_SCHEMA, *_INDEXES):
                 conn.execute(statement)
         casts = (
             "text",
@@ -246,11 +414,77 @@ class PostgresEventStore:
         return _typed_frame(rows, columns)
 
     def count(self) -> int:
+        return int(self.query("SELECT count(*) FROM events")[0][0])
+
+    def append_exposures(self, exposures: Sequence[StoredExposure]) -> list[bool]:
+        if not exposures:
+            return []
+        first: dict[str, StoredExposure] = {}
+        for exposure in exposures:
+            first.setdefault(exposure.recommendation_id, exposure)
+        with self._pool.connection() as conn, conn.transaction():
+            heads = [e.rows()[0] for e in first.values()]
+            inserted = set()
+            # One statement per list keeps ON CONFLICT's answer per id; lists are few per batch.
+            for head in heads:
+                row = conn.execute(
+                    _sql(_EXPOSURE_HEAD, "%s") + " ON CONFLICT (recommendation_id) DO NOTHING "
+                    "RETURNING recommendation_id", head,
+                ).fetchone()  # fmt: skip
+                if row:
+                    inserted.add(row[0])
+            fresh = [first[rid] for rid in inserted]
+            with conn.cursor() as cursor:
+                cursor.executemany(_sql(_EXPOSURE_INSERTS[0], "%s"),
+                                   [r for e in fresh for r in e.rows()[1]])  # fmt: skip
+                cursor.executemany(_sql(_EXPOSURE_INSERTS[1], "%s"),
+                                   [r for e in fresh for r in e.rows()[2]])  # fmt: skip
+        flags = []
+        for exposure in exposures:
+            flags.append(exposure.recommendation_id in inserted)
+            inserted.discard(exposure.recommendation_id)
+        return flags
+
+    def exposure_owners(self, recommendation_ids: Sequence[str]) -> dict[str, str]:
+        return dict(_in_chunks(self, "SELECT recommendation_id, user_id FROM exposures "
+                               "WHERE recommendation_id IN ({})", recommendation_ids))  # fmt: skip
+
+    def exposure_arms(self, recommendation_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        return _arms(_in_chunks(self, "SELECT recommendation_id, experiment, variant FROM "
+                                "exposure_arms WHERE recommendation_id IN ({})",
+                                recommendation_ids))  # fmt: skip
+
+    def record_definitions(self, definitions: Sequence[tuple[str, str, str]]) -> None:
+        now_us = time.time_ns() // 1000
+        with self._pool.connection() as conn, conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO experiment_definitions VALUES (%s, %s, %s, %s) "
+                "ON CONFLICT (experiment, version) DO NOTHING",
+                [(*d, now_us) for d in definitions],
+            )
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         with self._pool.connection() as conn:
-            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+            return conn.execute(sql.replace("?", "%s"), tuple(params)).fetchall()
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _in_chunks(store: EventStore, template: str, ids: Sequence[str]) -> list[tuple[object, ...]]:
+    unique = list(dict.fromkeys(ids))
+    rows: list[tuple[object, ...]] = []
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        rows.extend(store.query(template.format(",".join("?" * len(chunk))), chunk))
+    return rows
+
+
+def _arms(rows: list[tuple[object, ...]]) -> dict[str, dict[str, str]]:
+    arms: dict[str, dict[str, str]] = {}
+    for rid, experiment, variant in rows:
+        arms.setdefault(str(rid), {})[str(experiment)] = str(variant)
+    return arms
 
 
 def open_event_store(url: str, *, sqlite_synchronous: str = "FULL") -> EventStore:

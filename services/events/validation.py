@@ -85,15 +85,9 @@ def validate_event(
         )
     ):
         return problem
-    occurred_us = now_us
-    if event.HasField("occurred_at"):
-        occurred_us = event.occurred_at.seconds * 1_000_000 + event.occurred_at.nanos // 1000
-        if occurred_us < _EARLIEST_US:
-            return Violation(f"{at}.occurred_at", "is before 2000-01-01; send UTC seconds")
-        if occurred_us > now_us + max_future_us:
-            return Violation(
-                f"{at}.occurred_at", f"is more than {max_future_us // 1_000_000} s in the future"
-            )
+    occurred_us = _time(event, "occurred_at", f"{at}.occurred_at", now_us, max_future_us)
+    if isinstance(occurred_us, Violation):
+        return occurred_us
     return StoredEvent(
         event_id=event.event_id,
         type=type_name,
@@ -107,3 +101,53 @@ def validate_event(
         recommendation_id=event.recommendation_id,
         value_minor=event.value_minor,
     )
+
+
+def _time(
+    message: object, name: str, field: str, now_us: int, max_future_us: int
+) -> int | Violation:
+    """A Timestamp field in microseconds (``now_us`` when unset), or why it is not believable."""
+    if not message.HasField(name):  # type: ignore[attr-defined]
+        return now_us
+    stamp = getattr(message, name)
+    moment_us = stamp.seconds * 1_000_000 + stamp.nanos // 1000
+    if moment_us < _EARLIEST_US:
+        return Violation(field, "is before 2000-01-01; send UTC seconds")
+    if moment_us > now_us + max_future_us:
+        return Violation(field, f"is more than {max_future_us // 1_000_000} s in the future")
+    return moment_us
+
+
+MAX_EXPOSED_ITEMS = 200
+
+
+def validate_exposure(
+    exposure: events_pb2.Exposure, index: int, now_us: int, max_future_us: int
+) -> int | Violation:
+    """When the list was served (microseconds), or the first rule the exposure breaks."""
+    at = f"exposures[{index}]"
+    for name in ("recommendation_id", "user_id"):
+        if problem := _check_id(getattr(exposure, name), f"{at}.{name}", name):
+            return problem
+    for i, arm in enumerate(exposure.arms):
+        for name in ("experiment", "variant"):
+            if not _LABEL.match(getattr(arm, name)):
+                return Violation(f"{at}.arms[{i}].{name}",
+                                 f"must match [a-z0-9][a-z0-9._-]{{0,63}} "
+                                 f"(got {getattr(arm, name)[:40]!r})")  # fmt: skip
+    if len({arm.experiment for arm in exposure.arms}) != len(exposure.arms):
+        return Violation(f"{at}.arms", "names an experiment twice")
+    if len(exposure.items) > MAX_EXPOSED_ITEMS:
+        return Violation(f"{at}.items", f"at most {MAX_EXPOSED_ITEMS} garments per list")
+    ranks = set()
+    for i, item in enumerate(exposure.items):
+        if problem := _check_id(item.garment_id, f"{at}.items[{i}].garment_id", "garment_id"):
+            return problem
+        if item.rank < 1 or item.rank in ranks:
+            return Violation(
+                f"{at}.items[{i}].rank", f"must be a distinct rank >= 1 (got {item.rank})"
+            )
+        ranks.add(item.rank)
+    if not (exposure.latency_ms >= 0 and exposure.latency_ms < 3_600_000):
+        return Violation(f"{at}.latency_ms", f"must be 0 to an hour (got {exposure.latency_ms})")
+    return _time(exposure, "served_at", f"{at}.served_at", now_us, max_future_us)

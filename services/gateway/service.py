@@ -7,8 +7,10 @@ items on the shopper's photo: one tryon Generate + splice Compose per garment, a
 cached by content (photo hash, garment id, try-on model version) in a bounded cache whose
 entries expire after a TTL, and bounded by the caller's deadline: an item whose preview is
 not ready in time comes back without one, with a status and the reason, never failing the
-call. Track forwards feedback to the events service. Deadlines and request ids flow
-downstream through the runtime's client channels. Photos are never logged.
+call. Every list served is logged to the events service (what the shopper saw: garments,
+ranks, previews, experiment arms), in batches from a bounded queue, never slowing the call
+(see exposures.py). Track forwards feedback to the events service. Deadlines and request ids
+flow downstream through the runtime's client channels. Photos are never logged.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from drape.models.images import ImageLimits, encode_jpeg
+from drape.services.gateway.exposures import ExposureLog
 from drape.services.runtime import (
     DrapeConfig,
     InvalidArgument,
@@ -88,6 +91,26 @@ class _PhotoEmbedding:
 def preview_status_name(status: int) -> str:
     """``ok``, ``cached``, ``timed_out``, ... (metric labels, reports)."""
     return common_pb2.PreviewStatus.Name(status).removeprefix("PREVIEW_STATUS_").lower()
+
+
+def exposure(
+    user_id: str, response: gateway_pb2.GatewayServiceRecommendResponse, seconds: float
+) -> events_pb2.Exposure:
+    """What the shopper was shown, as the exposure log stores it."""
+    served = events_pb2.Exposure(
+        recommendation_id=response.recommendation_id,
+        user_id=user_id,
+        strategy=response.assignment.strategy,
+        model_version=response.model_version,
+        latency_ms=seconds * 1000,
+    )
+    served.served_at.GetCurrentTime()
+    for arm in response.assignments:
+        served.arms.add(experiment=arm.experiment, variant=arm.variant, version=arm.version)
+    for item in response.items:
+        served.items.add(garment_id=item.garment.garment_id, rank=item.rank,
+                         preview_status=item.preview.status or common_pb2.PREVIEW_STATUS_SKIPPED)  # fmt: skip
+    return served
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
@@ -160,6 +183,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             "Previews a request took from an identical one already being made (single flight).",
             registry=registry,
         )
+        self.exposures = ExposureLog(events, settings, registry)
         self.preview_seconds = Histogram(
             "drape_preview_seconds", "Time to make one preview (tryon + splice), by status.",
             ["status"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10), registry=registry,
@@ -167,6 +191,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.exposures.close()
         self.preview_cache.close()
         self.working_photos.close()
         self.photo_cache.close()
@@ -181,6 +206,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     def Recommend(
         self, request: gateway_pb2.GatewayServiceRecommendRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.GatewayServiceRecommendResponse:
+        started = time.perf_counter()
         self._check_photo(request.photo, "photo")
         if request.preview_limit < 0:
             raise InvalidArgument("preview_limit", "must not be negative")
@@ -203,8 +229,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             items=ranked.items,
             model_version=ranked.model_version,
             photo=photo_use,
+            assignments=ranked.assignments,
         )
         self._attach_previews(request, response, working, photo_hash)
+        self.exposures.offer(exposure(request.user_id, response, time.perf_counter() - started))
         return response
 
     def _working_photo(self, photo: common_pb2.Image, photo_hash: str) -> common_pb2.Image:
@@ -289,9 +317,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             for item in items:
                 self._gate(item.preview, threshold)
             self._fit_in_reply(response, items)
-        for item in items:
-            self.previews.labels(preview_status_name(item.preview.status), assignment.experiment,
-                                 assignment.variant).inc()  # fmt: skip
+        for arm in response.assignments or [assignment]:
+            for item in items:
+                self.previews.labels(preview_status_name(item.preview.status), arm.experiment,
+                                     arm.variant).inc()  # fmt: skip
 
     def _previews(self, photos: _PreviewPhotos, items: list[common_pb2.RecommendedGarment]) -> None:
         """Every item's preview, from the cache or made now, all at once; whatever is not

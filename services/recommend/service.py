@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import threading
 import uuid
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -13,7 +12,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, Counter
 
 from drape.recsys.catalog import Catalog
-from drape.recsys.experiments import Experiment, default_experiment, load_experiment
+from drape.recsys.experiments import Assignment, Plan, PlanSource
 from drape.recsys.index import configure_for_serving
 from drape.recsys.ranking import Ranked, RankRequest
 from drape.services.events.store import open_event_store
@@ -25,6 +24,7 @@ from drape.services.runtime import (
     NotFound,
     ServiceSpec,
 )
+from drape.services.runtime.experiments import watch_experiments
 from drape.v1 import common_pb2, recommend_pb2, recommend_pb2_grpc
 
 CHANNELS = {
@@ -76,23 +76,44 @@ def rank_request(user_id: str, k: int, context: common_pb2.RecommendContext) -> 
     )
 
 
+def assignment_protos(assigned: Assignment) -> list[common_pb2.ExperimentAssignment]:
+    """One message per experiment the user is in (a single one with empty names when in
+    none), each with the strategy and previews setting that apply."""
+    arms = [(a.experiment.name, a.variant.name, a.experiment.version) for a in assigned.arms]
+    return [
+        common_pb2.ExperimentAssignment(
+            experiment=experiment,
+            variant=variant,
+            version=version,
+            strategy=assigned.strategy,
+            previews_enabled=assigned.previews,
+        )
+        for experiment, variant, version in arms or [("", "", "")]
+    ]
+
+
 class RecommendServicer(recommend_pb2_grpc.RecommendServiceServicer):
     def __init__(
-        self, state: RecommendState, experiment: Experiment, max_k: int, registry: CollectorRegistry
+        self,
+        state: RecommendState,
+        plans: PlanSource | Plan,
+        max_k: int,
+        registry: CollectorRegistry,
     ) -> None:
         self.state = state
-        self.experiment = experiment
+        self._plans = plans
         self.max_k = max_k
         self._ranking = threading.Lock()
-        served = Counter(
+        self._served = Counter(
             "drape_recommendations",
             "Recommendation lists served, by experiment variant and strategy.",
             ["experiment", "variant", "strategy"],
             registry=registry,
         )
-        self._served = {
-            v.name: served.labels(experiment.name, v.name, v.strategy) for v in experiment.variants
-        }
+
+    @property
+    def plan(self) -> Plan:
+        return self._plans.current() if isinstance(self._plans, PlanSource) else self._plans
 
     def _check_k(self, k: int) -> None:
         if not 1 <= k <= self.max_k:
@@ -120,24 +141,22 @@ class RecommendServicer(recommend_pb2_grpc.RecommendServiceServicer):
         self._check_k(request.k)
         models = self.state.current()
         photo = self._photo(list(request.photo_embedding), models.embedding_dim)
-        variant = self.experiment.assign(request.user_id)
+        assigned = self.plan.assign(request.user_id)
         # One ranking at a time per process: the interpreter lock runs one at a time anyway,
         # and taking turns by request rather than by the interpreter's 5 ms time slices
         # keeps a request from waiting behind several others' slices (the latency tail).
         with self._ranking:
             items = models.rank(
-                variant.strategy, rank_request(request.user_id, request.k, request.context), photo
+                assigned.strategy, rank_request(request.user_id, request.k, request.context), photo
             )
-        self._served[variant.name].inc()
+        arms = assignment_protos(assigned)
+        for arm in arms:
+            self._served.labels(arm.experiment, arm.variant, assigned.strategy).inc()
         response = recommend_pb2.RecommendResponse(
             recommendation_id=uuid.uuid4().hex,
-            assignment=common_pb2.ExperimentAssignment(
-                experiment=self.experiment.name,
-                variant=variant.name,
-                strategy=variant.strategy,
-                previews_enabled=variant.previews,
-            ),
-            model_version=models.model_version(variant.strategy),
+            assignment=arms[0],
+            assignments=arms if assigned.arms else [],
+            model_version=models.model_version(assigned.strategy),
         )
         add_ranked(response.items, models.catalog, items)
         return response
@@ -167,13 +186,8 @@ def build(config: DrapeConfig) -> ServiceSpec:
     cfg = config.recommend
     store = open_event_store(cfg.events_store_url or config.events_store_url())
     state = RecommendState(config.catalog_path(), store, cfg, config.recsys_artifacts())
-    experiment = (
-        load_experiment(Path(cfg.experiments_path))
-        if cfg.experiments_path
-        else default_experiment()
-    )
     registry = CollectorRegistry()
-    servicer = RecommendServicer(state, experiment, cfg.max_k, registry)
+    servicer = RecommendServicer(state, watch_experiments(config, registry), cfg.max_k, registry)
     state.start()
 
     def stop() -> None:

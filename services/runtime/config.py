@@ -147,7 +147,11 @@ class RecommendConfig(_Strict):
     """Age at which an interaction counts half (time decay of the matrix and popularity)."""
     weights: EventWeights = Field(default_factory=EventWeights)
     experiments_path: str = ""
-    """Experiments YAML; empty = a single "control" variant (popularity)."""
+    """Experiments YAML (one experiment, or layers of them; see drape.recsys.experiments);
+    empty = a single "control" variant (popularity). The events service reads it too."""
+    experiments_reload_s: float = Field(5.0, gt=0)
+    """How often the recommend and events services look for a changed experiments file. A
+    change that reallocates users of a running experiment is refused unless forced."""
     artifacts_path: str = ""
     """Trained recommender versions (`drape train recsys`); empty =
     <data_dir>/artifacts/recsys."""
@@ -205,6 +209,20 @@ class GatewayConfig(_Strict):
     """Memory bound of the preview and photo-embedding caches."""
     preview_cache_ttl_s: float = Field(600.0, gt=0, le=86_400)
     """Seconds a cached preview or photo embedding is kept after it was made, read or not."""
+    exposure_queue: int = Field(10_000, ge=1, le=10_000_000)
+    """Recommendation lists waiting to be logged to the events service; when full, new ones
+    are dropped (counted in drape_exposures_dropped_total), never waited for. Also what a
+    crash of the gateway can lose at most."""
+    exposure_batch: int = Field(200, ge=1, le=1000)
+    """Exposures per LogExposures call (at most the events service's max_batch)."""
+    exposure_flush_interval_s: float = Field(0.2, gt=0, le=60)
+    """Longest an exposure waits for its batch to fill before it is sent."""
+    exposure_attempts: int = Field(3, ge=1, le=20)
+    """Tries per batch (with backoff) before it is dropped and counted."""
+    exposure_call_timeout_s: float = Field(5.0, gt=0, le=120)
+    """Deadline of one LogExposures call."""
+    exposure_flush_timeout_s: float = Field(5.0, ge=0, le=120)
+    """On stop, time given to send what is queued."""
 
 
 class EncoderConfig(_Strict):

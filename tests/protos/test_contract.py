@@ -47,6 +47,7 @@ def test_all_six_services_are_defined():
         ("TryOnService", "Generate"),
         ("SpliceService", "Compose"),
         ("EventsService", "Record"),
+        ("EventsService", "LogExposures"),
     }
     embed = features_pb2.DESCRIPTOR.services_by_name["FeaturesService"].methods_by_name[
         "EmbedGarments"

@@ -94,16 +94,18 @@ class ChannelScore(_message.Message):
     def __init__(self, channel: _Optional[_Union[Channel, str]] = ..., score: _Optional[float] = ..., rank: _Optional[int] = ...) -> None: ...
 
 class ExperimentAssignment(_message.Message):
-    __slots__ = ("experiment", "variant", "strategy", "previews_enabled")
+    __slots__ = ("experiment", "variant", "strategy", "previews_enabled", "version")
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
     VARIANT_FIELD_NUMBER: _ClassVar[int]
     STRATEGY_FIELD_NUMBER: _ClassVar[int]
     PREVIEWS_ENABLED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     experiment: str
     variant: str
     strategy: str
     previews_enabled: bool
-    def __init__(self, experiment: _Optional[str] = ..., variant: _Optional[str] = ..., strategy: _Optional[str] = ..., previews_enabled: bool = ...) -> None: ...
+    version: str
+    def __init__(self, experiment: _Optional[str] = ..., variant: _Optional[str] = ..., strategy: _Optional[str] = ..., previews_enabled: bool = ..., version: _Optional[str] = ...) -> None: ...
 
 class PreviewQuality(_message.Message):
     __slots__ = ("score", "coverage", "connectedness", "colour_delta_e", "pattern_ssim", "sharpness", "short", "advice", "face_ssim", "background_difference")

@@ -12,28 +12,39 @@ from google.protobuf.internal import builder as _builder
 _sym_db = _symbol_database.Default()
 
 
+from drape.v1 import common_pb2 as drape_dot_v1_dot_common__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x64rape/v1/events.proto\x12\x08\x64rape.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12!\n\x04type\x18\x02 \x01(\x0e\x32\x13.drape.v1.EventType\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x12\n\ngarment_id\x18\x04 \x01(\t\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nexperiment\x18\x06 \x01(\t\x12\x0f\n\x07variant\x18\x07 \x01(\t\x12\x0e\n\x06rating\x18\x08 \x01(\x05\x12\x19\n\x11recommendation_id\x18\t \x01(\t\x12\x13\n\x0bvalue_minor\x18\n \x01(\x03\"g\n\x0b\x45ventResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\'\n\x07outcome\x18\x02 \x01(\x0e\x32\x16.drape.v1.EventOutcome\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"[\n\rRecordRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1f\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x0f.drape.v1.Event\x12\x15\n\rallow_partial\x18\x03 \x01(\x08\"\x82\x01\n\x0eRecordResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06stored\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\x12\x10\n\x08rejected\x18\x04 \x01(\x05\x12&\n\x07results\x18\x05 \x03(\x0b\x32\x15.drape.v1.EventResult*\xbe\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_TYPE_IMPRESSION\x10\x01\x12\x13\n\x0f\x45VENT_TYPE_VIEW\x10\x02\x12\x19\n\x15\x45VENT_TYPE_TRYON_VIEW\x10\x03\x12\x1a\n\x16\x45VENT_TYPE_ADD_TO_CART\x10\x04\x12\x17\n\x13\x45VENT_TYPE_PURCHASE\x10\x05\x12\x15\n\x11\x45VENT_TYPE_RATING\x10\x06*\x80\x01\n\x0c\x45ventOutcome\x12\x1d\n\x19\x45VENT_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45VENT_OUTCOME_STORED\x10\x01\x12\x1b\n\x17\x45VENT_OUTCOME_DUPLICATE\x10\x02\x12\x1a\n\x16\x45VENT_OUTCOME_REJECTED\x10\x03\x32L\n\rEventsService\x12;\n\x06Record\x12\x17.drape.v1.RecordRequest\x1a\x18.drape.v1.RecordResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x64rape/v1/events.proto\x12\x08\x64rape.v1\x1a\x15\x64rape/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf7\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12!\n\x04type\x18\x02 \x01(\x0e\x32\x13.drape.v1.EventType\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x12\n\ngarment_id\x18\x04 \x01(\t\x12/\n\x0boccurred_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nexperiment\x18\x06 \x01(\t\x12\x0f\n\x07variant\x18\x07 \x01(\t\x12\x0e\n\x06rating\x18\x08 \x01(\x05\x12\x19\n\x11recommendation_id\x18\t \x01(\t\x12\x13\n\x0bvalue_minor\x18\n \x01(\x03\"g\n\x0b\x45ventResult\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\'\n\x07outcome\x18\x02 \x01(\x0e\x32\x16.drape.v1.EventOutcome\x12\r\n\x05\x66ield\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"[\n\rRecordRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1f\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x0f.drape.v1.Event\x12\x15\n\rallow_partial\x18\x03 \x01(\x08\"\x82\x01\n\x0eRecordResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06stored\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\x12\x10\n\x08rejected\x18\x04 \x01(\x05\x12&\n\x07results\x18\x05 \x03(\x0b\x32\x15.drape.v1.EventResult\"`\n\x0b\x45xposedItem\x12\x12\n\ngarment_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\x05\x12/\n\x0epreview_status\x18\x03 \x01(\x0e\x32\x17.drape.v1.PreviewStatus\"C\n\x0b\x45xposureArm\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\t\"\xed\x01\n\x08\x45xposure\x12\x19\n\x11recommendation_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12-\n\tserved_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12#\n\x04\x61rms\x18\x04 \x03(\x0b\x32\x15.drape.v1.ExposureArm\x12\x10\n\x08strategy\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12$\n\x05items\x18\x07 \x03(\x0b\x32\x15.drape.v1.ExposedItem\x12\x12\n\nlatency_ms\x18\x08 \x01(\x02\"P\n\x13LogExposuresRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\texposures\x18\x02 \x03(\x0b\x32\x12.drape.v1.Exposure\"N\n\x14LogExposuresResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06stored\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05*\xbe\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x19\n\x15\x45VENT_TYPE_IMPRESSION\x10\x01\x12\x13\n\x0f\x45VENT_TYPE_VIEW\x10\x02\x12\x19\n\x15\x45VENT_TYPE_TRYON_VIEW\x10\x03\x12\x1a\n\x16\x45VENT_TYPE_ADD_TO_CART\x10\x04\x12\x17\n\x13\x45VENT_TYPE_PURCHASE\x10\x05\x12\x15\n\x11\x45VENT_TYPE_RATING\x10\x06*\x80\x01\n\x0c\x45ventOutcome\x12\x1d\n\x19\x45VENT_OUTCOME_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45VENT_OUTCOME_STORED\x10\x01\x12\x1b\n\x17\x45VENT_OUTCOME_DUPLICATE\x10\x02\x12\x1a\n\x16\x45VENT_OUTCOME_REJECTED\x10\x03\x32\x9b\x01\n\rEventsService\x12;\n\x06Record\x12\x17.drape.v1.RecordRequest\x1a\x18.drape.v1.RecordResponse\x12M\n\x0cLogExposures\x12\x1d.drape.v1.LogExposuresRequest\x1a\x1e.drape.v1.LogExposuresResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'drape.v1.events_pb2', _globals)
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
-  _globals['_EVENTTYPE']._serialized_start=650
-  _globals['_EVENTTYPE']._serialized_end=840
-  _globals['_EVENTOUTCOME']._serialized_start=843
-  _globals['_EVENTOUTCOME']._serialized_end=971
-  _globals['_EVENT']._serialized_start=69
-  _globals['_EVENT']._serialized_end=316
-  _globals['_EVENTRESULT']._serialized_start=318
-  _globals['_EVENTRESULT']._serialized_end=421
-  _globals['_RECORDREQUEST']._serialized_start=423
-  _globals['_RECORDREQUEST']._serialized_end=514
-  _globals['_RECORDRESPONSE']._serialized_start=517
-  _globals['_RECORDRESPONSE']._serialized_end=647
-  _globals['_EVENTSSERVICE']._serialized_start=973
-  _globals['_EVENTSSERVICE']._serialized_end=1049
+  _globals['_EVENTTYPE']._serialized_start=1242
+  _globals['_EVENTTYPE']._serialized_end=1432
+  _globals['_EVENTOUTCOME']._serialized_start=1435
+  _globals['_EVENTOUTCOME']._serialized_end=1563
+  _globals['_EVENT']._serialized_start=92
+  _globals['_EVENT']._serialized_end=339
+  _globals['_EVENTRESULT']._serialized_start=341
+  _globals['_EVENTRESULT']._serialized_end=444
+  _globals['_RECORDREQUEST']._serialized_start=446
+  _globals['_RECORDREQUEST']._serialized_end=537
+  _globals['_RECORDRESPONSE']._serialized_start=540
+  _globals['_RECORDRESPONSE']._serialized_end=670
+  _globals['_EXPOSEDITEM']._serialized_start=672
+  _globals['_EXPOSEDITEM']._serialized_end=768
+  _globals['_EXPOSUREARM']._serialized_start=770
+  _globals['_EXPOSUREARM']._serialized_end=837
+  _globals['_EXPOSURE']._serialized_start=840
+  _globals['_EXPOSURE']._serialized_end=1077
+  _globals['_LOGEXPOSURESREQUEST']._serialized_start=1079
+  _globals['_LOGEXPOSURESREQUEST']._serialized_end=1159
+  _globals['_LOGEXPOSURESRESPONSE']._serialized_start=1161
+  _globals['_LOGEXPOSURESRESPONSE']._serialized_end=1239
+  _globals['_EVENTSSERVICE']._serialized_start=1566
+  _globals['_EVENTSSERVICE']._serialized_end=1721
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from drape.v1 import common_pb2 as _common_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -94,3 +95,61 @@ class RecordResponse(_message.Message):
     rejected: int
     results: _containers.RepeatedCompositeFieldContainer[EventResult]
     def __init__(self, request_id: _Optional[str] = ..., stored: _Optional[int] = ..., duplicates: _Optional[int] = ..., rejected: _Optional[int] = ..., results: _Optional[_Iterable[_Union[EventResult, _Mapping]]] = ...) -> None: ...
+
+class ExposedItem(_message.Message):
+    __slots__ = ("garment_id", "rank", "preview_status")
+    GARMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    PREVIEW_STATUS_FIELD_NUMBER: _ClassVar[int]
+    garment_id: str
+    rank: int
+    preview_status: _common_pb2.PreviewStatus
+    def __init__(self, garment_id: _Optional[str] = ..., rank: _Optional[int] = ..., preview_status: _Optional[_Union[_common_pb2.PreviewStatus, str]] = ...) -> None: ...
+
+class ExposureArm(_message.Message):
+    __slots__ = ("experiment", "variant", "version")
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    VARIANT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    experiment: str
+    variant: str
+    version: str
+    def __init__(self, experiment: _Optional[str] = ..., variant: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class Exposure(_message.Message):
+    __slots__ = ("recommendation_id", "user_id", "served_at", "arms", "strategy", "model_version", "items", "latency_ms")
+    RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    SERVED_AT_FIELD_NUMBER: _ClassVar[int]
+    ARMS_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
+    recommendation_id: str
+    user_id: str
+    served_at: _timestamp_pb2.Timestamp
+    arms: _containers.RepeatedCompositeFieldContainer[ExposureArm]
+    strategy: str
+    model_version: str
+    items: _containers.RepeatedCompositeFieldContainer[ExposedItem]
+    latency_ms: float
+    def __init__(self, recommendation_id: _Optional[str] = ..., user_id: _Optional[str] = ..., served_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., arms: _Optional[_Iterable[_Union[ExposureArm, _Mapping]]] = ..., strategy: _Optional[str] = ..., model_version: _Optional[str] = ..., items: _Optional[_Iterable[_Union[ExposedItem, _Mapping]]] = ..., latency_ms: _Optional[float] = ...) -> None: ...
+
+class LogExposuresRequest(_message.Message):
+    __slots__ = ("request_id", "exposures")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPOSURES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    exposures: _containers.RepeatedCompositeFieldContainer[Exposure]
+    def __init__(self, request_id: _Optional[str] = ..., exposures: _Optional[_Iterable[_Union[Exposure, _Mapping]]] = ...) -> None: ...
+
+class LogExposuresResponse(_message.Message):
+    __slots__ = ("request_id", "stored", "duplicates")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATES_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    stored: int
+    duplicates: int
+    def __init__(self, request_id: _Optional[str] = ..., stored: _Optional[int] = ..., duplicates: _Optional[int] = ...) -> None: ...

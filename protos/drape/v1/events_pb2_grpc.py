@@ -21,6 +21,11 @@ class EventsServiceStub(object):
                 request_serializer=drape_dot_v1_dot_events__pb2.RecordRequest.SerializeToString,
                 response_deserializer=drape_dot_v1_dot_events__pb2.RecordResponse.FromString,
                 )
+        self.LogExposures = channel.unary_unary(
+                '/drape.v1.EventsService/LogExposures',
+                request_serializer=drape_dot_v1_dot_events__pb2.LogExposuresRequest.SerializeToString,
+                response_deserializer=drape_dot_v1_dot_events__pb2.LogExposuresResponse.FromString,
+                )
 
 
 class EventsServiceServicer(object):
@@ -39,6 +44,14 @@ class EventsServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LogExposures(self, request, context):
+        """Stores what shoppers were shown: one Exposure per recommendation list
+        served. Idempotent on `recommendation_id`; a batch is atomic.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -46,6 +59,11 @@ def add_EventsServiceServicer_to_server(servicer, server):
                     servicer.Record,
                     request_deserializer=drape_dot_v1_dot_events__pb2.RecordRequest.FromString,
                     response_serializer=drape_dot_v1_dot_events__pb2.RecordResponse.SerializeToString,
+            ),
+            'LogExposures': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogExposures,
+                    request_deserializer=drape_dot_v1_dot_events__pb2.LogExposuresRequest.FromString,
+                    response_serializer=drape_dot_v1_dot_events__pb2.LogExposuresResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -73,5 +91,22 @@ class EventsService(object):
         return grpc.experimental.unary_unary(request, target, '/drape.v1.EventsService/Record',
             drape_dot_v1_dot_events__pb2.RecordRequest.SerializeToString,
             drape_dot_v1_dot_events__pb2.RecordResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def LogExposures(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/drape.v1.EventsService/LogExposures',
+            drape_dot_v1_dot_events__pb2.LogExposuresRequest.SerializeToString,
+            drape_dot_v1_dot_events__pb2.LogExposuresResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)

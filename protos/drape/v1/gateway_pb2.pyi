@@ -30,20 +30,22 @@ class GatewayServiceRecommendRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., k: _Optional[int] = ..., context: _Optional[_Union[_common_pb2.RecommendContext, _Mapping]] = ..., photo: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., previews: bool = ..., preview_limit: _Optional[int] = ..., full_size_previews: bool = ..., min_preview_quality: _Optional[float] = ...) -> None: ...
 
 class GatewayServiceRecommendResponse(_message.Message):
-    __slots__ = ("request_id", "recommendation_id", "assignment", "items", "model_version", "photo")
+    __slots__ = ("request_id", "recommendation_id", "assignment", "items", "model_version", "photo", "assignments")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     PHOTO_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     recommendation_id: str
     assignment: _common_pb2.ExperimentAssignment
     items: _containers.RepeatedCompositeFieldContainer[_common_pb2.RecommendedGarment]
     model_version: str
     photo: PhotoUse
-    def __init__(self, request_id: _Optional[str] = ..., recommendation_id: _Optional[str] = ..., assignment: _Optional[_Union[_common_pb2.ExperimentAssignment, _Mapping]] = ..., items: _Optional[_Iterable[_Union[_common_pb2.RecommendedGarment, _Mapping]]] = ..., model_version: _Optional[str] = ..., photo: _Optional[_Union[PhotoUse, _Mapping]] = ...) -> None: ...
+    assignments: _containers.RepeatedCompositeFieldContainer[_common_pb2.ExperimentAssignment]
+    def __init__(self, request_id: _Optional[str] = ..., recommendation_id: _Optional[str] = ..., assignment: _Optional[_Union[_common_pb2.ExperimentAssignment, _Mapping]] = ..., items: _Optional[_Iterable[_Union[_common_pb2.RecommendedGarment, _Mapping]]] = ..., model_version: _Optional[str] = ..., photo: _Optional[_Union[PhotoUse, _Mapping]] = ..., assignments: _Optional[_Iterable[_Union[_common_pb2.ExperimentAssignment, _Mapping]]] = ...) -> None: ...
 
 class PhotoUse(_message.Message):
     __slots__ = ("used", "reason", "model_version")

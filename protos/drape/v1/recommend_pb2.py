@@ -15,7 +15,7 @@ _sym_db = _symbol_database.Default()
 from drape.v1 import common_pb2 as drape_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64rape/v1/recommend.proto\x12\x08\x64rape.v1\x1a\x15\x64rape/v1/common.proto\"\x88\x01\n\x10RecommendRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12+\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x1a.drape.v1.RecommendContext\x12\x17\n\x0fphoto_embedding\x18\x05 \x03(\x02\"\xba\x01\n\x11RecommendResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x19\n\x11recommendation_id\x18\x02 \x01(\t\x12\x32\n\nassignment\x18\x03 \x01(\x0b\x32\x1e.drape.v1.ExperimentAssignment\x12+\n\x05items\x18\x04 \x03(\x0b\x32\x1c.drape.v1.RecommendedGarment\x12\x15\n\rmodel_version\x18\x05 \x01(\t\"x\n\x16SimilarGarmentsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ngarment_id\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12+\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x1a.drape.v1.RecommendContext\"q\n\x17SimilarGarmentsResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12+\n\x05items\x18\x02 \x03(\x0b\x32\x1c.drape.v1.RecommendedGarment\x12\x15\n\rmodel_version\x18\x03 \x01(\t2\xb0\x01\n\x10RecommendService\x12\x44\n\tRecommend\x12\x1a.drape.v1.RecommendRequest\x1a\x1b.drape.v1.RecommendResponse\x12V\n\x0fSimilarGarments\x12 .drape.v1.SimilarGarmentsRequest\x1a!.drape.v1.SimilarGarmentsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x64rape/v1/recommend.proto\x12\x08\x64rape.v1\x1a\x15\x64rape/v1/common.proto\"\x88\x01\n\x10RecommendRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12+\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x1a.drape.v1.RecommendContext\x12\x17\n\x0fphoto_embedding\x18\x05 \x03(\x02\"\xef\x01\n\x11RecommendResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x19\n\x11recommendation_id\x18\x02 \x01(\t\x12\x32\n\nassignment\x18\x03 \x01(\x0b\x32\x1e.drape.v1.ExperimentAssignment\x12+\n\x05items\x18\x04 \x03(\x0b\x32\x1c.drape.v1.RecommendedGarment\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x33\n\x0b\x61ssignments\x18\x06 \x03(\x0b\x32\x1e.drape.v1.ExperimentAssignment\"x\n\x16SimilarGarmentsRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x12\n\ngarment_id\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12+\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x1a.drape.v1.RecommendContext\"q\n\x17SimilarGarmentsResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12+\n\x05items\x18\x02 \x03(\x0b\x32\x1c.drape.v1.RecommendedGarment\x12\x15\n\rmodel_version\x18\x03 \x01(\t2\xb0\x01\n\x10RecommendService\x12\x44\n\tRecommend\x12\x1a.drape.v1.RecommendRequest\x1a\x1b.drape.v1.RecommendResponse\x12V\n\x0fSimilarGarments\x12 .drape.v1.SimilarGarmentsRequest\x1a!.drape.v1.SimilarGarmentsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -25,11 +25,11 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   _globals['_RECOMMENDREQUEST']._serialized_start=62
   _globals['_RECOMMENDREQUEST']._serialized_end=198
   _globals['_RECOMMENDRESPONSE']._serialized_start=201
-  _globals['_RECOMMENDRESPONSE']._serialized_end=387
-  _globals['_SIMILARGARMENTSREQUEST']._serialized_start=389
-  _globals['_SIMILARGARMENTSREQUEST']._serialized_end=509
-  _globals['_SIMILARGARMENTSRESPONSE']._serialized_start=511
-  _globals['_SIMILARGARMENTSRESPONSE']._serialized_end=624
-  _globals['_RECOMMENDSERVICE']._serialized_start=627
-  _globals['_RECOMMENDSERVICE']._serialized_end=803
+  _globals['_RECOMMENDRESPONSE']._serialized_end=440
+  _globals['_SIMILARGARMENTSREQUEST']._serialized_start=442
+  _globals['_SIMILARGARMENTSREQUEST']._serialized_end=562
+  _globals['_SIMILARGARMENTSRESPONSE']._serialized_start=564
+  _globals['_SIMILARGARMENTSRESPONSE']._serialized_end=677
+  _globals['_RECOMMENDSERVICE']._serialized_start=680
+  _globals['_RECOMMENDSERVICE']._serialized_end=856
 # @@protoc_insertion_point(module_scope)

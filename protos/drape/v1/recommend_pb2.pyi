@@ -21,18 +21,20 @@ class RecommendRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., k: _Optional[int] = ..., context: _Optional[_Union[_common_pb2.RecommendContext, _Mapping]] = ..., photo_embedding: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("request_id", "recommendation_id", "assignment", "items", "model_version")
+    __slots__ = ("request_id", "recommendation_id", "assignment", "items", "model_version", "assignments")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     RECOMMENDATION_ID_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     recommendation_id: str
     assignment: _common_pb2.ExperimentAssignment
     items: _containers.RepeatedCompositeFieldContainer[_common_pb2.RecommendedGarment]
     model_version: str
-    def __init__(self, request_id: _Optional[str] = ..., recommendation_id: _Optional[str] = ..., assignment: _Optional[_Union[_common_pb2.ExperimentAssignment, _Mapping]] = ..., items: _Optional[_Iterable[_Union[_common_pb2.RecommendedGarment, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
+    assignments: _containers.RepeatedCompositeFieldContainer[_common_pb2.ExperimentAssignment]
+    def __init__(self, request_id: _Optional[str] = ..., recommendation_id: _Optional[str] = ..., assignment: _Optional[_Union[_common_pb2.ExperimentAssignment, _Mapping]] = ..., items: _Optional[_Iterable[_Union[_common_pb2.RecommendedGarment, _Mapping]]] = ..., model_version: _Optional[str] = ..., assignments: _Optional[_Iterable[_Union[_common_pb2.ExperimentAssignment, _Mapping]]] = ...) -> None: ...
 
 class SimilarGarmentsRequest(_message.Message):
     __slots__ = ("request_id", "garment_id", "k", "context")

@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from drape.services.events.store import EventStore, SqliteEventStore, StoredEvent, open_event_store
+from drape.services.events.store import (
+    EventStore,
+    ExposedItem,
+    SqliteEventStore,
+    StoredEvent,
+    StoredExposure,
+    open_event_store,
+)
 
 
 def _event(
@@ -138,3 +145,30 @@ def test_processes_opening_a_new_database_together_all_succeed(tmp_path: Path):
         for proc in procs:
             proc.join(timeout=90)
         assert [proc.exitcode for proc in procs] == [0] * 6, f"round {round_}"
+
+
+def _exposure(rid: str, user: str = "u1", garments=("g1", "g2")) -> StoredExposure:
+    at = 1_800_000_000_000_000
+    return StoredExposure(rid, user, at, at, "popularity", "pop-1", 12.5,
+                          (("exp", "a", "v1"), ("other", "b", "v9")),
+                          tuple(ExposedItem(r, g, "ok") for r, g in enumerate(garments, 1)))  # fmt: skip
+
+
+def test_exposures_are_idempotent_on_recommendation_id(store: EventStore):
+    assert store.append_exposures([_exposure("r1"), _exposure("r2", "u2"), _exposure("r1")]) == [
+        True, True, False]  # fmt: skip
+    assert store.append_exposures([_exposure("r2", "u2", ("g9",)), _exposure("r3")]) == [
+        False,
+        True,
+    ]
+    assert store.query("SELECT count(*) FROM exposures") == [(3,)]
+    assert store.query("SELECT count(*) FROM exposure_items") == [(6,)]  # r2's retry added none
+    assert store.exposure_owners(["r1", "r2", "nope"]) == {"r1": "u1", "r2": "u2"}
+    assert store.exposure_arms(["r1"]) == {"r1": {"exp": "a", "other": "b"}}
+
+
+def test_definitions_are_kept_once_per_version(store: EventStore):
+    store.record_definitions([("exp", "v1", '{"a": 1}'), ("exp", "v2", '{"a": 2}')])
+    store.record_definitions([("exp", "v1", '{"a": 1}')])
+    assert store.query("SELECT experiment, version FROM experiment_definitions ORDER BY version") == [
+        ("exp", "v1"), ("exp", "v2")]  # fmt: skip

@@ -18,7 +18,15 @@ from drape.services.gateway.service import GatewayServicer
 from drape.services.runtime import InvalidArgument
 from drape.services.runtime import scope as scopes
 from drape.services.runtime.config import GatewayConfig
-from drape.v1 import common_pb2, features_pb2, gateway_pb2, recommend_pb2, splice_pb2, tryon_pb2
+from drape.v1 import (
+    common_pb2,
+    events_pb2,
+    features_pb2,
+    gateway_pb2,
+    recommend_pb2,
+    splice_pb2,
+    tryon_pb2,
+)
 
 
 class RpcError(grpc.RpcError):
@@ -37,13 +45,15 @@ class Recommend:
         self.garments, self.previews = garments, previews
 
     def Recommend(self, request, timeout=None):
+        arm = common_pb2.ExperimentAssignment(
+            experiment="exp", variant="on" if self.previews else "off",
+            previews_enabled=self.previews, version="v1", strategy="popularity",
+        )  # fmt: skip
         return recommend_pb2.RecommendResponse(
-            recommendation_id="r",
-            assignment=common_pb2.ExperimentAssignment(
-                experiment="exp",
-                variant="on" if self.previews else "off",
-                previews_enabled=self.previews,
-            ),
+            recommendation_id=f"r-{request.user_id}-{time.monotonic_ns()}",
+            assignment=arm,
+            assignments=[arm],
+            model_version="pop-1",
             items=[
                 common_pb2.RecommendedGarment(garment=common_pb2.Garment(garment_id=g), rank=i + 1)
                 for i, g in enumerate(self.garments[: request.k])
@@ -124,11 +134,30 @@ class Splice:
         return splice_pb2.ComposeResponse(composite=common_pb2.Image(data=request.rendered.data))
 
 
-def _gateway(recommend: Recommend, tryon: TryOn, features=None, splice=None,
+class Events:
+    """The events service's exposure log: what the gateway sent, or a failure (after
+    ``delay_s``)."""
+
+    def __init__(self, fail: grpc.StatusCode | None = None, delay_s: float = 0.0) -> None:
+        self.fail = fail
+        self.delay_s = delay_s
+        self.exposures: list[events_pb2.Exposure] = []
+        self.calls = 0
+
+    def LogExposures(self, request, timeout=None):
+        self.calls += 1
+        time.sleep(self.delay_s)
+        if self.fail is not None:
+            raise RpcError(self.fail, "the events service is down")
+        self.exposures.extend(request.exposures)
+        return events_pb2.LogExposuresResponse(stored=len(request.exposures))
+
+
+def _gateway(recommend: Recommend, tryon: TryOn, features=None, splice=None, events=None,
              **settings) -> GatewayServicer:  # fmt: skip
     config = GatewayConfig(**{"preview_reply_margin_ms": 50, **settings})
     return GatewayServicer(
-        recommend, None, features or Features(), tryon, splice or Splice(), config,
+        recommend, events or Events(), features or Features(), tryon, splice or Splice(), config,
         CollectorRegistry(),
     )  # fmt: skip
 
@@ -361,7 +390,7 @@ def test_previews_that_would_overflow_the_reply_say_so():
             return splice_pb2.ComposeResponse(composite=common_pb2.Image(data=b"x" * 400_000))
 
     config = GatewayConfig(server={"max_message_mb": 1})
-    gateway = GatewayServicer(Recommend(["a", "b", "c"]), None, Features(), TryOn(), BigSplice(),
+    gateway = GatewayServicer(Recommend(["a", "b", "c"]), Events(), Features(), TryOn(), BigSplice(),
                               config, CollectorRegistry())  # fmt: skip
     try:
         reply = _ask(gateway, k=3)
@@ -370,3 +399,56 @@ def test_previews_that_would_overflow_the_reply_say_so():
         assert reply.ByteSize() < 2**20
     finally:
         gateway.close()
+
+
+def _dropped(registry: CollectorRegistry, reason: str) -> float:
+    return registry.get_sample_value("drape_exposures_dropped_total", {"reason": reason}) or 0.0
+
+
+def test_every_list_served_is_logged_with_what_the_shopper_saw():
+    events = Events()
+    gateway = _gateway(Recommend(["a", "down-b", "c"]), TryOn(), events=events)
+    try:
+        reply = _ask(gateway, k=3)
+    finally:
+        gateway.close()  # flushes the queue
+    (logged,) = events.exposures
+    assert logged.recommendation_id == reply.recommendation_id and logged.user_id == "u"
+    assert [(i.garment_id, i.rank) for i in logged.items] == [("a", 1), ("down-b", 2), ("c", 3)]
+    assert [common_pb2.PreviewStatus.Name(i.preview_status) for i in logged.items] == [
+        "PREVIEW_STATUS_OK", "PREVIEW_STATUS_UNAVAILABLE", "PREVIEW_STATUS_OK"]  # fmt: skip
+    assert [(a.experiment, a.variant, a.version) for a in logged.arms] == [("exp", "on", "v1")]
+    assert logged.strategy == "popularity" and logged.model_version == "pop-1"
+    assert logged.latency_ms > 0 and logged.served_at.seconds > 0
+
+
+def test_exposure_logging_failures_never_fail_the_call_and_are_counted():
+    registry = CollectorRegistry()
+    events = Events(fail=grpc.StatusCode.UNAVAILABLE)
+    config = GatewayConfig(exposure_attempts=2, exposure_flush_interval_s=0.01)
+    gateway = GatewayServicer(Recommend(["a", "b"]), events, Features(), TryOn(), Splice(),
+                              config, registry)  # fmt: skip
+    try:
+        replies = [_ask(gateway, k=2, previews=False) for _ in range(3)]
+        assert all(len(r.items) == 2 for r in replies)
+    finally:
+        gateway.close()
+    assert _dropped(registry, "send_failed") == 3 and events.calls >= 2
+
+
+def test_a_full_queue_drops_exposures_instead_of_holding_the_call():
+    """An events service that takes a second per batch and a queue of one: the calls go on,
+    and what does not fit is dropped and counted (a blocked call would drop nothing)."""
+    registry = CollectorRegistry()
+    events = Events(delay_s=1.0)
+    config = GatewayConfig(exposure_queue=1, exposure_batch=1, exposure_flush_interval_s=0.01,
+                           exposure_flush_timeout_s=0)  # fmt: skip
+    gateway = GatewayServicer(Recommend(["a"]), events, Features(), TryOn(), Splice(), config,
+                              registry)  # fmt: skip
+    try:
+        for _ in range(6):
+            _ask(gateway, k=1, previews=False)
+        dropped = _dropped(registry, "queue_full")
+    finally:
+        gateway.close()
+    assert dropped >= 3 and len(events.exposures) + dropped <= 6
