@@ -173,7 +173,7 @@ def test_start_and_stop_bound_who_is_assigned(tmp_path: Path):
                 "{name: treatment, share: 1}\n", "{name: treatment, share: 1, strategy: hybrid}\n"
             ),
             "which layer 'ranking' owns",
-        ),  # fmt: skip
+        ),
         (PLAN.replace("layer: previews", "layer: nowhere"), "unknown layer 'nowhere'"),
         (PLAN.replace("2026-12-15T00:00:00Z", "2026-11-15T00:00:00Z"), "stop must be after"),
         (PLAN.replace("2026-12-15T00:00:00Z", "2026-12-15T00:00:00"), "needs a time zone"),
