@@ -9,6 +9,7 @@ drape generate catalog   write a generated feed (CSV + product shots) to try it 
 drape train WHAT         train the recommender, the encoder or the try-on GAN
 drape eval WHAT          offline evaluation of the recommender or the try-on GAN
 drape export models      write the Triton model repository (ONNX + config.pbtxt)
+drape report experiment  an experiment's result: metrics, lift, tests, plots
 drape bench NAME         a benchmark: prints a table, writes JSON
 drape doctor             check the installation
 
@@ -37,6 +38,7 @@ COMMAND_MODULES = (
     "train",
     "evaluate",
     "export",
+    "report",
     "bench",
     "doctor",
 )

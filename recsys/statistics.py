@@ -140,12 +140,30 @@ def ratio_of_sums(numerator: np.ndarray, denominator: np.ndarray) -> tuple[float
     return float(ratio), float(variance)
 
 
+def ratio(numerator: np.ndarray, denominator: np.ndarray) -> Estimate:
+    """A ratio metric with its 95% delta-method interval (NaN without a denominator)."""
+    x = np.asarray(numerator, dtype=np.float64)
+    y = np.asarray(denominator, dtype=np.float64)
+    if len(x) < 2 or y.sum() <= 0:
+        value = float(x.sum() / y.sum()) if y.sum() > 0 else math.nan
+        return Estimate(value, math.nan, math.nan, len(x))
+    value, variance = ratio_of_sums(x, y)
+    half = Z_95 * math.sqrt(max(variance, 0.0))
+    return Estimate(value, value - half, value + half, len(x))
+
+
 def compare_ratios(
     numerator_t: np.ndarray, denominator_t: np.ndarray,
     numerator_c: np.ndarray, denominator_c: np.ndarray,
 ) -> Comparison:  # fmt: skip
     """Two ratio metrics (purchases per exposure): a z-test on the difference with
     delta-method variances, and the lift's delta-method interval."""
+    if min(len(numerator_t), len(numerator_c)) < 2 or 0 in (
+        np.sum(denominator_t),
+        np.sum(denominator_c),
+    ):  # nothing to compare (no previews attempted in an arm without previews)
+        nan = math.nan
+        return Comparison(nan, nan, nan, nan, nan, nan, 1.0, "delta-method z")
     r_t, v_t = ratio_of_sums(numerator_t, denominator_t)
     r_c, v_c = ratio_of_sums(numerator_c, denominator_c)
     se = math.sqrt(v_t + v_c)
