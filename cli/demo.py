@@ -221,6 +221,8 @@ def run(args: argparse.Namespace) -> int:
         _shop_the_look(gateway, experiment)
         page = _previews_page(gateway, experiment, feed.parent / "images", args.out)
         _bad_requests(gateway)
+        report_page = _experiment(gateway, config, experiment, shoppers.user_ids, args.out,
+                                  seed=args.seed)  # fmt: skip
         print("\nlive business metrics (events service):")
         for line in _metric_lines(stack.endpoints["events"].metrics_port, "drape_events_total")[
             :12
@@ -236,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(data_dir, ignore_errors=True)
     print(f"\ndemo finished in {time.perf_counter() - started:.1f} s; all services stopped")
     print(f"the shopper's previews: {page.resolve()}")
+    print(f"the experiment's report: {report_page.resolve()}")
     return 0
 
 
@@ -426,6 +429,70 @@ def _recommend_and_feedback(gateway: gateway_pb2_grpc.GatewayServiceStub, users:
         )
 
 
+# How the demo's simulated shoppers respond: a purchase of a shown garment is likelier in
+# the treatment, which shows try-on previews (the effect the report should find).
+_DEMO_CONVERSION = {"control": 0.10, "treatment": 0.16}
+
+
+def _experiment(gateway: gateway_pb2_grpc.GatewayServiceStub, config: DrapeConfig, experiment,
+                users, out: Path, seed: int) -> Path:  # fmt: skip
+    """The two-arm experiment, run to its report: every shopper gets a list through the
+    gateway (logged as an exposure), then behaves as simulated; the events cite the list
+    and carry no labels (the server attributes them). The report is read from the event
+    store the services wrote, printed, and written as HTML beside the previews page."""
+    from drape.cli.report import format_report
+    from drape.recsys.report import ReportSettings, experiment_report
+    from drape.recsys.report_html import render
+    from drape.services.events.store import open_event_store
+
+    rng = np.random.default_rng(seed)
+    since_us = time.time_ns() // 1000 - 1_000_000
+    served = 0
+    for user in users:
+        reply = gateway.Recommend(gateway_pb2.GatewayServiceRecommendRequest(user_id=user, k=8))
+        served += 1
+        variant = reply.assignment.variant
+        rid = reply.recommendation_id
+        shown = [item.garment for item in reply.items]
+        events = [_event(events_pb2.EVENT_TYPE_VIEW, user, g.garment_id, None, recommendation_id=rid)
+                  for g in shown if rng.random() < 0.3]  # fmt: skip
+        if variant == "treatment" and rng.random() < 0.5:
+            events.append(_event(events_pb2.EVENT_TYPE_TRYON_VIEW, user, shown[0].garment_id, None,
+                                 recommendation_id=rid))  # fmt: skip
+        if rng.random() < _DEMO_CONVERSION.get(variant, 0.1):
+            bought = shown[int(rng.integers(len(shown)))]
+            events += [_event(kind, user, bought.garment_id, None, recommendation_id=rid,
+                              value_minor=bought.price_minor if kind == events_pb2.EVENT_TYPE_PURCHASE else 0)
+                       for kind in (events_pb2.EVENT_TYPE_ADD_TO_CART, events_pb2.EVENT_TYPE_PURCHASE)]  # fmt: skip
+        if rng.random() < 0.4:
+            mean = 4.1 if variant == "treatment" else 3.7
+            events.append(_event(events_pb2.EVENT_TYPE_RATING, user, "", None,
+                                 rating=int(np.clip(np.rint(rng.normal(mean, 0.9)), 1, 5))))  # fmt: skip
+        if events:
+            gateway.Track(gateway_pb2.TrackRequest(events=events))
+    store = open_event_store(config.events_store_url())
+    try:
+        # The exposure log is written in the background: wait (bounded) until it has them all.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            (logged,) = store.query("SELECT count(*) FROM exposures WHERE served_at_us >= ?",
+                                    (since_us,))[0]  # fmt: skip
+            if logged >= served:
+                break
+            time.sleep(0.2)
+        report = experiment_report(store, ReportSettings(experiment.name, since_us,
+                                                         time.time_ns() // 1000 + 1_000_000))  # fmt: skip
+    finally:
+        store.close()
+    print(f"\nthe experiment {experiment.name}: {served} shoppers each got a list, then behaved as "
+          f"simulated (conversion {_DEMO_CONVERSION}); drape report experiment {experiment.name}:")  # fmt: skip
+    print(format_report(report))
+    out.mkdir(parents=True, exist_ok=True)
+    page = out / "experiment-report.html"
+    page.write_text(render(report))
+    return page
+
+
 def _bad_requests(gateway: gateway_pb2_grpc.GatewayServiceStub) -> None:
     print("\nbad input is refused with a reason, and nothing breaks:")
     bad = events_pb2.Event(
@@ -448,7 +515,10 @@ def _bad_requests(gateway: gateway_pb2_grpc.GatewayServiceStub) -> None:
 
 
 def _event(kind: int, user: str, garment: str, assignment, **fields) -> events_pb2.Event:
-    """A shopper event with a fresh id, labelled as the recommendation response was."""
+    """A shopper event with a fresh id, labelled as the recommendation response was (or not
+    at all, without an assignment: the server attributes it)."""
+    labels = (
+        {"experiment": assignment.experiment, "variant": assignment.variant} if assignment else {}
+    )
     return events_pb2.Event(event_id=uuid.uuid4().hex, type=kind, user_id=user,
-                            garment_id=garment, experiment=assignment.experiment,
-                            variant=assignment.variant, **fields)  # fmt: skip
+                            garment_id=garment, **labels, **fields)  # fmt: skip

@@ -151,9 +151,67 @@ def peeking(settings: SimulationSettings) -> dict[str, float]:
             "always_valid_false_positive_rate": always_valid / settings.runs}  # fmt: skip
 
 
+def _user_table(rng: np.random.Generator, settings: SimulationSettings, lift: float):
+    """A report's per-user table for a simulated two-arm experiment: users assigned 50/50 at
+    random over the days, conversion with the given relative lift in the treatment, revenue,
+    lists, ratings, previews and latency alike in both arms."""
+    import pandas as pd
+
+    from drape.recsys.report import DAY_US
+
+    n = settings.users
+    treated = rng.random(n) < 0.5
+    p = np.where(treated, settings.conversion * (1 + lift), settings.conversion)
+    converted = rng.random(n) < p
+    first = rng.integers(0, settings.days * DAY_US, n)
+    rated = rng.multinomial(1, [0.05, 0.1, 0.25, 0.35, 0.25], n) * (rng.random(n) < 0.3)[:, None]
+    lists = rng.integers(1, 5, n)
+    attempts = lists * 8 * treated
+    table = pd.DataFrame({
+        "variant": np.where(treated, "treatment", "control"), "first_us": first,
+        "exposures": lists, "previewed": (attempts > 0).astype(int),
+        "preview_attempts": attempts, "preview_failures": rng.binomial(attempts, 0.05),
+        "latency_ms": lists * rng.gamma(4, 20, n), "tried_on": rng.random(n) < 0.2,
+        "carted": converted | (rng.random(n) < 0.1), "purchases": converted.astype(int),
+        "converted": converted.astype(int), "revenue": _revenue(rng, n, 1.0) * converted,
+        "first_purchase_us": np.where(converted, first + rng.integers(0, 3 * DAY_US, n), np.nan),
+        **{f"rated_{r}": rated[:, r - 1] for r in range(1, 6)},
+        "pre_converted": (rng.random(n) < 0.3).astype(int), "pre_revenue": 0.0,
+    })  # fmt: skip
+    table["ratings"] = rated.sum(axis=1)
+    table["rating_sum"] = rated @ np.arange(1, 6)
+    table["high_ratings"] = rated[:, 3:].sum(axis=1)
+    return table
+
+
+def aa_report(settings: SimulationSettings) -> dict[str, float]:
+    """A/A experiments through the report itself (:func:`drape.recsys.report.analyse`, what
+    ``drape report experiment`` runs on the database's per-user rows): conversion's
+    false-positive rate, the sample-ratio check's false alarms, and how often Holm's correction
+    lets any of the report's comparisons (every metric) through."""
+    from drape.recsys.report import DAY_US, ReportSettings, analyse
+
+    rng = np.random.default_rng([settings.seed, 6])
+    report_settings = ReportSettings("aa", 0, settings.days * DAY_US)
+    conversion = alarms = any_holm = 0
+    for _ in range(settings.runs):
+        report = analyse(_user_table(rng, settings, 0.0), report_settings,
+                         {"control": 50, "treatment": 50})  # fmt: skip
+        rows = {c["metric"]: c for c in report["comparisons"]}
+        conversion += rows["conversion"]["p_value"] < ALPHA
+        alarms += report["sample_ratio"]["mismatch"]
+        # Previews and their failures differ by design (only the treatment has previews).
+        any_holm += any(c["significant"] for name, c in rows.items()
+                        if name not in ("previewed", "preview_failure_rate", "latency_ms"))  # fmt: skip
+    return {"false_positive_rate": conversion / settings.runs,
+            "sample_ratio_false_alarms": alarms / settings.runs,
+            "holm_family_false_positive_rate": any_holm / settings.runs}  # fmt: skip
+
+
 def simulate(settings: SimulationSettings) -> dict[str, dict[str, float]]:
     """Every simulation, with what each must meet."""
     return {
+        "aa_report": aa_report(settings),
         "aa_conversion": aa_proportions(settings),
         "aa_revenue": aa_means(settings),
         "known_lift": known_lift(settings),
@@ -179,6 +237,12 @@ TARGETS = {
         "cuped_correlated", "aa_false_positive_rate", 0.035, 0.065),
     "peeking daily: always-valid false positives": (
         "peeking", "always_valid_false_positive_rate", 0.0, 0.05),
+    "A/A through the report: conversion false positives": (
+        "aa_report", "false_positive_rate", 0.035, 0.065),
+    "A/A through the report: sample-ratio false alarms": (
+        "aa_report", "sample_ratio_false_alarms", 0.0, 0.01),
+    "A/A through the report: any metric significant after Holm": (
+        "aa_report", "holm_family_false_positive_rate", 0.0, 0.05),
     "peeking daily: naive repeated test false positives": (
         "peeking", "naive_false_positive_rate", 0.1, 1.0),
 }  # fmt: skip

@@ -26,6 +26,7 @@ BENCHMARKS = {
     "tryon": ("tryon", "try-on images/s in-process (torch) vs through Triton"),
     "tryon-gpu": ("tryon_gpu", "generator images/s on a CUDA GPU"),
     "previews": ("previews", "Recommend with 8 previews through the whole stack"),
+    "report": ("report", "drape report experiment over ~10 million stored events"),
 }
 
 

@@ -56,6 +56,13 @@ def test_demo_runs_the_flow_and_leaves_nothing_running(tmp_path: Path):
     assert "INVALID_ARGUMENT: k: must be between 1 and 200" in out
     assert "all services stopped" in out
     assert not _children_named(str(tmp_path)), "demo left services running"
+    # The experiment run to its report: every shopper's list logged and attributed, the
+    # table printed, and the HTML page written beside the previews page.
+    assert "120 shoppers each got a list" in out
+    assert "experiment demo-previews:" in out and "120 exposed users" in out
+    assert "Conversion" in out and "sample ratio:" in out and "Holm" in out
+    report = (page / "experiment-report.html").read_text()
+    assert "<svg" in report and 'class="lift"' in report and 'class="bar"' in report
 
 
 def test_bench_events_writes_json(tmp_path: Path):
