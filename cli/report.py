@@ -129,7 +129,7 @@ def format_report(report: dict) -> str:
     for v, looks in report["sequential"].items():
         if looks:
             last = looks[-1]
-            lines.append(f"sequential ({v}, {len(looks)} daily looks): conversion lift "
+            lines.append(f"sequential ({v}, {len(looks)} looks): conversion lift "
                          f"{_pct(last['lift'])}, always-valid p = {last['always_valid_p']:.3g} "
                          f"(naive p = {last['naive_p']:.3g})")  # fmt: skip
     lines.append("* significant at 5% after Holm's correction across every metric and variant")

@@ -56,7 +56,9 @@ FROM exposure_arms a JOIN exposure_items i ON i.recommendation_id = a.recommenda
 WHERE {_WINDOW} GROUP BY a.user_id"""
 # Per user: what they did with garments they were shown, within the attribution window.
 # CROSS JOIN (with the join condition in WHERE) keeps SQLite scanning the events once, looking
-# each one up in the small table of shown garments, instead of the other way round.
+# each one up in the small table of shown garments, instead of the other way round; the unary
+# plus on the time keeps it from reading the whole table through the time index instead of
+# scanning it in order (three times faster over ten million events).
 _OUTCOMES = f"""
 WITH shown AS (
   SELECT i.user_id, i.garment_id, MIN(i.served_at_us) AS first_us, MAX(i.served_at_us) AS last_us
@@ -72,7 +74,7 @@ FROM events e CROSS JOIN shown s
 WHERE s.user_id = e.user_id AND s.garment_id = e.garment_id
   AND e.type IN ('tryon_view', 'add_to_cart', 'purchase')
   AND e.occurred_at_us >= s.first_us AND e.occurred_at_us <= s.last_us + ?
-  AND e.occurred_at_us < ?
+  AND +e.occurred_at_us < ?
 GROUP BY s.user_id"""
 _AFTER = "e.type = 'rating' AND e.occurred_at_us >= x.first_us"
 _BEFORE = "e.type = 'purchase' AND e.occurred_at_us < x.first_us"
@@ -88,7 +90,7 @@ SELECT x.user_id,
   SUM(CASE WHEN {_BEFORE} THEN e.value_minor ELSE 0 END)
 FROM events e CROSS JOIN exposed x
 WHERE x.user_id = e.user_id AND e.type IN ('rating', 'purchase')
-  AND e.occurred_at_us < ? AND e.occurred_at_us >= x.first_us - ?
+  AND +e.occurred_at_us < ? AND e.occurred_at_us >= x.first_us - ?
 GROUP BY x.user_id"""
 
 
@@ -174,15 +176,19 @@ def _cuped(m: Metric, table: pd.DataFrame, t: str, c: str) -> dict[str, float] |
 
 def sequential(table: pd.DataFrame, treatment: str, control: str, since_us: int,
                until_us: int) -> list[dict[str, float]]:  # fmt: skip
-    """Conversion looked at daily: at the end of each day, the users exposed by then and
+    """Conversion looked at daily (twelve even looks when the data span less than four days):
+    at each look, the users exposed by then and
     whether they had converted by then; the lift with its 95% interval, the naive z-test's
     p-value and the always-valid mixture-SPRT p-value (valid however often one looks)."""
     rows = table[table["variant"].isin([treatment, control])]
     if rows.empty:
         return []
     start = int(rows["first_us"].min())
-    start -= (start - since_us) % DAY_US
-    looks = [*range(start + DAY_US, until_us, DAY_US), until_us]
+    if until_us - start >= 4 * DAY_US:  # daily, at midnights after the window's start
+        start -= (start - since_us) % DAY_US
+        looks = [*range(start + DAY_US, until_us, DAY_US), until_us]
+    else:  # a short experiment (or the demo's minutes): twelve even looks
+        looks = [start + (until_us - start) * (i + 1) // 12 for i in range(12)]
     first = rows["first_us"].to_numpy(np.int64)
     bought = rows["first_purchase_us"].to_numpy(np.float64)
     treated = (rows["variant"] == treatment).to_numpy()

@@ -71,13 +71,18 @@ def lift_plot(series: dict[str, list[dict[str, float]]]) -> str:
             f"{x(i):.1f},{y(r['lift_low']):.1f}" for i, r in reversed(list(enumerate(rows)))
         )
         line = " ".join(f"{x(i):.1f},{y(r['lift']):.1f}" for i, r in enumerate(rows))
+        parts += [
+            f'<circle cx="{x(i):.1f}" cy="{y(r["lift"]):.1f}" r="3" fill="{colour}"/>'
+            for i, r in enumerate(rows)
+        ]
         parts += [f'<polygon class="band" points="{upper} {lower}" fill="{colour}" fill-opacity="0.2"/>',
                   f'<polyline class="lift" points="{line}" fill="none" stroke="{colour}" stroke-width="2"/>',
                   _text(x(len(rows) - 1), y(rows[-1]["lift"]) - 8, variant, "end")]  # fmt: skip
-        parts += [_text(x(0), H - PAD + 16, rows[0]["at"][:10]),
-                  _text(x(len(rows) - 1), H - PAD + 16, rows[-1]["at"][:10])]  # fmt: skip
+        parts += [_text(x(0), H - PAD + 16, rows[0]["at"][:16].replace("T", " ")),
+                  _text(x(len(rows) - 1), H - PAD + 16, rows[-1]["at"][:16].replace("T", " "))]  # fmt: skip
     return _svg(
-        "".join(parts), "Cumulative conversion lift over the control, daily, with its 95% interval"
+        "".join(parts),
+        "Cumulative conversion lift over the control at each look, with its 95% interval",
     )
 
 

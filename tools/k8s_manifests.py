@@ -33,7 +33,9 @@ SETTINGS = {
     "": {"data_dir": "/var/lib/drape", "log_level": "INFO"},
     # Calls are spread over this many connections (and so over pods and their workers).
     "gateway": {"recommend_connections": 8},
-    "recommend": {"refresh_s": 30},
+    # The experiments file is the ConfigMap's second key, mounted beside drape.toml (no
+    # subPath, so an applied change reaches the pods and the services reload it).
+    "recommend": {"refresh_s": 30, "experiments_path": "/etc/drape/experiments.yaml"},
     # Ranking is CPU-bound Python: one worker process per CPU requested.
     "recommend.server": {"processes": 2},
     "features": {"runner": "triton"},
@@ -238,13 +240,37 @@ def config_toml() -> str:
     return "\n\n".join("\n".join(lines) for lines in sections) + "\n"
 
 
+# What the cluster runs from the start: a holdout that keeps previews from a tenth of the
+# shoppers, so the value of try-on previews is always being measured. Layers are declared for
+# ranking and previews, so a ranking experiment can run beside it.
+EXPERIMENTS = """\
+# The experiments the cluster runs (see drape.recsys.experiments). Apply a change and the
+# recommend and events services take it within seconds; changing the shares, salt, buckets or
+# layer of a running experiment is refused unless that experiment says force: true.
+defaults: {strategy: popularity, previews: true}
+layers:
+  - {name: ranking, salt: ranking-2026}
+  - {name: previews, salt: previews-2026}
+experiments:
+  - name: previews-holdout
+    layer: previews
+    variants:
+      - {name: control, share: 10, previews: false}
+      - {name: treatment, share: 90, previews: true}
+"""
+
+
+def _indented(text: str) -> str:
+    return "".join(f"    {line}\n" if line else "\n" for line in text.splitlines())
+
+
 def config_map() -> str:
-    body = "".join(f"    {line}\n" if line else "\n" for line in config_toml().splitlines())
     return (
         "# One config file for every service (TOML; any value can be overridden per pod with\n"
-        "# DRAPE_SECTION__KEY environment variables).\n"
+        "# DRAPE_SECTION__KEY environment variables), and the experiments file.\n"
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: drape-config\ndata:\n"
-        f"  drape.toml: |\n{body}"
+        f"  drape.toml: |\n{_indented(config_toml())}"
+        f"  experiments.yaml: |\n{_indented(EXPERIMENTS)}"
     )
 
 

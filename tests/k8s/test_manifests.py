@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from drape.recsys.experiments import parse_plan
 from drape.services.runtime.config import DrapeConfig
 from drape.services.table import SERVICE_NAMES, SERVICES
 
@@ -86,3 +87,19 @@ def test_the_config_map_is_a_valid_drape_config_pointing_at_the_services():
     for name in SERVICE_NAMES:
         server = config.server(name)
         assert server.host == "0.0.0.0" and server.port in services[name], name
+
+
+def test_the_cluster_runs_a_valid_experiment_plan_from_the_mounted_config():
+    docs = _render("k8s/base")
+    config_map = next(d for d in docs if d["kind"] == "ConfigMap")
+    config = DrapeConfig.model_validate(tomllib.loads(config_map["data"]["drape.toml"]))
+    path = Path(config.recommend.experiments_path)
+    assert path.parent == Path("/etc/drape") and path.name in config_map["data"]
+    plan = parse_plan(yaml.safe_load(config_map["data"][path.name]))
+    assert [e.name for e in plan.experiments] == ["previews-holdout"]
+    # Mounted whole (no subPath), so an applied change reaches the running pods.
+    for d in docs:
+        if d["kind"] == "Deployment" and d["metadata"]["name"] in ("recommend", "events"):
+            mounts = d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+            config_mount = next(m for m in mounts if m["name"] == "config")
+            assert config_mount["mountPath"] == "/etc/drape" and "subPath" not in config_mount
