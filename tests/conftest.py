@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from drape.cli.stack import Stack, ephemeral
 from drape.services.events.local_postgres import local_postgres, postgres_bin
+from drape.services.events.store import EventStore, open_event_store
 from drape.services.runtime.config import DrapeConfig
 from drape.synthetic.catalog import generate_catalog
 
@@ -26,6 +28,24 @@ def postgres_url() -> Iterator[str]:
         pytest.skip("PostgreSQL is not installed")
     with local_postgres(bindir) as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def event_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
+    """An empty event store: SQLite, and PostgreSQL (a schema of its own on the session's
+    server)."""
+    if request.param == "sqlite":
+        opened = open_event_store(f"sqlite:///{tmp_path / 'events.db'}")
+    else:
+        import psycopg
+
+        base = request.getfixturevalue("postgres_url")
+        schema = f"s{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        opened = open_event_store(f"{base}?options=-csearch_path%3D{schema}")
+    yield opened
+    opened.close()
 
 
 @pytest.fixture

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -34,22 +32,9 @@ UNTIL = SPEC.start_us + 8 * DAY_US
 SETTINGS = ReportSettings(SPEC.experiment.name, SPEC.start_us, UNTIL)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
-    if request.param == "sqlite":
-        opened = open_event_store(
-            f"sqlite:///{tmp_path / 'events.db'}", sqlite_synchronous="NORMAL"
-        )
-    else:
-        import psycopg
-
-        base = request.getfixturevalue("postgres_url")
-        schema = f"s{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-        opened = open_event_store(f"{base}?options=-csearch_path%3D{schema}")
-    yield opened
-    opened.close()
+@pytest.fixture
+def store(event_store: EventStore) -> EventStore:
+    return event_store
 
 
 def _by_hand(store: EventStore) -> pd.DataFrame:

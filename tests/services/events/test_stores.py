@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,20 +27,9 @@ def _event(
     return StoredEvent(event_id, type_, user, garment, at, at, "exp", "a", 0, "", 0)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EventStore]:
-    if request.param == "sqlite":
-        opened = open_event_store(f"sqlite:///{tmp_path / 'events.db'}")
-    else:
-        base = request.getfixturevalue("postgres_url")
-        import psycopg
-
-        schema = f"s{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-        opened = open_event_store(f"{base}?options=-csearch_path%3D{schema}")
-    yield opened
-    opened.close()
+@pytest.fixture
+def store(event_store: EventStore) -> EventStore:
+    return event_store
 
 
 def test_append_then_read_back(store: EventStore):
