@@ -17,6 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_argument(up)
     up.add_argument("--services", help="comma-separated subset (default: all)")
     up.add_argument("--run-dir", type=Path, help="where ready files go (default: a temp dir)")
+    up.add_argument("--prometheus", nargs="?", type=int, const=9090, metavar="PORT",
+                    help="also start Prometheus on 127.0.0.1:PORT (default 9090) scraping every "
+                    "service, with Drape's recording and alerting rules")  # fmt: skip
     up.set_defaults(func=run)
 
 
@@ -26,11 +29,19 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     services = args.services.split(",") if args.services else SERVICE_NAMES
     stack = Stack(config, services, run_dir=args.run_dir, log_to_files=False)
+    prometheus = None
     try:
         stack.start()
         for name, endpoint in stack.endpoints.items():
             metrics = f"http://{endpoint.address.rsplit(':', 1)[0]}:{endpoint.metrics_port}/metrics"
             print(f"{name:<10} grpc {endpoint.address:<22} {metrics}", flush=True)
+        if args.prometheus is not None:
+            from drape.monitoring.prometheus import LocalPrometheus
+
+            ports = {name: e.metrics_port for name, e in stack.endpoints.items()}
+            prometheus = LocalPrometheus(ports, port=args.prometheus).start()
+            print(f"prometheus {prometheus.url} (rules: {prometheus.url}/rules, alerts: "
+                  f"{prometheus.url}/alerts)", flush=True)  # fmt: skip
         print("all services up; Ctrl-C to stop", flush=True)
         exited = stack.wait()
         print(f"drape up: {exited} exited; stopping the others", file=sys.stderr)
@@ -45,4 +56,6 @@ def run(args: argparse.Namespace) -> int:
         # A second Ctrl-C must not interrupt the drain and orphan children.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if prometheus is not None:
+            prometheus.stop()
         stack.stop()

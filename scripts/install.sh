@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything Drape needs on a fresh Debian machine into ./.venv:
-# system packages (PostgreSQL for the event-store tests, Prometheus/promtool, Chromium to
+# system packages (PostgreSQL for the event-store tests, Prometheus/promtool, Alertmanager's
+# amtool, Chromium to
 # render the HTML reports in their tests),
 # the CPU build of torch first (so nothing pulls a multi-GB CUDA build), then
 # Drape itself with its pinned dependency set, and generates the API stubs.
@@ -16,13 +17,14 @@ apt_packages=()
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
   || apt_packages+=(postgresql)
 command -v prometheus >/dev/null 2>&1 || apt_packages+=(prometheus)
+command -v amtool >/dev/null 2>&1 || apt_packages+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)
 if ((${#apt_packages[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_packages[@]}"
     # Debian starts the packaged daemons; the tests run their own on loopback.
-    for unit in prometheus postgresql; do
+    for unit in prometheus prometheus-alertmanager postgresql; do
       service "$unit" stop >/dev/null 2>&1 || true
     done
   else

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from drape.recsys.experiments import Plan, PlanSource, default_plan
 from drape.services.events.store import (
+    EVENT_TYPES,
     EventStore,
     ExposedItem,
     StoredEvent,
@@ -77,6 +78,13 @@ class BusinessMetrics:
             ["preview_status", "experiment", "variant"],
             registry=registry,
         )
+        self.shares = Gauge(
+            "drape_experiment_variant_share",
+            "Each variant's assigned share of its experiment's users (0-1), for the sample-ratio "
+            "alert.",
+            ["experiment", "variant"],
+            registry=registry,
+        )
         self.definitions = Gauge(
             "drape_experiment_info",
             "1 for each experiment definition (name and version) the service assigns by.",
@@ -99,9 +107,21 @@ class BusinessMetrics:
                 self.exposed_items.labels(item.preview_status, experiment, variant).inc()
 
     def plan_changed(self, plan: Plan) -> None:
+        """Publishes the plan's definitions and shares, and starts every series an arm will
+        count at zero (a series that first appears at 1 loses that first increase in rate())."""
         self.definitions.clear()
+        self.shares.clear()
         for experiment in plan.experiments:
             self.definitions.labels(experiment.name, experiment.version).set(1)
+            total = sum(v.share for v in experiment.variants)
+            for variant in experiment.variants:
+                arm = (experiment.name, variant.name)
+                self.shares.labels(*arm).set(variant.share / total)
+                for kind in EVENT_TYPES:
+                    self.events.labels(kind, *arm)
+                self.satisfaction.labels(*arm)
+                self.revenue.labels(*arm)
+                self.exposures.labels(*arm)
 
 
 class EventsServicer(events_pb2_grpc.EventsServiceServicer):

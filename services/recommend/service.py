@@ -185,8 +185,10 @@ class RecommendServicer(recommend_pb2_grpc.RecommendServiceServicer):
 def build(config: DrapeConfig) -> ServiceSpec:
     cfg = config.recommend
     store = open_event_store(cfg.events_store_url or config.events_store_url())
-    state = RecommendState(config.catalog_path(), store, cfg, config.recsys_artifacts())
+
     registry = CollectorRegistry()
+    state = RecommendState(config.catalog_path(), store, cfg, config.recsys_artifacts(),
+                           registry=registry)  # fmt: skip
     servicer = RecommendServicer(state, watch_experiments(config, registry), cfg.max_k, registry)
     state.start()
 

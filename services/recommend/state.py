@@ -9,6 +9,7 @@ request always sees one consistent set and none is dropped during a switch.
 
 from __future__ import annotations
 
+import calendar
 import logging
 import threading
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from drape.recsys import artifacts as recsys_artifacts
 from drape.recsys.catalog import Catalog
@@ -69,6 +71,14 @@ class ModelSet:
         return self.hybrid.embeddings.dim
 
 
+def _created(manifest: dict[str, object]) -> float:
+    """The manifest's "created" time in Unix seconds (0 when a version lacks it: stale)."""
+    try:
+        return calendar.timegm(time.strptime(str(manifest["created"]), "%Y-%m-%dT%H:%M:%SZ"))
+    except (KeyError, ValueError):
+        return 0.0
+
+
 class RecommendState:
     """Holds the current :class:`ModelSet`; rebuilds it every ``refresh_s`` seconds."""
 
@@ -79,6 +89,7 @@ class RecommendState:
         config: RecommendConfig,
         artifacts_root: Path,
         clock: Callable[[], float] = time.time,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.catalog_path = Path(catalog_path)
         self.artifacts_root = Path(artifacts_root)
@@ -93,6 +104,21 @@ class RecommendState:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self.last_error = ""
+        registry = registry or CollectorRegistry()
+        self.refreshes = Counter(
+            "drape_recommend_refreshes",
+            "Model refreshes (catalog, event store, published version), by outcome.",
+            ["outcome"],
+            registry=registry,
+        )
+        for outcome in ("ok", "failed"):
+            self.refreshes.labels(outcome)
+        self.trained_at = Gauge(
+            "drape_recommend_model_trained_timestamp_seconds",
+            "When the served recommender version was trained (Unix seconds; absent before the "
+            "first `drape train recsys`).",
+            registry=registry,
+        )
 
     def current(self) -> ModelSet:
         current = self._current
@@ -162,9 +188,13 @@ class RecommendState:
             hybrid = self._hybrid(catalog, events, purchases, now_us)
         except Exception as exc:
             self.last_error = str(exc)
+            self.refreshes.labels("failed").inc()
             log.warning("refresh failed", extra={"error": str(exc)})
             return False
         self._current = ModelSet(catalog, popularity, hybrid, hybrid.version if hybrid else None)
+        self.refreshes.labels("ok").inc()
+        if self._artifacts is not None and hybrid is not None:
+            self.trained_at.set(_created(self._artifacts.manifest))
         self.last_error = ""
         log.info(
             "models refreshed",

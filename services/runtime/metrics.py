@@ -23,6 +23,7 @@ LATENCY_BUCKETS = (
     0.05,
     0.1,
     0.25,
+    0.3,  # the Recommend latency objective (99% within 300 ms) is a bucket boundary
     0.5,
     1.0,
     2.5,
@@ -56,6 +57,14 @@ class RpcMetrics:
         self.in_flight = Gauge(
             "drape_rpc_in_flight", "RPCs being handled now.", labels, registry=self.registry
         )
+
+    def start_at_zero(self, service: str, methods: list[str]) -> None:
+        """Creates the OK and latency series of every method before the first call, so
+        Prometheus sees them rise from zero (a series first scraped at its final value shows
+        no rate at all)."""
+        for method in methods:
+            self.handled.labels(service, method, "OK")
+            self.latency.labels(service, method)
 
     def method(self, full_method: str) -> MethodMetrics:
         """The series of one method (``/package.Service/Method``), label children resolved

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf import descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
@@ -89,6 +90,12 @@ class RunningService:
             maximum_concurrent_rpcs=config.max_workers * 8,
         )
         spec.register(self._server)
+        for name in spec.grpc_services:
+            try:
+                service = descriptor_pool.Default().FindServiceByName(name)
+            except KeyError:  # a service defined without a compiled descriptor
+                continue
+            self.metrics.start_at_zero(name, [m.name for m in service.methods])
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(

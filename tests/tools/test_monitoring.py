@@ -1,0 +1,62 @@
+"""The monitoring files are generated from drape.monitoring and fresh; promtool accepts every
+rule and passes every rule's test (a case that fires each alert and one that keeps it quiet,
+a known value for each recording); every rule reads metrics the services export."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from drape.monitoring import rules as r
+from tools.monitoring import ROOT, rendered
+
+needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None and not os.environ.get("CI"),
+                                    reason="promtool comes with the prometheus package")  # fmt: skip
+
+
+def test_the_files_are_fresh():
+    stale = [str(p) for p, text in rendered().items() if not p.exists() or p.read_text() != text]
+    assert not stale, "run python tools/monitoring.py"
+
+
+def test_every_rule_has_its_cases():
+    tests = "".join(p.read_text() for p in (ROOT / "rules" / "tests").glob("*.test.yml"))
+    for rec in r.recordings():
+        assert f"name: {rec.record}\n" in tests and rec.expected
+    for alert in r.alerts():
+        assert f"name: {alert.name} fires" in tests and f"name: {alert.name} stays quiet" in tests
+        assert alert.runbook.startswith("runbook: ") and alert.severity in ("page", "ticket")
+    names = [a.name for a in r.alerts()] + [x.record for x in r.recordings()]
+    assert len(names) == len(set(names))
+
+
+def test_every_metric_a_rule_reads_is_exported_or_triton_s():
+    exported = set(re.findall(r'"(drape_[a-z_]+)"', "".join(
+        p.read_text() for p in (ROOT.parent / "services").rglob("*.py"))))  # fmt: skip
+    read = set()
+    for expr in [x.expr for x in r.recordings()] + [a.expr for a in r.alerts()]:
+        read |= set(re.findall(r"\b(drape_[a-z_]+)", expr))
+    suffixes = ("_total", "_bucket", "_count", "_sum")
+
+    def known(name: str) -> bool:
+        return name in exported or any(
+            name.endswith(s) and name[: -len(s)] in exported for s in suffixes
+        )
+
+    assert not {m for m in read if not known(m)}
+
+
+@needs_promtool
+def test_promtool_checks_and_tests_every_rule():
+    files = sorted(str(p) for p in (ROOT / "rules").glob("*.yml"))
+    checked = subprocess.run(
+        ["promtool", "check", "rules", *files], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    tested = subprocess.run(["promtool", "test", "rules", "rules.test.yml", "error-budgets.test.yml"],
+                            cwd=ROOT / "rules" / "tests", capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert tested.returncode == 0, tested.stdout + tested.stderr
