@@ -95,12 +95,40 @@ def rule_tests(rule_paths: list[str], long: bool) -> dict:
     return {"rule_files": rule_paths, "evaluation_interval": "4m" if long else "1m", "tests": tests}
 
 
+def alertmanager() -> dict:
+    """Alertmanager's routing: pages (someone is woken) and tickets (the next working day),
+    grouped per alert and place; a service that is down silences the tickets it causes."""
+    return {
+        "route": {
+            "receiver": "ticket", "group_by": ["alertname", "job", "experiment"],
+            "group_wait": "30s", "group_interval": "5m", "repeat_interval": "12h",
+            "routes": [
+                {"matchers": ['severity="page"'], "receiver": "page", "repeat_interval": "1h"},
+                {"matchers": ['severity="ticket"'], "receiver": "ticket", "repeat_interval": "24h"},
+            ],
+        },
+        "inhibit_rules": [{
+            "source_matchers": ['alertname=~"Drape(Triton|Tryon|Gateway|Events)Down"'],
+            "target_matchers": ['severity="ticket"'],
+        }],
+        # Where notifications go is the platform's: point these at the pager and the ticket
+        # system (webhook receivers, or replace them with pagerduty_configs/email_configs).
+        "receivers": [
+            {"name": "page", "webhook_configs": [{"url": "http://alert-router.monitoring.svc:8080/page",
+                                                  "send_resolved": True}]},
+            {"name": "ticket", "webhook_configs": [{"url": "http://alert-router.monitoring.svc:8080/ticket",
+                                                    "send_resolved": True}]},
+        ],
+    }  # fmt: skip
+
+
 def rendered() -> dict[Path, str]:
     files = {ROOT / "rules" / f"{name}.yml": _dump(data) for name, data in rule_files().items()}
     paths = [f"../{p}" for p in sorted((p.name for p in files), key=lambda n: ("alerts" in n, n))]
     tests = ROOT / "rules" / "tests"
     files[tests / "rules.test.yml"] = _dump(rule_tests(paths, long=False))
     files[tests / "error-budgets.test.yml"] = _dump(rule_tests(paths, long=True))
+    files[ROOT / "alertmanager.yml"] = _dump(alertmanager())
     return files
 
 

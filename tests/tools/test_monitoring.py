@@ -60,3 +60,19 @@ def test_promtool_checks_and_tests_every_rule():
     tested = subprocess.run(["promtool", "test", "rules", "rules.test.yml", "error-budgets.test.yml"],
                             cwd=ROOT / "rules" / "tests", capture_output=True, text=True, timeout=300)  # fmt: skip
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+@pytest.mark.skipif(shutil.which("amtool") is None and not os.environ.get("CI"),
+                    reason="amtool comes with prometheus-alertmanager (scripts/install.sh)")  # fmt: skip
+def test_alertmanager_routes_by_severity():
+    config = str(ROOT / "alertmanager.yml")
+    checked = subprocess.run(
+        ["amtool", "check-config", config], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    for labels, receiver in ((["severity=page", "alertname=DrapeTritonDown"], "page"),
+                             (["severity=ticket", "alertname=DrapePreviewFailureRatio"], "ticket"),
+                             (["alertname=Unlabelled"], "ticket")):  # fmt: skip
+        routed = subprocess.run(["amtool", "config", "routes", "test", f"--config.file={config}", *labels],
+                                capture_output=True, text=True, timeout=60)  # fmt: skip
+        assert routed.stdout.strip() == receiver, (labels, routed.stdout, routed.stderr)
