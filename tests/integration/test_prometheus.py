@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from drape.cli.stack import Stack, ephemeral
+from drape.monitoring.dashboards import queries
 from drape.monitoring.prometheus import LocalPrometheus
 from drape.recsys.report import ReportSettings, experiment_report
 from drape.services.events.store import open_event_store
@@ -161,6 +162,20 @@ def test_recording_rules_agree_with_the_report(observed):
     assert all(r["health"] == "ok" for g in groups for r in g["rules"]), [
         (r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] != "ok"
     ]
+
+
+def test_every_dashboard_query_runs(observed):
+    """After the traffic above: every panel's query parses and returns in Prometheus (series,
+    except the GPU and try-on panels, which need a GPU or photos)."""
+    _, prometheus = observed
+
+    def empty() -> list[tuple[str, str, str]]:
+        # prometheus.query raises on a query Prometheus refuses.
+        return [(uid, panel.title, query.expr) for uid, panel, query in queries()
+                if not prometheus.query(query.expr) and panel.needs_data]  # fmt: skip
+
+    # Rules evaluate every second; give a loaded machine a few rounds.
+    assert wait_until(lambda: not empty(), timeout=30, interval=1), empty()
 
 
 def _firing(prometheus: LocalPrometheus, name: str) -> bool:

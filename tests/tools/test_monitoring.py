@@ -4,6 +4,7 @@ a known value for each recording); every rule reads metrics the services export.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import pytest
 
 from drape.monitoring import rules as r
+from drape.monitoring.dashboards import DASHBOARDS
 from tools.monitoring import ROOT, rendered
 
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None and not os.environ.get("CI"),
@@ -76,3 +78,17 @@ def test_alertmanager_routes_by_severity():
         routed = subprocess.run(["amtool", "config", "routes", "test", f"--config.file={config}", *labels],
                                 capture_output=True, text=True, timeout=60)  # fmt: skip
         assert routed.stdout.strip() == receiver, (labels, routed.stdout, routed.stderr)
+
+
+def test_dashboards_are_well_formed_grafana_json():
+    for uid in DASHBOARDS:
+        board = json.loads((ROOT / "dashboards" / f"{uid}.json").read_text())
+        assert board["uid"] == uid and board["panels"]
+        ids = [panel["id"] for panel in board["panels"]]
+        assert len(ids) == len(set(ids))
+        for panel in board["panels"]:
+            grid = panel["gridPos"]
+            assert grid["x"] + grid["w"] <= 24 and grid["h"] > 0
+            assert panel["targets"] and all(t["expr"] and t["refId"] for t in panel["targets"])
+            # Plain PromQL: Grafana's variables would not run in Prometheus as they stand.
+            assert not any("$" in t["expr"] for t in panel["targets"])
