@@ -234,7 +234,40 @@ def _select(
     return f"{query} WHERE occurred_at_us >= {placeholder}", (since_us,)
 
 
-class SqliteEventStore:
+class _Reads:
+    """What both stores read the same way, through their ``query``."""
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        raise NotImplementedError
+
+    def count(self) -> int:
+        return int(self.query("SELECT count(*) FROM events")[0][0])
+
+    def exposure_owners(self, recommendation_ids: Sequence[str]) -> dict[str, str]:
+        rows = self._in_chunks("SELECT recommendation_id, user_id FROM exposures "
+                               "WHERE recommendation_id IN ({})", recommendation_ids)  # fmt: skip
+        return {str(rid): str(user) for rid, user in rows}
+
+    def exposure_arms(self, recommendation_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        arms: dict[str, dict[str, str]] = {}
+        for rid, experiment, variant in self._in_chunks(
+            "SELECT recommendation_id, experiment, variant FROM exposure_arms "
+            "WHERE recommendation_id IN ({})", recommendation_ids,
+        ):  # fmt: skip
+            arms.setdefault(str(rid), {})[str(experiment)] = str(variant)
+        return arms
+
+    def _in_chunks(self, template: str, ids: Sequence[str]) -> list[tuple[object, ...]]:
+        """``template``'s rows for ``ids``, 500 placeholders at a time."""
+        unique = list(dict.fromkeys(ids))
+        rows: list[tuple[object, ...]] = []
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            rows.extend(self.query(template.format(",".join("?" * len(chunk))), chunk))
+        return rows
+
+
+class SqliteEventStore(_Reads):
     """SQLite in WAL mode; one writer connection, reads on their own connections."""
 
     def __init__(self, path: Path, synchronous: str = "FULL") -> None:
@@ -288,9 +321,6 @@ class SqliteEventStore:
             rows = db.execute(query, params).fetchall()
         return _typed_frame(rows, columns)
 
-    def count(self) -> int:
-        return int(self.query("SELECT count(*) FROM events")[0][0])
-
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
@@ -337,15 +367,6 @@ class SqliteEventStore:
             found.update(r[0] for r in rows)
         return found
 
-    def exposure_owners(self, recommendation_ids: Sequence[str]) -> dict[str, str]:
-        return dict(_in_chunks(self, "SELECT recommendation_id, user_id FROM exposures "
-                               "WHERE recommendation_id IN ({})", recommendation_ids))  # fmt: skip
-
-    def exposure_arms(self, recommendation_ids: Sequence[str]) -> dict[str, dict[str, str]]:
-        return _arms(_in_chunks(self, "SELECT recommendation_id, experiment, variant FROM "
-                                "exposure_arms WHERE recommendation_id IN ({})",
-                                recommendation_ids))  # fmt: skip
-
     def record_definitions(self, definitions: Sequence[tuple[str, str, str]]) -> None:
         now_us = time.time_ns() // 1000
         self._write(lambda db: db.executemany(
@@ -362,7 +383,7 @@ class SqliteEventStore:
             self._db.close()
 
 
-class PostgresEventStore:
+class PostgresEventStore(_Reads):
     """PostgreSQL through a psycopg connection pool; one statement per batch."""
 
     def __init__(self, url: str, pool_size: int = 8) -> None:
@@ -413,9 +434,6 @@ class PostgresEventStore:
             rows = conn.execute(query, params).fetchall()
         return _typed_frame(rows, columns)
 
-    def count(self) -> int:
-        return int(self.query("SELECT count(*) FROM events")[0][0])
-
     def append_exposures(self, exposures: Sequence[StoredExposure]) -> list[bool]:
         if not exposures:
             return []
@@ -445,15 +463,6 @@ class PostgresEventStore:
             inserted.discard(exposure.recommendation_id)
         return flags
 
-    def exposure_owners(self, recommendation_ids: Sequence[str]) -> dict[str, str]:
-        return dict(_in_chunks(self, "SELECT recommendation_id, user_id FROM exposures "
-                               "WHERE recommendation_id IN ({})", recommendation_ids))  # fmt: skip
-
-    def exposure_arms(self, recommendation_ids: Sequence[str]) -> dict[str, dict[str, str]]:
-        return _arms(_in_chunks(self, "SELECT recommendation_id, experiment, variant FROM "
-                                "exposure_arms WHERE recommendation_id IN ({})",
-                                recommendation_ids))  # fmt: skip
-
     def record_definitions(self, definitions: Sequence[tuple[str, str, str]]) -> None:
         now_us = time.time_ns() // 1000
         with self._pool.connection() as conn, conn.cursor() as cursor:
@@ -469,22 +478,6 @@ class PostgresEventStore:
 
     def close(self) -> None:
         self._pool.close()
-
-
-def _in_chunks(store: EventStore, template: str, ids: Sequence[str]) -> list[tuple[object, ...]]:
-    unique = list(dict.fromkeys(ids))
-    rows: list[tuple[object, ...]] = []
-    for start in range(0, len(unique), 500):
-        chunk = unique[start : start + 500]
-        rows.extend(store.query(template.format(",".join("?" * len(chunk))), chunk))
-    return rows
-
-
-def _arms(rows: list[tuple[object, ...]]) -> dict[str, dict[str, str]]:
-    arms: dict[str, dict[str, str]] = {}
-    for rid, experiment, variant in rows:
-        arms.setdefault(str(rid), {})[str(experiment)] = str(variant)
-    return arms
 
 
 def open_event_store(url: str, *, sqlite_synchronous: str = "FULL") -> EventStore:
