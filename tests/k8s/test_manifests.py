@@ -103,3 +103,45 @@ def test_the_cluster_runs_a_valid_experiment_plan_from_the_mounted_config():
             mounts = d["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
             config_mount = next(m for m in mounts if m["name"] == "config")
             assert config_mount["mountPath"] == "/etc/drape" and "subPath" not in config_mount
+
+
+def test_the_monitoring_overlay_scrapes_every_pod_and_carries_the_rules(tmp_path: Path):
+    """Prometheus Operator objects (their CRDs are not in the Kubernetes schemas, so they are
+    checked here): the PodMonitor selects every Deployment's pods on a port they have, naming
+    the job as the rules expect; the PrometheusRule is the rule files, accepted by promtool."""
+    import kubernetes_validate
+
+    from tools.monitoring import rule_files
+
+    docs = _render("k8s/overlays/monitoring")
+    for doc in docs:
+        if doc["apiVersion"] != "monitoring.coreos.com/v1":
+            kubernetes_validate.validate(doc, "1.32", strict=True)
+    monitor = next(d for d in docs if d["kind"] == "PodMonitor")
+    selected = set(monitor["spec"]["selector"]["matchExpressions"][0]["values"])
+    endpoint = monitor["spec"]["podMetricsEndpoints"][0]
+    assert endpoint["relabelings"][0]["targetLabel"] == "job"
+    for d in docs:
+        if d["kind"] == "Deployment":
+            pod = d["spec"]["template"]
+            assert pod["metadata"]["labels"]["app.kubernetes.io/name"] in selected, d["metadata"][
+                "name"
+            ]
+            ports = {p.get("name") for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+            assert endpoint["port"] in ports, d["metadata"]["name"]
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    assert rule["metadata"]["namespace"] == "drape"
+    assert rule["spec"]["groups"] == [g for data in rule_files().values() for g in data["groups"]]
+    if shutil.which("promtool"):
+        path = tmp_path / "rules.yml"
+        path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
+        checked = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True,
+                                 timeout=60)  # fmt: skip
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+    dashboards = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "drape-dashboards"
+    )
+    assert (
+        dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
+        and len(dashboards["data"]) == 3
+    )
