@@ -165,11 +165,7 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
         checked = [validate_event(e, i, now_us, self.max_future_us) for i, e in enumerate(events)]
         cited = [c.recommendation_id for c in checked
                  if isinstance(c, StoredEvent) and c.recommendation_id]  # fmt: skip
-        exposures = Exposures(
-            self.store.exposure_owners(cited) if cited else {},
-            self.store.exposure_arms(cited) if cited else {},
-            self.plan,
-        )
+        exposures = Exposures(self.store.exposures_of(cited) if cited else {}, self.plan)
         attributed = [exposures.attribute(c, i) for i, c in enumerate(checked)]
         _raise_unless_partial([a for a in attributed if isinstance(a, Violation)], allow_partial)
         return attributed
@@ -267,20 +263,20 @@ def _preview_status(status: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Exposures:
-    """What attributing one batch needs: the exposure log's rows for the lists it cites and
-    the running plan."""
+    """What attributing one batch needs: the exposure log's rows for the lists it cites (one
+    query per batch) and the running plan."""
 
-    owners: dict[str, str]
-    arms: dict[str, dict[str, str]]
+    served: dict[str, tuple[str, dict[str, str]]]  # recommendation id -> (user, arms)
     plan: Plan
 
     def arms_of(self, event: StoredEvent) -> dict[str, str] | Violation:
         rid = event.recommendation_id
-        if rid and rid in self.owners:
-            if self.owners[rid] != event.user_id:
+        if rid and rid in self.served:
+            user, arms = self.served[rid]
+            if user != event.user_id:
                 return Violation("recommendation_id", f"{rid!r} was served to another user, "
                                  f"not {event.user_id!r}")  # fmt: skip
-            return self.arms.get(rid, {})
+            return arms
         # Not cited, or not logged yet (the log is written asynchronously): the assignment.
         assignment = self.plan.assign(event.user_id, event.occurred_at_us)
         return {a.experiment.name: a.variant.name for a in assignment.arms}

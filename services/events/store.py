@@ -178,12 +178,11 @@ class EventStore(Protocol):
         """Stores exposures atomically and durably; True per exposure newly stored."""
         ...
 
-    def exposure_owners(self, recommendation_ids: Sequence[str]) -> dict[str, str]:
-        """The user each of these recommendation lists was served to (those stored)."""
-        ...
-
-    def exposure_arms(self, recommendation_ids: Sequence[str]) -> dict[str, dict[str, str]]:
-        """Per recommendation list stored: experiment -> variant."""
+    def exposures_of(
+        self, recommendation_ids: Sequence[str]
+    ) -> dict[str, tuple[str, dict[str, str]]]:
+        """Per recommendation list stored: the user it was served to and its arms
+        (experiment -> variant)."""
         ...
 
     def record_definitions(self, definitions: Sequence[tuple[str, str, str]]) -> None:
@@ -243,19 +242,19 @@ class _Reads:
     def count(self) -> int:
         return int(self.query("SELECT count(*) FROM events")[0][0])
 
-    def exposure_owners(self, recommendation_ids: Sequence[str]) -> dict[str, str]:
-        rows = self._in_chunks("SELECT recommendation_id, user_id FROM exposures "
-                               "WHERE recommendation_id IN ({})", recommendation_ids)  # fmt: skip
-        return {str(rid): str(user) for rid, user in rows}
-
-    def exposure_arms(self, recommendation_ids: Sequence[str]) -> dict[str, dict[str, str]]:
-        arms: dict[str, dict[str, str]] = {}
-        for rid, experiment, variant in self._in_chunks(
-            "SELECT recommendation_id, experiment, variant FROM exposure_arms "
-            "WHERE recommendation_id IN ({})", recommendation_ids,
+    def exposures_of(
+        self, recommendation_ids: Sequence[str]
+    ) -> dict[str, tuple[str, dict[str, str]]]:
+        found: dict[str, tuple[str, dict[str, str]]] = {}
+        for rid, user, experiment, variant in self._in_chunks(
+            "SELECT x.recommendation_id, x.user_id, a.experiment, a.variant FROM exposures x "
+            "LEFT JOIN exposure_arms a ON a.recommendation_id = x.recommendation_id "
+            "WHERE x.recommendation_id IN ({})", recommendation_ids,
         ):  # fmt: skip
-            arms.setdefault(str(rid), {})[str(experiment)] = str(variant)
-        return arms
+            arms = found.setdefault(str(rid), (str(user), {}))[1]
+            if experiment is not None:
+                arms[str(experiment)] = str(variant)
+        return found
 
     def _in_chunks(self, template: str, ids: Sequence[str]) -> list[tuple[object, ...]]:
         """``template``'s rows for ``ids``, 500 placeholders at a time."""

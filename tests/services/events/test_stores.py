@@ -150,8 +150,9 @@ def test_exposures_are_idempotent_on_recommendation_id(store: EventStore):
     ]
     assert store.query("SELECT count(*) FROM exposures") == [(3,)]
     assert store.query("SELECT count(*) FROM exposure_items") == [(6,)]  # r2's retry added none
-    assert store.exposure_owners(["r1", "r2", "nope"]) == {"r1": "u1", "r2": "u2"}
-    assert store.exposure_arms(["r1"]) == {"r1": {"exp": "a", "other": "b"}}
+    served = store.exposures_of(["r1", "r2", "nope"])
+    assert {rid: user for rid, (user, _) in served.items()} == {"r1": "u1", "r2": "u2"}
+    assert served["r1"][1] == {"exp": "a", "other": "b"}
 
 
 def test_definitions_are_kept_once_per_version(store: EventStore):
