@@ -247,6 +247,10 @@ class Plan:
                         "and time: a user could be in both; give them disjoint buckets or times"
                     )
 
+    def current(self) -> Plan:
+        """A fixed plan is its own source: services take a :class:`PlanSource` or a Plan."""
+        return self
+
     def experiment(self, name: str) -> Experiment | None:
         return next((e for e in self.experiments if e.name == name), None)
 

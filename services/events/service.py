@@ -139,10 +139,6 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
         self.max_batch = max_batch
         self.max_future_us = int(max_future_skew_s * 1_000_000)
 
-    @property
-    def plan(self) -> Plan:
-        return self._plans.current() if isinstance(self._plans, PlanSource) else self._plans
-
     def Record(
         self, request: events_pb2.RecordRequest, context: grpc.ServicerContext
     ) -> events_pb2.RecordResponse:
@@ -165,7 +161,9 @@ class EventsServicer(events_pb2_grpc.EventsServiceServicer):
         checked = [validate_event(e, i, now_us, self.max_future_us) for i, e in enumerate(events)]
         cited = [c.recommendation_id for c in checked
                  if isinstance(c, StoredEvent) and c.recommendation_id]  # fmt: skip
-        exposures = Exposures(self.store.exposures_of(cited) if cited else {}, self.plan)
+        exposures = Exposures(
+            self.store.exposures_of(cited) if cited else {}, self._plans.current()
+        )
         attributed = [exposures.attribute(c, i) for i, c in enumerate(checked)]
         _raise_unless_partial([a for a in attributed if isinstance(a, Violation)], allow_partial)
         return attributed

@@ -111,10 +111,6 @@ class RecommendServicer(recommend_pb2_grpc.RecommendServiceServicer):
             registry=registry,
         )
 
-    @property
-    def plan(self) -> Plan:
-        return self._plans.current() if isinstance(self._plans, PlanSource) else self._plans
-
     def _check_k(self, k: int) -> None:
         if not 1 <= k <= self.max_k:
             raise InvalidArgument("k", f"must be between 1 and {self.max_k} (got {k})")
@@ -141,7 +137,7 @@ class RecommendServicer(recommend_pb2_grpc.RecommendServiceServicer):
         self._check_k(request.k)
         models = self.state.current()
         photo = self._photo(list(request.photo_embedding), models.embedding_dim)
-        assigned = self.plan.assign(request.user_id)
+        assigned = self._plans.current().assign(request.user_id)
         # One ranking at a time per process: the interpreter lock runs one at a time anyway,
         # and taking turns by request rather than by the interpreter's 5 ms time slices
         # keeps a request from waiting behind several others' slices (the latency tail).
