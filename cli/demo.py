@@ -287,7 +287,7 @@ def _previews_page(gateway: gateway_pb2_grpc.GatewayServiceStub, experiment, pro
     from skimage import data
 
     from drape.models.images import decode_image, encode_jpeg, encode_png
-    from drape.services.gateway.service import preview_status_name
+    from drape.services.runtime.previews import preview_status_name
 
     photo = data.astronaut()
     request = gateway_pb2.GatewayServiceRecommendRequest(
@@ -330,7 +330,7 @@ def _previews_page(gateway: gateway_pb2_grpc.GatewayServiceStub, experiment, pro
 
 
 def _statuses(reply: gateway_pb2.GatewayServiceRecommendResponse) -> str:
-    from drape.services.gateway.service import preview_status_name
+    from drape.services.runtime.previews import preview_status_name
 
     counts = Counter(preview_status_name(item.preview.status) for item in reply.items)
     return ", ".join(f"{n} {name}" for name, n in counts.items())
@@ -392,7 +392,7 @@ def _seed(gateway: gateway_pb2_grpc.GatewayServiceStub, frame: pd.DataFrame) -> 
 
 
 def _recommend_and_feedback(gateway: gateway_pb2_grpc.GatewayServiceStub, users: list[str]) -> None:
-    from drape.services.gateway.service import preview_status_name
+    from drape.services.runtime.previews import preview_status_name
 
     for user in users:
         reply = gateway.Recommend(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from drape.services.events.local_postgres import free_port
+from drape.cli.stack import free_ports
 
 RULES = Path(__file__).resolve().parent / "rules"
 
@@ -47,7 +47,7 @@ class LocalPrometheus:
     def __init__(self, metrics_ports: Mapping[str, int | None], rule_files: list[Path] | None = None,
                  scrape_s: float = 15, evaluate_s: float = 15, port: int = 0) -> None:  # fmt: skip
         self.root = Path(tempfile.mkdtemp(prefix="drape-prometheus-"))
-        self.port = port or free_port()
+        self.port = port or free_ports(1)[0]
         self.url = f"http://127.0.0.1:{self.port}"
         self.targets_file = self.root / "targets.json"
         self.set_targets(metrics_ports)

@@ -1,7 +1,7 @@
 """What an experiment is judged by, defined once: the report computes every metric here from
 the exposure log and the events, and the Prometheus recording rules are generated from the
-same entries (``recording_rules``), so a dashboard and a report never disagree on what
-"conversion" means.
+same entries (each metric's ``live`` rule, in :mod:`drape.monitoring.rules`), so a dashboard
+and a report never disagree on what "conversion" means.
 
 Attribution. A user enters an experiment at their first exposure to it (a recommendation list
 served under one of its variants) within the report's window. An event counts for the

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from drape.cli.local_postgres import local_postgres, postgres_bin
 from drape.cli.stack import Stack, ephemeral
-from drape.services.events.local_postgres import local_postgres, postgres_bin
 from drape.services.events.store import EventStore, open_event_store
 from drape.services.runtime.config import DrapeConfig
 from drape.synthetic.catalog import generate_catalog

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from drape.catalog.embedders import ingest_via_service
     from drape.models.images import encode_jpeg
     from drape.models.tryon.export import TRYON_MODEL
-    from drape.services.gateway.service import preview_status_name
+    from drape.services.runtime.previews import preview_status_name
     from drape.synthetic.catalog import write_generated_feed
 
     root = Path(tempfile.mkdtemp(prefix="drape-bench-previews-"))

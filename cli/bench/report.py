@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     timings = {"sqlite": _time_report(f"sqlite:///{args.db}", spec, args.repeat, experiment)}
     if args.postgres:
-        from drape.services.events.local_postgres import local_postgres, postgres_bin
+        from drape.cli.local_postgres import local_postgres, postgres_bin
 
         bindir = postgres_bin()
         if bindir is None:

@@ -36,7 +36,8 @@ from drape.services.events.store import (
 from drape.services.events.validation import Violation, validate_event, validate_exposure
 from drape.services.runtime import DrapeConfig, InvalidArgument, ServiceSpec, Unavailable
 from drape.services.runtime.experiments import watch_experiments
-from drape.v1 import common_pb2, events_pb2, events_pb2_grpc
+from drape.services.runtime.previews import preview_status_name
+from drape.v1 import events_pb2, events_pb2_grpc
 
 log = logging.getLogger("drape.events")
 
@@ -249,14 +250,10 @@ def _stored_exposure(source: events_pb2.Exposure, served_at_us: int, now_us: int
         latency_ms=source.latency_ms,
         arms=tuple((a.experiment, a.variant, a.version) for a in source.arms),
         items=tuple(
-            ExposedItem(item.rank, item.garment_id, _preview_status(item.preview_status))
+            ExposedItem(item.rank, item.garment_id, preview_status_name(item.preview_status))
             for item in source.items
         ),
     )
-
-
-def _preview_status(status: int) -> str:
-    return common_pb2.PreviewStatus.Name(status).removeprefix("PREVIEW_STATUS_").lower()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -40,6 +40,7 @@ from drape.services.runtime.cache import TtlCache
 from drape.services.runtime.config import GatewayConfig
 from drape.services.runtime.errors import DrapeError
 from drape.services.runtime.images import decode_field
+from drape.services.runtime.previews import preview_status_name
 from drape.v1 import (
     common_pb2,
     events_pb2,
@@ -86,11 +87,6 @@ class _PreviewPhotos:
 class _PhotoEmbedding:
     use: gateway_pb2.PhotoUse
     values: tuple[float, ...]
-
-
-def preview_status_name(status: int) -> str:
-    """``ok``, ``cached``, ``timed_out``, ... (metric labels, reports)."""
-    return common_pb2.PreviewStatus.Name(status).removeprefix("PREVIEW_STATUS_").lower()
 
 
 def exposure(

@@ -6,12 +6,13 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from drape.cli.stack import free_ports
 
 
 def postgres_bin() -> Path | None:
@@ -20,12 +21,6 @@ def postgres_bin() -> Path | None:
         return Path(found).resolve().parent
     candidates = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
     return Path(candidates[-1]).parent if candidates else None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -40,7 +35,7 @@ def local_postgres(bindir: Path, settings: str = "-c fsync=on") -> Iterator[str]
         shutil.chown(root, "postgres")
         shutil.chown(sock, "postgres")
         run_as = ["runuser", "-u", "postgres", "--"]
-    port = free_port()
+    port = free_ports(1)[0]
     subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "postgres",
                     "--auth=trust", "-E", "UTF8"], check=True, capture_output=True, timeout=120)  # fmt: skip
     options = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 {settings}"
