@@ -145,10 +145,25 @@ def test_recording_rules_agree_with_the_report(observed):
     assert wait_until(agrees, timeout=30, interval=0.5), (
         rule("drape:purchases_per_exposure:ratio_rate1h"), rule("drape:mean_rating:ratio_rate1h"),
         {v: x["metrics"]["purchases_per_exposure"] for v, x in variants.items()})  # fmt: skip
-    # RED: the bad calls are the caller's errors, not the service's.
-    errors = prometheus.query('drape:rpc_errors:ratio_rate5m{grpc_service="drape.v1.GatewayService", '
-                              'grpc_method="Recommend"}')  # fmt: skip
-    assert errors and float(errors[0]["value"][1]) == 0.0
+    # RED: the bad calls are the caller's errors, not the service's. The gateway is a target
+    # of its own: wait until a scrape of it has every call (one refused per ten users), then
+    # until a rule evaluation has that scrape.
+    method = 'grpc_service="drape.v1.GatewayService", grpc_method="Recommend"'
+    calls = served + (served + 9) // 10
+    handled = f"sum(drape_rpc_handled_total{{{method}}})"
+    assert wait_until(lambda: (r := prometheus.query(handled)) and float(r[0]["value"][1]) == calls,
+                      timeout=60, interval=0.5), prometheus.query(handled)  # fmt: skip
+    refused = f'sum(rate(drape_rpc_handled_total{{{method}, grpc_code="INVALID_ARGUMENT"}}[5m]))'
+
+    def errors() -> list[dict]:
+        # The rule's evaluation that follows the scrape above: requests seen in its window.
+        if not (r := prometheus.query(refused)) or float(r[0]["value"][1]) == 0:
+            return []
+        return prometheus.query(f"drape:rpc_errors:ratio_rate5m{{{method}}} >= 0")
+
+    assert wait_until(errors, timeout=30, interval=0.5), prometheus.query(
+        f"drape:rpc_errors:ratio_rate5m{{{method}}}")  # fmt: skip
+    assert float(errors()[0]["value"][1]) == 0.0
     shares = _by_variant(prometheus, f'drape_experiment_variant_share{{experiment="{EXPERIMENT}"}}')
     assert shares == {"control": 0.5, "treatment": 0.5}
     # Every rule group is loaded and evaluates without error.
