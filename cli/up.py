@@ -40,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
             ports = {name: e.metrics_port for name, e in stack.endpoints.items()}
             prometheus = LocalPrometheus(ports, port=args.prometheus).start()
-            print(f"prometheus {prometheus.url} (rules: {prometheus.url}/rules, alerts: "
-                  f"{prometheus.url}/alerts)", flush=True)  # fmt: skip
+            print(f"prometheus {prometheus.url} (rules: {prometheus.page('rules')}, alerts: "
+                  f"{prometheus.page('alerts')})", flush=True)  # fmt: skip
         print("all services up; Ctrl-C to stop", flush=True)
         exited = stack.wait()
         print(f"drape up: {exited} exited; stopping the others", file=sys.stderr)

@@ -102,6 +102,19 @@ class LocalPrometheus:
             raise PrometheusError(f"{path} {params}: {body}")
         return body["data"]
 
+    def page(self, name: str) -> str:
+        """The address of one of the web UI's pages (``rules``, ``alerts``, ``targets``):
+        Prometheus' own builds serve them at the root, distribution builds without the
+        React UI (Debian's) only under ``/classic``."""
+        for url in (f"{self.url}/{name}", f"{self.url}/classic/{name}"):
+            try:
+                with urllib.request.urlopen(url, timeout=5) as reply:
+                    if reply.status == 200:
+                        return url
+            except OSError:
+                continue
+        raise PrometheusError(f"prometheus serves no {name} page")
+
     def query(self, promql: str) -> list[dict]:
         """An instant query's samples: [{"metric": {...}, "value": [t, "v"]}, ...]."""
         return self._get("/api/v1/query", query=promql)["result"]  # type: ignore[index]

@@ -81,3 +81,19 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05) -> bool
             return True
         time.sleep(interval)
     return False
+
+
+needs_chromium = pytest.mark.skipif(
+    __import__("shutil").which("chromium") is None and not os.environ.get("CI"),
+    reason="Chromium is installed by scripts/install.sh",
+)
+
+
+def chromium(profile: Path, *args: str) -> str:
+    """Headless Chromium on its own throwaway profile (``args``: --screenshot=..., --dump-dom
+    and the page); what it prints."""
+    import subprocess
+
+    command = ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
+               f"--user-data-dir={profile}", *args]  # fmt: skip
+    return subprocess.run(command, check=True, capture_output=True, text=True, timeout=120).stdout

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
@@ -21,6 +22,23 @@ from typing import Generic, TypeVar
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 V = TypeVar("V")
+
+# One pair of metric families per registry, a `cache` label per cache (a service holds several).
+_FAMILIES: weakref.WeakKeyDictionary[CollectorRegistry, tuple[Counter, Gauge]] = (
+    weakref.WeakKeyDictionary()
+)
+_FAMILIES_LOCK = threading.Lock()
+
+
+def _families(registry: CollectorRegistry) -> tuple[Counter, Gauge]:
+    with _FAMILIES_LOCK:
+        if registry not in _FAMILIES:
+            _FAMILIES[registry] = (
+                Counter("drape_cache_lookups", "Lookups in a cache, by cache and result (hit, miss).",
+                        ["cache", "result"], registry=registry),
+                Gauge("drape_cache_bytes", "Bytes held by a cache.", ["cache"], registry=registry),
+            )  # fmt: skip
+        return _FAMILIES[registry]
 
 
 @dataclass
@@ -58,10 +76,9 @@ class TtlCache(Generic[V]):
         self._sweeper: threading.Thread | None = None
         self._lookups = self._gauge = None
         if registry is not None:
-            self._lookups = Counter(f"drape_{name}_cache_lookups", f"Lookups in the {name} cache, by result.",
-                                    ["result"], registry=registry)  # fmt: skip
-            self._gauge = Gauge(f"drape_{name}_cache_bytes", f"Bytes held by the {name} cache.",
-                                registry=registry)  # fmt: skip
+            lookups, held = _families(registry)
+            self._lookups = lookups
+            self._gauge = held.labels(name)
             self._gauge.set_function(lambda: self._bytes)
 
     def __len__(self) -> int:
@@ -74,7 +91,7 @@ class TtlCache(Generic[V]):
 
     def _count(self, result: str) -> None:
         if self._lookups is not None:
-            self._lookups.labels(result).inc()
+            self._lookups.labels(self.name, result).inc()
 
     def get(self, key: Hashable) -> V | None:
         with self._lock:

@@ -1,7 +1,8 @@
 """The rules in a real Prometheus (the one the install provides) scraping the real stack:
 known traffic in two variants, and the recording rules must give per variant what the
-experiment report computes from the database; Triton stopped raises its alert, and the
-alert resolves when Triton is back."""
+experiment report computes from the database; every series scraped is one the metric list
+(read from the code) names, with its labels; the rules page shows every rule; Triton stopped
+raises its alert, and the alert resolves when Triton is back."""
 
 from __future__ import annotations
 
@@ -16,15 +17,18 @@ import pytest
 import yaml
 
 from drape.cli.stack import Stack, ephemeral
+from drape.monitoring import rules as r
 from drape.monitoring.dashboards import queries
+from drape.monitoring.inventory import family_of, metrics
 from drape.monitoring.prometheus import LocalPrometheus
 from drape.recsys.report import ReportSettings, experiment_report
 from drape.services.events.store import open_event_store
 from drape.services.runtime import connect
 from drape.services.runtime.config import DrapeConfig
+from drape.services.runtime.workers import WORKER_LABEL
 from drape.synthetic.catalog import generate_catalog
 from drape.v1 import events_pb2, gateway_pb2, gateway_pb2_grpc
-from tests.conftest import wait_until
+from tests.conftest import chromium, needs_chromium, wait_until
 from tools.monitoring import rule_files
 
 pytestmark = pytest.mark.skipif(
@@ -191,6 +195,40 @@ def test_every_dashboard_query_runs(observed):
 
     # Rules evaluate every second; give a loaded machine a few rounds.
     assert wait_until(lambda: not empty(), timeout=30, interval=1), empty()
+
+
+def test_every_family_scraped_is_listed_with_its_labels(observed):
+    """What the running stack exports is what docs/metrics.md lists (it is read from the code):
+    every drape_* series scraped belongs to a listed metric and carries exactly its labels."""
+    _, prometheus = observed
+    known = metrics()
+    scraped = prometheus.query('{__name__=~"drape_.+"}')
+    assert len({s["metric"]["__name__"] for s in scraped}) > 20
+    unlisted, mislabelled = set(), set()
+    for sample in scraped:
+        labels = dict(sample["metric"])
+        name = labels.pop("__name__")
+        metric = family_of(name, known)
+        if metric is None:
+            unlisted.add(name)
+            continue
+        extra = {"le"} if name.endswith("_bucket") else set()
+        if set(labels) - {"job", "instance", WORKER_LABEL} != set(metric.labels) | extra:
+            mislabelled.add((name, tuple(sorted(labels))))
+    assert not unlisted and not mislabelled, (unlisted, mislabelled)
+
+
+@needs_chromium
+def test_the_rules_page_shows_every_rule(observed, tmp_path):
+    """The page `drape up --prometheus` points at, as a browser renders it: every group, every
+    recording rule and every alert of the loaded files."""
+    _, prometheus = observed
+    page = chromium(tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom",
+                    prometheus.page("rules"))  # fmt: skip
+    names = [g["name"] for g in prometheus.rules()]
+    names += [x.record for x in r.recordings()] + [a.name for a in r.alerts()]
+    assert len(names) > 40
+    assert not [n for n in names if n not in page], page[:2000]
 
 
 def _firing(prometheus: LocalPrometheus, name: str) -> bool:

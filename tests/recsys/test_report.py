@@ -5,8 +5,6 @@ the HTML page as a browser shows it."""
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from drape.services.events.store import (
     open_event_store,
 )
 from drape.synthetic.experiment import GeneratedExperiment, store_experiment
+from tests.conftest import chromium, needs_chromium
 
 SPEC = GeneratedExperiment(users=600, days=7, seed=3)
 UNTIL = SPEC.start_us + 8 * DAY_US
@@ -171,8 +170,7 @@ def test_the_command_writes_json_and_html_and_exits_3_on_a_warning(tmp_path: Pat
                  "--until", "2026-12-01"]) == 2  # fmt: skip
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None and not __import__("os").environ.get("CI"),
-                    reason="Chromium is installed by scripts/install.sh")  # fmt: skip
+@needs_chromium
 def test_the_html_page_shows_its_plots_in_a_browser(tmp_path: Path):
     store = open_event_store(f"sqlite:///{tmp_path / 'e.db'}", sqlite_synchronous="NORMAL")
     store_experiment(store, SPEC)
@@ -180,9 +178,7 @@ def test_the_html_page_shows_its_plots_in_a_browser(tmp_path: Path):
     page.write_text(render(experiment_report(store, SETTINGS)))
     store.close()
     shot = tmp_path / "shot.png"
-    subprocess.run(["chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
-                    "--window-size=1300,2600", f"--screenshot={shot}", page.as_uri()],
-                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    chromium(tmp_path / "profile", "--window-size=1300,2600", f"--screenshot={shot}", page.as_uri())
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     # The variants' colours as drawn: bars (control blue, treatment orange) and the lift band.
     for colour in ((0x4C, 0x72, 0xB0), (0xDD, 0x84, 0x52)):

@@ -1,6 +1,7 @@
 """The monitoring files are generated from drape.monitoring and fresh; promtool accepts every
 rule and passes every rule's test (a case that fires each alert and one that keeps it quiet,
-a known value for each recording); every rule reads metrics the services export."""
+a known value for each recording); every rule and panel reads metrics the services export,
+as listed from their code."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import subprocess
 import pytest
 
 from drape.monitoring import rules as r
-from drape.monitoring.dashboards import DASHBOARDS
+from drape.monitoring.dashboards import DASHBOARDS, queries
+from drape.monitoring.inventory import InventoryError, _definitions, family_of, metrics
 from tools.monitoring import ROOT, rendered
 
 needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None and not os.environ.get("CI"),
@@ -36,20 +38,39 @@ def test_every_rule_has_its_cases():
     assert len(names) == len(set(names))
 
 
-def test_every_metric_a_rule_reads_is_exported_or_triton_s():
-    exported = set(re.findall(r'"(drape_[a-z_]+)"', "".join(
-        p.read_text() for p in (ROOT.parent / "services").rglob("*.py"))))  # fmt: skip
+def test_every_metric_a_rule_or_panel_reads_is_exported():
+    known = metrics()
     read = set()
-    for expr in [x.expr for x in r.recordings()] + [a.expr for a in r.alerts()]:
+    exprs = [x.expr for x in r.recordings()] + [a.expr for a in r.alerts()]
+    for expr in exprs + [q.expr for _, _, q in queries()]:
         read |= set(re.findall(r"\b(drape_[a-z_]+)", expr))
-    suffixes = ("_total", "_bucket", "_count", "_sum")
+    assert read and not {name for name in read if family_of(name, known) is None}
 
-    def known(name: str) -> bool:
-        return name in exported or any(
-            name.endswith(s) and name[: -len(s)] in exported for s in suffixes
-        )
 
-    assert not {m for m in read if not known(m)}
+def test_the_metric_list_is_read_from_the_code(tmp_path):
+    """Names, kinds, labels and buckets as the services define them; a metric whose name or
+    labels are computed cannot be listed, and is refused with its place."""
+    by_name = {m.name: m for m in metrics()}
+    rpc = by_name["drape_rpc_handled"]
+    assert rpc.kind == "counter" and rpc.labels == ("grpc_service", "grpc_method", "grpc_code")
+    assert rpc.services == ("*",) and rpc.series == ("drape_rpc_handled_total",)
+    latency = by_name["drape_rpc_duration_seconds"]
+    assert 0.3 in latency.buckets  # the Recommend latency objective is a bucket boundary
+    assert by_name["drape_cache_lookups"].services == ("gateway", "tryon")
+    assert by_name["drape_experiment_reload_failures"].services == ("events", "recommend")
+    module = tmp_path / "m.py"
+    module.write_text('from prometheus_client import Counter\nname = "x"\n'
+                      'Counter(f"drape_{name}", "Computed.")\n')  # fmt: skip
+    with pytest.raises(InventoryError, match=r"m.py:3: the metric's name must be a literal"):
+        _definitions(module)
+    module.write_text(
+        'from prometheus_client import Gauge\nL = ["a"]\nGauge("drape_x", "Help.", L)\n'
+    )
+    with pytest.raises(InventoryError, match="label names must be a literal"):
+        _definitions(module)
+    module.write_text('from prometheus_client import Gauge\nGauge("queue_depth", "Help.")\n')
+    with pytest.raises(InventoryError, match="named drape_"):
+        _definitions(module)
 
 
 @needs_promtool

@@ -100,9 +100,12 @@ def test_lookups_and_bytes_are_exported():
     cache.get("a")
     cache.get("b")
     value = registry.get_sample_value
-    assert value("drape_preview_cache_lookups_total", {"result": "hit"}) == 1
-    assert value("drape_preview_cache_lookups_total", {"result": "miss"}) == 1
-    assert value("drape_preview_cache_bytes") == 5
+    photos = TtlCache("photo", 10, 1000, ttl_s=60, size_of=len, registry=registry)
+    photos.put("p", "12")
+    assert value("drape_cache_lookups_total", {"cache": "preview", "result": "hit"}) == 1
+    assert value("drape_cache_lookups_total", {"cache": "preview", "result": "miss"}) == 1
+    assert value("drape_cache_bytes", {"cache": "preview"}) == 5
+    assert value("drape_cache_bytes", {"cache": "photo"}) == 2
 
 
 def test_bad_bounds_are_refused():
