@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from drape.recsys.outcomes import METRICS
+from drape.services.runtime.metrics import SERVER_ERROR_CODES
 
-# Codes that are the server's failure, not the caller's mistake.
-SERVER_ERRORS = "UNKNOWN|INTERNAL|UNAVAILABLE|DEADLINE_EXCEEDED|DATA_LOSS|UNIMPLEMENTED"
+SERVER_ERRORS = "|".join(SERVER_ERROR_CODES)
 AVAILABILITY_SLO = 0.999
 LATENCY_SLO = 0.99
 LATENCY_THRESHOLD_S = 0.3  # a bucket boundary of drape_rpc_duration_seconds

@@ -36,7 +36,7 @@ from drape.services.events.store import (
 from drape.services.events.validation import Violation, validate_event, validate_exposure
 from drape.services.runtime import DrapeConfig, InvalidArgument, ServiceSpec, Unavailable
 from drape.services.runtime.experiments import watch_experiments
-from drape.services.runtime.previews import preview_status_name
+from drape.services.runtime.previews import PREVIEW_STATUSES, preview_status_name
 from drape.v1 import events_pb2, events_pb2_grpc
 
 log = logging.getLogger("drape.events")
@@ -123,6 +123,8 @@ class BusinessMetrics:
                 self.satisfaction.labels(*arm)
                 self.revenue.labels(*arm)
                 self.exposures.labels(*arm)
+                for status in PREVIEW_STATUSES:
+                    self.exposed_items.labels(status, *arm)
 
 
 class EventsServicer(events_pb2_grpc.EventsServiceServicer):

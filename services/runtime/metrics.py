@@ -24,6 +24,17 @@ from prometheus_client import (
 # doubles what every scrape stores.
 disable_created_metrics()
 
+# Status codes that are the server's failure, not the caller's mistake: what the error-ratio
+# rules count, and started at zero with OK.
+SERVER_ERROR_CODES = (
+    "UNKNOWN",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DEADLINE_EXCEEDED",
+    "DATA_LOSS",
+    "UNIMPLEMENTED",
+)
+
 # Buckets from 1 ms to 30 s: covers cached lookups through cold GAN previews.
 LATENCY_BUCKETS = (
     0.001,
@@ -72,11 +83,12 @@ class RpcMetrics:
         )
 
     def start_at_zero(self, service: str, methods: list[str]) -> None:
-        """Creates the OK and latency series of every method before the first call, so
-        Prometheus sees them rise from zero (a series first scraped at its final value shows
-        no rate at all)."""
+        """Creates the OK, server-error and latency series of every method before the first
+        call, so Prometheus sees them rise from zero (a series first scraped at its final value
+        shows no rate at all, and the first burst of errors would be missed)."""
         for method in methods:
-            self.handled.labels(service, method, "OK")
+            for code in ("OK", *SERVER_ERROR_CODES):
+                self.handled.labels(service, method, code)
             self.latency.labels(service, method)
 
     def method(self, full_method: str) -> MethodMetrics:

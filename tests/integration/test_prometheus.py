@@ -1,6 +1,6 @@
 """The rules in a real Prometheus (the one the install provides) scraping the real stack:
-known traffic in two variants, and the recording rules must give per variant what the
-experiment report computes from the database; every series scraped is one the metric list
+known traffic in two variants, and every experiment recording rule must give per variant what
+the test sent, and what the experiment report computes from the database; every series scraped is one the metric list
 (read from the code) names, with its labels; the rules page shows every rule; Triton stopped
 raises its alert, and the alert resolves when Triton is back."""
 
@@ -9,25 +9,40 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import grpc
 import numpy as np
 import pytest
 import yaml
+from skimage import data as images
 
+from drape.catalog.embedders import ingest_via_service
 from drape.cli.stack import Stack, ephemeral
+from drape.models.images import encode_jpeg
 from drape.monitoring import rules as r
 from drape.monitoring.dashboards import queries
 from drape.monitoring.inventory import family_of, metrics
 from drape.monitoring.prometheus import LocalPrometheus
+from drape.recsys.experiments import parse_plan
+from drape.recsys.outcomes import METRICS
 from drape.recsys.report import ReportSettings, experiment_report
 from drape.services.events.store import open_event_store
 from drape.services.runtime import connect
 from drape.services.runtime.config import DrapeConfig
+from drape.services.runtime.previews import preview_status_name
 from drape.services.runtime.workers import WORKER_LABEL
-from drape.synthetic.catalog import generate_catalog
-from drape.v1 import events_pb2, gateway_pb2, gateway_pb2_grpc
+from drape.synthetic.catalog import write_generated_feed
+from drape.v1 import (
+    common_pb2,
+    events_pb2,
+    gateway_pb2,
+    gateway_pb2_grpc,
+    recommend_pb2,
+    recommend_pb2_grpc,
+)
 from tests.conftest import chromium, needs_chromium, wait_until
 from tools.monitoring import rule_files
 
@@ -42,6 +57,7 @@ variants:
   - {{name: control, share: 50, previews: false}}
   - {{name: treatment, share: 50, previews: true}}
 """
+EXPERIMENT_PLAN = parse_plan(yaml.safe_load(PLAN)).experiments[0]
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +67,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, 
     config.recommend.refresh_s = 0.3
     (root / "experiments.yaml").write_text(PLAN)
     config.recommend.experiments_path = str(root / "experiments.yaml")
-    generate_catalog(200, seed=2).save(config.catalog_path())
+    feed = write_generated_feed(40, root / "feed", seed=2)  # garments with product shots
     # The production rules, with every alert's `for` cut to a fiftieth (1m -> 1s).
     rules = []
     for name, data in rule_files(for_scale=0.02).items():
@@ -63,6 +79,22 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, 
     prometheus = LocalPrometheus({n: e.metrics_port for n, e in stack.endpoints.items()}, rules,
                                  scrape_s=1, evaluate_s=1)  # fmt: skip
     try:
+        assert ingest_via_service(feed, stack.config, stack.address("features")).ingested == 40
+        # Every recommend worker has the catalog (asked directly: the gateway's counters and the
+        # exposure log hold only the test's traffic).
+        recommend = recommend_pb2_grpc.RecommendServiceStub(
+            connect(stack.address("recommend"), connections=8)
+        )
+
+        def loaded() -> bool:
+            try:
+                for _ in range(16):
+                    recommend.Recommend(recommend_pb2.RecommendRequest(user_id="u", k=4), timeout=5)
+            except grpc.RpcError:
+                return False
+            return True
+
+        assert wait_until(loaded, timeout=60, interval=0.5)
         prometheus.start()
         # Every target scraped once before any traffic: counters start at zero in Prometheus.
         jobs = len(stack.endpoints)
@@ -74,34 +106,85 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, 
         stack.stop()
 
 
-def _traffic(stack: Stack, users: int = 120) -> int:
-    """Each user gets a list; some buy a shown garment and some rate, citing the list; and
-    some calls fail (bad k). Returns the lists served."""
+@dataclass
+class Ledger:
+    """What the test sent to one variant, tallied by the test itself."""
+
+    exposures: int = 0
+    purchases: int = 0
+    value_minor: int = 0
+    carts: int = 0
+    tryons: int = 0
+    ratings: list[int] = field(default_factory=list)
+    items: Counter[str] = field(default_factory=Counter)  # by preview status
+
+    def expected(self) -> dict[str, float | None]:
+        """Each experiment recording rule's value over this traffic (None: 0/0)."""
+        attempted = sum(n for status, n in self.items.items() if status != "skipped")
+        failed = sum(self.items[s] for s in ("failed", "unavailable", "timed_out"))
+        return {
+            "drape:purchases_per_exposure:ratio_rate1h": self.purchases / self.exposures,
+            "drape:revenue_per_exposure:ratio_rate1h": self.value_minor / self.exposures / 100,
+            "drape:mean_rating:ratio_rate1h": sum(self.ratings) / len(self.ratings),
+            "drape:high_rating_share:ratio_rate1h": sum(r >= 4 for r in self.ratings) / len(self.ratings),
+            "drape:previews_shown_per_exposure:ratio_rate1h":
+                (self.items["ok"] + self.items["cached"]) / self.exposures,
+            "drape:tryons_per_exposure:ratio_rate1h": self.tryons / self.exposures,
+            "drape:carts_per_exposure:ratio_rate1h": self.carts / self.exposures,
+            "drape:preview_failures:ratio_rate1h": failed / attempted if attempted else None,
+        }  # fmt: skip
+
+
+def _traffic(stack: Stack, users: int = 120, with_photo: int = 3) -> tuple[int, dict[str, Ledger]]:
+    """Each user gets a list (the first ``with_photo`` treatment users send a photo, so their
+    lists carry previews); some look at a try-on, put a garment in the cart, buy it or rate,
+    citing the list; and some calls fail (bad k). Returns the lists served and, per variant,
+    what was sent."""
     rng = np.random.default_rng(4)
     gateway = gateway_pb2_grpc.GatewayServiceStub(connect(stack.address("gateway")))
+    photo = common_pb2.Image(data=encode_jpeg(images.astronaut()))
+    ledgers: dict[str, Ledger] = {}
     served = 0
     for i in range(users):
         user = f"shopper-{i}"
-        reply = gateway.Recommend(gateway_pb2.GatewayServiceRecommendRequest(user_id=user, k=4),
-                                  timeout=10)  # fmt: skip
+        treated = EXPERIMENT_PLAN.assign(user).previews
+        request = gateway_pb2.GatewayServiceRecommendRequest(user_id=user, k=4, previews=treated)
+        if treated and with_photo:
+            request.photo.CopyFrom(photo)
+            with_photo -= 1
+        reply = gateway.Recommend(request, timeout=120)
         served += 1
+        ledger = ledgers.setdefault(reply.assignment.variant, Ledger())
+        ledger.exposures += 1
+        ledger.items.update(preview_status_name(item.preview.status) for item in reply.items)
+
+        def event(kind: int, garment: str = "", user: str = user, cited: str = reply.recommendation_id,
+                  **fields) -> events_pb2.Event:  # fmt: skip
+            return events_pb2.Event(event_id=uuid.uuid4().hex, user_id=user, type=kind, garment_id=garment,
+                                    recommendation_id=cited, **fields)  # fmt: skip
+
         events = []
+        garment = reply.items[int(rng.integers(4))].garment
+        if rng.random() < 0.2:
+            events.append(event(events_pb2.EVENT_TYPE_TRYON_VIEW, garment.garment_id))
+            ledger.tryons += 1
+        if rng.random() < 0.25:
+            events.append(event(events_pb2.EVENT_TYPE_ADD_TO_CART, garment.garment_id))
+            ledger.carts += 1
         if rng.random() < (0.3 if reply.assignment.variant == "treatment" else 0.15):
-            garment = reply.items[int(rng.integers(4))].garment
-            events.append(events_pb2.Event(event_id=uuid.uuid4().hex, user_id=user,
-                                           type=events_pb2.EVENT_TYPE_PURCHASE,
-                                           garment_id=garment.garment_id, value_minor=garment.price_minor,
-                                           recommendation_id=reply.recommendation_id))  # fmt: skip
+            events.append(event(events_pb2.EVENT_TYPE_PURCHASE, garment.garment_id,
+                                value_minor=garment.price_minor))  # fmt: skip
+            ledger.purchases += 1
+            ledger.value_minor += garment.price_minor
         if rng.random() < 0.5:
-            events.append(events_pb2.Event(event_id=uuid.uuid4().hex, user_id=user,
-                                           type=events_pb2.EVENT_TYPE_RATING, rating=int(rng.integers(1, 6)),
-                                           recommendation_id=reply.recommendation_id))  # fmt: skip
+            ledger.ratings.append(int(rng.integers(1, 6)))
+            events.append(event(events_pb2.EVENT_TYPE_RATING, rating=ledger.ratings[-1]))
         if events:
             gateway.Track(gateway_pb2.TrackRequest(events=events), timeout=10)
         if i % 10 == 0:
             with pytest.raises(grpc.RpcError):
                 gateway.Recommend(gateway_pb2.GatewayServiceRecommendRequest(user_id=user, k=0))
-    return served
+    return served, ledgers
 
 
 def _by_variant(prometheus: LocalPrometheus, promql: str) -> dict[str, float]:
@@ -110,7 +193,8 @@ def _by_variant(prometheus: LocalPrometheus, promql: str) -> dict[str, float]:
 
 def test_recording_rules_agree_with_the_report(observed):
     stack, prometheus = observed
-    served = _traffic(stack)
+    served, ledgers = _traffic(stack)
+    assert sum(ledger.items["ok"] for ledger in ledgers.values()) > 0  # some previews were shown
     logged = f'sum(drape_exposures_total{{experiment="{EXPERIMENT}"}})'
     assert wait_until(lambda: (r := prometheus.query(logged)) and float(r[0]["value"][1]) == served,
                       timeout=60, interval=0.5), prometheus.query(logged)  # fmt: skip
@@ -133,41 +217,47 @@ def test_recording_rules_agree_with_the_report(observed):
     def rule(name: str) -> dict[str, float]:
         return _by_variant(prometheus, f'{name}{{experiment="{EXPERIMENT}"}}')
 
-    def agrees() -> bool:
-        purchases, rating = (
-            rule("drape:purchases_per_exposure:ratio_rate1h"),
-            rule("drape:mean_rating:ratio_rate1h"),
-        )
-        return len(purchases) == 2 and all(
-            purchases[v]
-            == pytest.approx(variants[v]["metrics"]["purchases_per_exposure"]["value"], rel=1e-6)
-            and rating.get(v)
-            == pytest.approx(variants[v]["metrics"]["mean_rating"]["value"], rel=1e-6)
-            for v in variants
-        )
+    # Every experiment recording rule, per variant, against the test's own tally of what it
+    # sent; and the ones that are the report's ratio metrics against the report.
+    records = [m.live.record for m in METRICS if m.live is not None]
+    assert set(records) == set(ledgers["control"].expected())
+    same = {"drape:purchases_per_exposure:ratio_rate1h": "purchases_per_exposure",
+            "drape:mean_rating:ratio_rate1h": "mean_rating",
+            "drape:high_rating_share:ratio_rate1h": "high_rating_share"}  # fmt: skip
 
-    assert wait_until(agrees, timeout=30, interval=0.5), (
-        rule("drape:purchases_per_exposure:ratio_rate1h"), rule("drape:mean_rating:ratio_rate1h"),
-        {v: x["metrics"]["purchases_per_exposure"] for v, x in variants.items()})  # fmt: skip
+    def disagreements() -> list[tuple[str, str, float | None, float | None]]:
+        wrong = []
+        for record in records:
+            got = rule(record)
+            for variant, ledger in ledgers.items():
+                want, value = ledger.expected()[record], got.get(variant)
+                if want is None:
+                    if value is not None and not np.isnan(value):
+                        wrong.append((record, variant, want, value))
+                elif value is None or value != pytest.approx(want, rel=1e-6):
+                    wrong.append((record, variant, want, value))
+                if record in same:
+                    reported = variants[variant]["metrics"][same[record]]["value"]
+                    if value is None or value != pytest.approx(reported, rel=1e-6):
+                        wrong.append((record, f"{variant} (report)", reported, value))
+        return wrong
+
+    assert wait_until(lambda: not disagreements(), timeout=30, interval=0.5), disagreements()
     # RED: the bad calls are the caller's errors, not the service's. The gateway is a target
     # of its own: wait until a scrape of it has every call (one refused per ten users), then
-    # until a rule evaluation has that scrape.
+    # for a rule evaluation after that scrape.
     method = 'grpc_service="drape.v1.GatewayService", grpc_method="Recommend"'
     calls = served + (served + 9) // 10
     handled = f"sum(drape_rpc_handled_total{{{method}}})"
     assert wait_until(lambda: (r := prometheus.query(handled)) and float(r[0]["value"][1]) == calls,
                       timeout=60, interval=0.5), prometheus.query(handled)  # fmt: skip
-    refused = f'sum(rate(drape_rpc_handled_total{{{method}, grpc_code="INVALID_ARGUMENT"}}[5m]))'
-
-    def errors() -> list[dict]:
-        # The rule's evaluation that follows the scrape above: requests seen in its window.
-        if not (r := prometheus.query(refused)) or float(r[0]["value"][1]) == 0:
-            return []
-        return prometheus.query(f"drape:rpc_errors:ratio_rate5m{{{method}}} >= 0")
-
-    assert wait_until(errors, timeout=30, interval=0.5), prometheus.query(
-        f"drape:rpc_errors:ratio_rate5m{{{method}}}")  # fmt: skip
-    assert float(errors()[0]["value"][1]) == 0.0
+    scraped = float(
+        prometheus.query(f"timestamp(max(drape_rpc_handled_total{{{method}}}))")[0]["value"][1]
+    )
+    errors = f"drape:rpc_errors:ratio_rate5m{{{method}}}"
+    assert wait_until(lambda: (r := prometheus.query(f"timestamp({errors})")) and float(r[0]["value"][1]) > scraped,
+                      timeout=30, interval=0.5), prometheus.query(errors)  # fmt: skip
+    assert float(prometheus.query(errors)[0]["value"][1]) == 0.0
     shares = _by_variant(prometheus, f'drape_experiment_variant_share{{experiment="{EXPERIMENT}"}}')
     assert shares == {"control": 0.5, "treatment": 0.5}
     # Every rule group is loaded and evaluates without error.
