@@ -18,6 +18,8 @@ class Service:
     metrics_port: int
     # Callee -> the setting in this service's config section that holds the callee's address.
     calls: MappingProxyType[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    # Opens the event store (PostgreSQL in production): given its URL, and let reach it.
+    event_store: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,11 +47,11 @@ SERVICES: MappingProxyType[str, Service] = MappingProxyType({
             recommend="recommend_address", features="features_address", tryon="tryon_address",
             splice="splice_address", events="events_address",
         )),
-        Service("recommend", 50052, 9102),
+        Service("recommend", 50052, 9102, event_store=True),
         Service("features", 50053, 9103, _calls(triton="triton_url")),
         Service("tryon", 50054, 9104, _calls(triton="triton_url")),
         Service("splice", 50055, 9105),
-        Service("events", 50056, 9106),
+        Service("events", 50056, 9106, event_store=True),
     )
 })  # fmt: skip
 SERVICE_NAMES = tuple(SERVICES)

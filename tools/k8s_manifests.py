@@ -41,21 +41,36 @@ SETTINGS = {
     "features": {"runner": "triton"},
     "triton": {"max_batch": 32, "max_queue_delay_us": 2000},
 }
+# The image every Drape container runs: kustomize's `images` sets it in the base and in every
+# overlay (an overlay's patches come after the base's transformers), from here.
+IMAGE_NAME = "drape"
+IMAGE = {"name": IMAGE_NAME, "newName": "ghcr.io/drape-platform/drape", "newTag": "0.1.0"}
+# The event store's URL (PostgreSQL), created by the platform, never committed:
+#   kubectl -n drape create secret generic drape-events --from-literal=store-url=postgresql://...
+EVENT_STORE_SECRET = {"name": "drape-events", "key": "store-url"}
 DRAIN_DELAY_S = 5
 # Pods get SIGTERM, report NOT_SERVING for drain_delay_s (5 s), then drain for grace_s (10 s).
 GRACE_SECONDS = 30
 
 
-def _container(name: str, command: list[str], ports: list[dict], resources: dict) -> dict:
+def _container(name: str, command: list[str], ports: list[dict], resources: dict,
+               event_store: bool = False) -> dict:  # fmt: skip
+    """A container of the Drape image: the config file, the shared data volume, and with
+    ``event_store`` the event store's URL from its Secret."""
+    env = [
+        {"name": "DRAPE_CONFIG", "value": "/etc/drape/drape.toml"},
+        {"name": "OPENBLAS_NUM_THREADS", "value": "1"},
+    ]
+    if event_store:
+        env.append(
+            {"name": "DRAPE_EVENTS__STORE_URL", "valueFrom": {"secretKeyRef": EVENT_STORE_SECRET}}
+        )
     return {
         "name": name,
-        "image": "drape",
+        "image": IMAGE_NAME,
         "command": command,
         "ports": ports,
-        "env": [
-            {"name": "DRAPE_CONFIG", "value": "/etc/drape/drape.toml"},
-            {"name": "OPENBLAS_NUM_THREADS", "value": "1"},
-        ],
+        "env": env,
         "resources": resources,
         "volumeMounts": [
             {"name": "config", "mountPath": "/etc/drape", "readOnly": True},
@@ -106,13 +121,11 @@ def service_manifests(name: str) -> list[dict]:
             {"name": "metrics", "containerPort": metrics_port},
         ],
         {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}},
+        event_store=SERVICES[name].event_store,
     )
     container["readinessProbe"] = probe
     container["livenessProbe"] = {**probe, "periodSeconds": 10, "failureThreshold": 6}
     container["startupProbe"] = {**probe, "failureThreshold": 60}
-    if name == "events":
-        secret = {"secretKeyRef": {"name": "drape-events", "key": "store-url"}}
-        container["env"].append({"name": "DRAPE_EVENTS__STORE_URL", "valueFrom": secret})
     deployment = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -206,7 +219,53 @@ def triton_manifests() -> list[dict]:
             {"name": "metrics", "port": metrics, "targetPort": "metrics"},
         ]},
     }  # fmt: skip
-    return [deployment, service]
+    # One model server at a time may be drained (a node upgrade); with one replica that waits
+    # for its replacement to be ready.
+    budget = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "triton"},
+              "spec": {"maxUnavailable": 1, "selector": {"matchLabels": labels}}}  # fmt: skip
+    return [deployment, service, budget]
+
+
+# Where the ingest job reads a feed: the shared volume (copy the feed and its images there).
+FEED = "/var/lib/drape/feeds/catalog.csv"
+FEED_IMAGES = "/var/lib/drape/feeds/images"
+
+
+def job_manifests() -> list[dict]:
+    """The batch side: ingest (on demand: a suspended CronJob is its template,
+    ``kubectl create job --from=cronjob/drape-ingest``) embeds a feed through the features
+    service and publishes the catalog and index on the shared volume; training runs nightly
+    from the event store and publishes a recommender version there. The recommend pods pick
+    up both on their next refresh."""
+
+    def cron(name: str, schedule: str, command: list[str], resources: dict, suspend: bool,
+             event_store: bool = False) -> dict:  # fmt: skip
+        container = _container(name, command, [], resources, event_store=event_store)
+        del container["ports"]
+        pod = _pod_spec([container])
+        pod["restartPolicy"] = "Never"
+        labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "job"}
+        return {
+            "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name, "labels": labels},
+            "spec": {
+                "schedule": schedule, "suspend": suspend, "concurrencyPolicy": "Forbid",
+                "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 3,
+                "jobTemplate": {"spec": {
+                    "backoffLimit": 2, "activeDeadlineSeconds": 6 * 3600, "ttlSecondsAfterFinished": 7 * 86400,
+                    "template": {"metadata": {"labels": labels}, "spec": pod},
+                }},
+            },
+        }  # fmt: skip
+
+    features = f"features:{grpc_port('features')}"
+    return [
+        cron("drape-ingest", "0 0 1 1 *", ["drape", "ingest", FEED, "--images", FEED_IMAGES,
+                                           "--features", features],
+             {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}, suspend=True),
+        cron("drape-train-recsys", "30 2 * * *", ["drape", "train", "recsys"],
+             {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "12Gi"}}, suspend=False,
+             event_store=True),
+    ]  # fmt: skip
 
 
 def _toml_value(value: object) -> str:
@@ -274,14 +333,167 @@ def config_map() -> str:
     )
 
 
+# The jobs' callees (the services' own are in the service table).
+JOB_CALLS = {"drape-ingest": ("features",)}
+JOB_EVENT_STORE = ("drape-train-recsys",)
+POSTGRES_PORT = 5432
+# Prometheus runs in this namespace (the monitoring overlay's PodMonitor is read from it).
+MONITORING_NAMESPACE = "monitoring"
+
+
+def _pods(*names: str) -> dict:
+    return {"podSelector": {"matchExpressions": [
+        {"key": "app.kubernetes.io/name", "operator": "In", "values": sorted(names)}]}}  # fmt: skip
+
+
+def _policy(name: str, selected: dict, ingress: list[dict] | None = None,
+            egress: list[dict] | None = None) -> dict:  # fmt: skip
+    spec: dict = {"podSelector": selected, "policyTypes": []}
+    if ingress is not None:
+        spec["policyTypes"].append("Ingress")
+        spec["ingress"] = ingress
+    if egress is not None:
+        spec["policyTypes"].append("Egress")
+        spec["egress"] = egress
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": name},
+            "spec": spec}  # fmt: skip
+
+
+def network_policies() -> list[dict]:
+    """Default deny, then exactly the service graph: each service (and Triton) takes its gRPC
+    port from its callers only, and each caller may reach exactly its callees; the gateway
+    takes calls from anywhere (narrow it to your ingress controller); Prometheus in the
+    monitoring namespace scrapes every metrics port; the event store's users reach
+    PostgreSQL; every pod resolves names (DNS)."""
+    callers: dict[str, set[str]] = {}
+    calls: dict[str, tuple[str, ...]] = {
+        **{n: tuple(e.calls) for n, e in SERVICES.items()},
+        **JOB_CALLS,
+    }
+    for caller, callees in calls.items():
+        for callee in callees:
+            callers.setdefault(callee, set()).add(caller)
+    policies = [
+        _policy("default-deny", {}, ingress=[], egress=[]),
+        _policy("dns", {}, egress=[{
+            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]),
+    ]  # fmt: skip
+    monitoring = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}}
+    }
+    for name in (*SERVICE_NAMES, MODEL_SERVER.name):
+        port = grpc_port(name)
+        metrics = (
+            MODEL_SERVER.metrics_port if name == MODEL_SERVER.name else SERVICES[name].metrics_port
+        )
+        sources = [] if name == "gateway" else [_pods(*callers[name])]
+        ingress = [{"ports": [{"protocol": "TCP", "port": port}], **({"from": sources} if sources else {})},
+                   {"from": [monitoring], "ports": [{"protocol": "TCP", "port": metrics}]}]  # fmt: skip
+        policies.append(_policy(f"{name}-ingress", _pods(name)["podSelector"], ingress=ingress))
+    for caller, callees in calls.items():
+        egress = [{"to": [_pods(callee)], "ports": [{"protocol": "TCP", "port": grpc_port(callee)}]}
+                  for callee in callees]  # fmt: skip
+        if egress:
+            policies.append(
+                _policy(f"{caller}-egress", _pods(caller)["podSelector"], egress=egress)
+            )
+    store_users = [n for n, e in SERVICES.items() if e.event_store] + list(JOB_EVENT_STORE)
+    policies.append(_policy("event-store-egress", _pods(*store_users)["podSelector"],
+                            egress=[{"ports": [{"protocol": "TCP", "port": POSTGRES_PORT}]}]))  # fmt: skip
+    return policies
+
+
+BASE_KUSTOMIZATION = """\
+# Drape on Kubernetes: every service as a Deployment behind a ClusterIP Service, gRPC health
+# probes, Prometheus scrape annotations, autoscaling for the request path, the CPU model
+# server (Triton through pytriton), and the ingest and training jobs. The `gpu` overlay swaps
+# the model server for NVIDIA's Triton container on a GPU node.
+#   kubectl -n drape create secret generic drape-events --from-literal=store-url=postgresql://...
+#   kubectl apply -k k8s/base            # CPU
+#   kubectl apply -k k8s/overlays/gpu    # GPU Triton
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+namespace: drape
+labels:
+  - pairs:
+      app.kubernetes.io/part-of: drape
+    includeSelectors: false
+"""
+
+
+def _kustomization(header: str, resources: list[str], **extra: object) -> str:
+    body = {"resources": resources, **extra, "images": [IMAGE]}
+    return header + yaml.safe_dump(body, sort_keys=False)
+
+
+def gpu_triton_patch() -> dict:
+    """NVIDIA's Triton on a GPU node, serving exactly the models the services call (explicit
+    model control: a model missing from the repository fails the pod's start, not a call)."""
+    from drape.models.encoder import ENCODER_MODEL
+    from drape.models.tryon.export import TRYON_MODEL
+
+    grpc, http, metrics = MODEL_SERVER.grpc_port, MODEL_SERVER.http_port, MODEL_SERVER.metrics_port
+    export = _container("export-models", ["drape", "export", "models", "--repository", "/models"], [], {
+        "requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "6Gi"}})  # fmt: skip
+    del export["ports"]
+    export["volumeMounts"].append({"name": "models", "mountPath": "/models"})
+    triton = {
+        "name": "triton",
+        "image": "nvcr.io/nvidia/tritonserver:24.10-py3",
+        "command": ["tritonserver"],
+        "args": ["--model-repository=/models", "--model-control-mode=explicit",
+                 *(f"--load-model={m}" for m in (ENCODER_MODEL, TRYON_MODEL)),
+                 f"--grpc-port={grpc}", f"--http-port={http}", f"--metrics-port={metrics}",
+                 "--exit-timeout-secs=10"],
+        "env": [],
+        "resources": {"requests": {"cpu": "4", "memory": "8Gi", "nvidia.com/gpu": 1},
+                      "limits": {"memory": "16Gi", "nvidia.com/gpu": 1}},
+        "volumeMounts": [{"name": "models", "mountPath": "/models", "readOnly": True}],
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False,
+                            "readOnlyRootFilesystem": False, "capabilities": {"drop": ["ALL"]}},
+    }  # fmt: skip
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "triton"},
+        "spec": {"template": {"spec": {
+            "nodeSelector": {"nvidia.com/gpu.present": "true"},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            # Exports the encoder and the try-on generator (checked against torch) into the
+            # model repository the server loads.
+            "initContainers": [export],
+            "containers": [triton],
+            "volumes": [{"name": "models", "emptyDir": {}}],
+        }}},
+    }  # fmt: skip
+
+
+GPU = BASE.parent / "overlays" / "gpu"
+GPU_HEADER = """\
+# GPU Triton: NVIDIA's Triton container serves the repository that `drape export models`
+# writes (ONNX; onnxruntime backend with TensorRT fp16, dynamic batching, KIND_GPU) on a
+# GPU node. The Drape services are unchanged: they reach it at triton:8001.
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+"""
+
+
 def rendered() -> dict[Path, str]:
     files = {BASE / f"{name}.yaml": service_manifests(name) for name in SERVICE_NAMES}
     files[BASE / "triton.yaml"] = triton_manifests()
+    files[BASE / "jobs.yaml"] = job_manifests()
+    files[BASE / "network-policies.yaml"] = network_policies()
+    files[GPU / "triton-gpu.yaml"] = [gpu_triton_patch()]
     header = "# Generated by tools/k8s_manifests.py: edit the table there, not this file.\n"
     texts = {
         path: header + yaml.safe_dump_all(docs, sort_keys=False) for path, docs in files.items()
     }
     texts[BASE / "config.yaml"] = header + config_map()
+    resources = ["namespace.yaml", "config.yaml", "data.yaml", "triton.yaml",
+                 *(f"{n}.yaml" for n in SERVICE_NAMES), "jobs.yaml", "network-policies.yaml"]  # fmt: skip
+    texts[BASE / "kustomization.yaml"] = _kustomization(BASE_KUSTOMIZATION, resources)
+    texts[GPU / "kustomization.yaml"] = _kustomization(GPU_HEADER, ["../../base"],
+                                                       patches=[{"path": "triton-gpu.yaml"}])  # fmt: skip
     return texts
 
 
@@ -293,7 +505,7 @@ def main() -> int:
     for path, text in rendered().items():
         if args.check:
             if not path.exists() or path.read_text() != text:
-                stale.append(path.name)
+                stale.append(str(path.relative_to(BASE.parent)))
         else:
             path.write_text(text)
     if stale:

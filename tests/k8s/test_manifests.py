@@ -145,3 +145,33 @@ def test_the_monitoring_overlay_scrapes_every_pod_and_carries_the_rules(tmp_path
         dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
         and len(dashboards["data"]) == 3
     )
+
+
+def test_the_autoscalers_read_metrics_the_adapter_serves(tmp_path: Path):
+    """Gateway and recommend scale on requests per second per pod, Triton on its queue time:
+    each custom metric an HPA names is one prometheus-adapter's rules define, and each rule's
+    query (its template filled in as the adapter does) is valid PromQL."""
+    from tools.monitoring import adapter_values
+
+    docs = _render("k8s/overlays/monitoring")
+    hpas = {d["metadata"]["name"]: d for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
+    custom = {name: [m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
+              for name, hpa in hpas.items()}  # fmt: skip
+    assert custom["gateway"] and custom["recommend"] and custom["triton"]
+    assert hpas["triton"]["spec"]["scaleTargetRef"]["name"] == "triton"
+    rules = adapter_values()["rules"]["custom"]
+    served = {rule["name"]["as"] for rule in rules}
+    assert {m for names in custom.values() for m in names} <= served
+    expressions = []
+    for rule in rules:
+        series = rule["seriesQuery"].split("{")[0]
+        query = (rule["metricsQuery"].replace("<<.Series>>", series)
+                 .replace("<<.LabelMatchers>>", 'namespace="drape",pod=~"gateway-.*"')
+                 .replace("<<.GroupBy>>", "pod"))  # fmt: skip
+        expressions.append({"record": f"adapter:{rule['name']['as']}", "expr": query})
+    if shutil.which("promtool"):
+        path = tmp_path / "adapter.yml"
+        path.write_text(yaml.safe_dump({"groups": [{"name": "adapter", "rules": expressions}]}))
+        checked = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True,
+                                 timeout=60)  # fmt: skip
+        assert checked.returncode == 0, checked.stdout + checked.stderr
