@@ -41,6 +41,7 @@ COMMAND_MODULES = (
     "report",
     "bench",
     "doctor",
+    "health",
 )
 # Commands that run until stopped: SIGTERM stops them like Ctrl-C.
 _INTERRUPTIBLE = ("up", "demo", "bench", "eval")

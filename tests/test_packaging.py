@@ -60,3 +60,16 @@ def test_building_the_command_line_loads_no_heavy_library():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_image_copies_every_package_folder():
+    """The Dockerfile's build stage copies every folder pyproject.toml maps into `drape` (one
+    left out fails the build, or worse, ships without it)."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {Path(folder).parts[0] for folder in setuptools["package-dir"].values()}
+    copied = set()
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            copied |= {Path(w).parts[0] for w in words[1:-1]}
+    assert folders <= copied, f"not copied: {sorted(folders - copied)}"
