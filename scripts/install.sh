@@ -38,5 +38,12 @@ pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 "$VENV/bin/python" -c "import torch" 2>/dev/null || "${pip[@]}" "torch==${TORCH_VERSION}"
 "${pip[@]}" -c constraints.txt -e ".[${EXTRAS}]"
 "$VENV/bin/python" tools/protogen.py
+# checkov (the manifests' and the Dockerfile's policy check) pins its own dependencies: it
+# gets a virtual environment of its own, beside Drape's.
+CHECKOV_VENV=${CHECKOV_VENV:-$VENV/checkov}
+[ -x "$CHECKOV_VENV/bin/checkov" ] || {
+  "$PYTHON" -m venv "$CHECKOV_VENV"
+  "$CHECKOV_VENV/bin/python" -m pip install --quiet --disable-pip-version-check "checkov==3.3.30"
+}
 "$VENV/bin/drape" doctor
 echo "Drape installed in $VENV (activate with: source $VENV/bin/activate)"

@@ -397,11 +397,24 @@ def _read_file(path: Path) -> dict[str, Any]:
     return data
 
 
+FILE_SUFFIX = "_FILE"
+
+
 def _env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
+    """DRAPE_SECTION__KEY=value sets section.key; DRAPE_SECTION__KEY_FILE=path sets it to the
+    file's content (trailing newline dropped): a Secret mounted as a file, never in the env."""
     tree: dict[str, Any] = {}
     for key, value in env.items():
         if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
             continue
+        if key.endswith(FILE_SUFFIX):
+            try:
+                value = Path(value).read_text().rstrip("\r\n")
+            except OSError as exc:
+                raise ConfigError(f"{key}: cannot read {value}: {exc.strerror or exc}") from None
+            key = key.removesuffix(FILE_SUFFIX)
+            if key in env:
+                raise ConfigError(f"{key} and {key}{FILE_SUFFIX} are both set: keep one")
         path = key[len(ENV_PREFIX) :].lower().split("__")
         node = tree
         for part in path[:-1]:

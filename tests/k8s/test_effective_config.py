@@ -85,12 +85,17 @@ def _load(
             f"{container.where} mounts {mount['name']}, which the pod does not have"
         )
         mounts[mount["mountPath"]] = {**mount, "volume": volume}
+        files = {}
         if "configMap" in volume:
-            data = config_maps[volume["configMap"]["name"]]
-            for key, text in data.items():
-                path = root / mount["mountPath"].lstrip("/") / key
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text)
+            files = config_maps[volume["configMap"]["name"]]
+        elif "secret" in volume:  # the Secret is the platform's: a placeholder naming it
+            secret = volume["secret"]
+            files = {item["path"]: _secret_placeholder({"name": secret["secretName"], "key": item["key"]})
+                     for item in secret["items"]}  # fmt: skip
+        for key, text in files.items():
+            path = root / mount["mountPath"].lstrip("/") / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
     env = {}
     for var in container.spec.get("env", []):
         source = var.get("valueFrom", {})
@@ -103,9 +108,15 @@ def _load(
             env[var["name"]] = var["value"]
     config_file = env.get("DRAPE_CONFIG")
     assert config_file, f"{container.where} has no DRAPE_CONFIG"
-    local = root / config_file.lstrip("/")
-    assert local.exists(), f"{container.where}: DRAPE_CONFIG {config_file} is on no ConfigMap mount"
-    return load_config(env={**env, "DRAPE_CONFIG": str(local)}), mounts
+    # Files the env names (the config, DRAPE_..._FILE secrets) must be on the mounts above.
+    for name, value in env.items():
+        if name == "DRAPE_CONFIG" or name.endswith("_FILE"):
+            local = root / value.lstrip("/")
+            assert local.exists(), (
+                f"{container.where}: {name} = {value} is on no mounted ConfigMap or Secret"
+            )
+            env[name] = str(local)
+    return load_config(env=env), mounts
 
 
 def _mount_of(path: str, mounts: dict[str, dict]) -> dict | None:
@@ -166,9 +177,16 @@ def test_every_container_is_configured_as_its_pod_would_load_it(overlay: str, tm
         if opens_store:
             assert store == secret, f"{container.where} reads the event store from {store}"
         else:  # least privilege: the database URL only where it is used
-            refs = [e["valueFrom"]["secretKeyRef"] for e in container.spec.get("env", [])
+            refs = [e["valueFrom"]["secretKeyRef"]["name"] for e in container.spec.get("env", [])
                     if "secretKeyRef" in e.get("valueFrom", {})]  # fmt: skip
-            assert EVENT_STORE_SECRET not in refs, f"{container.where} gets the event store's URL"
+            refs += [
+                m["volume"]["secret"]["secretName"]
+                for m in mounts.values()
+                if "secret" in m["volume"]
+            ]
+            assert EVENT_STORE_SECRET["name"] not in refs, (
+                f"{container.where} gets the event store's URL"
+            )
         # Paths: on a mounted volume; the data directory writable; files on ConfigMaps present.
         data_mount = _mount_of(str(config.data_dir), mounts)
         assert data_mount and not data_mount.get("readOnly"), (

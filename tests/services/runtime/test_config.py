@@ -24,6 +24,37 @@ def test_file_then_env_override(tmp_path: Path):
     assert config.events.server.port == 7001  # env wins over file
 
 
+def test_a_setting_from_a_file_named_in_the_env(tmp_path: Path):
+    """DRAPE_..._FILE: a Secret mounted as a file (its URL never in the env); the trailing
+    newline `kubectl create secret --from-file` keeps is dropped."""
+    secret = tmp_path / "store-url"
+    secret.write_text("postgresql://drape:s3cret@db:5432/drape\n")
+    config = load_config(env={"DRAPE_EVENTS__STORE_URL_FILE": str(secret)})
+    assert config.events_store_url() == "postgresql://drape:s3cret@db:5432/drape"
+    with pytest.raises(ConfigError, match=r"DRAPE_EVENTS__STORE_URL_FILE: cannot read .*absent"):
+        load_config(env={"DRAPE_EVENTS__STORE_URL_FILE": str(tmp_path / "absent")})
+    with pytest.raises(ConfigError, match="both set: keep one"):
+        load_config(env={"DRAPE_EVENTS__STORE_URL_FILE": str(secret), "DRAPE_EVENTS__STORE_URL": "x"})
+
+
+def test_no_setting_ends_in_file_so_the_suffix_is_unambiguous():
+    from pydantic import BaseModel
+
+    from drape.services.runtime.config import DrapeConfig
+
+    def names(model: type[BaseModel]) -> list[str]:
+        found = []
+        for name, info in model.model_fields.items():
+            found.append(name)
+            kind = info.annotation
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                found += names(kind)
+        return found
+
+    fields = names(DrapeConfig)
+    assert "store_url" in fields and not [n for n in fields if n.endswith("_file")]
+
+
 def test_yaml_file(tmp_path: Path):
     path = tmp_path / "drape.yaml"
     path.write_text("recommend:\n  half_life_days: 3.5\n")
