@@ -42,6 +42,7 @@ COMMAND_MODULES = (
     "bench",
     "doctor",
     "health",
+    "keys",
 )
 # Commands that run until stopped: SIGTERM stops them like Ctrl-C.
 _INTERRUPTIBLE = ("up", "demo", "bench", "eval")

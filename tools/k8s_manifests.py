@@ -32,12 +32,15 @@ SIZING = {
 SETTINGS = {
     "": {"data_dir": "/var/lib/drape", "log_level": "INFO"},
     # Calls are spread over this many connections (and so over pods and their workers).
+    # Storefronts need an API key (`drape keys new`), from the Secret drape-api-keys.
     "gateway": {"recommend_connections": 8},
     # The experiments file is the ConfigMap's second key, mounted beside drape.toml (no
     # subPath, so an applied change reaches the pods and the services reload it).
     "recommend": {"refresh_s": 30, "experiments_path": "/etc/drape/experiments.yaml"},
     # Ranking is CPU-bound Python: one worker process per CPU requested.
     "recommend.server": {"processes": 2},
+    # No server reflection in production: the API is the protos.
+    "*.server": {"reflection": False},
     "features": {"runner": "triton"},
     "triton": {"max_batch": 32, "max_queue_delay_us": 2000},
 }
@@ -45,10 +48,23 @@ SETTINGS = {
 # overlay (an overlay's patches come after the base's transformers), from here.
 IMAGE_NAME = "drape"
 IMAGE = {"name": IMAGE_NAME, "newName": "ghcr.io/drape-platform/drape", "newTag": "0.1.0"}
-# The event store's URL (PostgreSQL), created by the platform, never committed:
+# The Secrets the platform creates (nothing with credentials is committed), each mounted as
+# files in its own folder of the pods that use it:
 #   kubectl -n drape create secret generic drape-events --from-literal=store-url=postgresql://...
-EVENT_STORE_SECRET = {"name": "drape-events", "key": "store-url"}
+#   kubectl -n drape create secret generic drape-api-keys --from-file=api-keys.yaml
 SECRETS_DIR = "/var/run/secrets/drape"
+SECRETS = {
+    "event-store": {"name": "drape-events", "key": "store-url"},
+    "api-keys": {"name": "drape-api-keys", "key": "api-keys.yaml"},
+}
+EVENT_STORE_SECRET = SECRETS["event-store"]
+
+
+def secret_file(volume: str) -> str:
+    return f"{SECRETS_DIR}/{volume}/{SECRETS[volume]['key']}"
+
+
+SETTINGS["gateway"]["api_keys_path"] = secret_file("api-keys")
 # checkov's findings that do not apply, each with its reason, as the annotations it reads.
 CHECKOV_SKIPS = {
     "CKV_K8S_11": "no CPU limits on purpose: CFS throttling adds tail latency to gRPC calls; requests size "
@@ -70,7 +86,7 @@ GRACE_SECONDS = 30
 
 
 def _container(name: str, command: list[str], ports: list[dict], resources: dict,
-               event_store: bool = False) -> dict:  # fmt: skip
+               event_store: bool = False, secrets: tuple[str, ...] = ()) -> dict:  # fmt: skip
     """A container of the Drape image: the config file, the shared data volume, and with
     ``event_store`` the event store's URL from its Secret."""
     env = [
@@ -85,13 +101,10 @@ def _container(name: str, command: list[str], ports: list[dict], resources: dict
     if event_store:
         # The URL as a file from the Secret, never in the env (which leaks into crash dumps
         # and `kubectl describe`).
-        env.append(
-            {
-                "name": "DRAPE_EVENTS__STORE_URL_FILE",
-                "value": f"{SECRETS_DIR}/{EVENT_STORE_SECRET['key']}",
-            }
-        )
-        mounts.append({"name": "event-store", "mountPath": SECRETS_DIR, "readOnly": True})
+        env.append({"name": "DRAPE_EVENTS__STORE_URL_FILE", "value": secret_file("event-store")})
+        secrets = ("event-store", *secrets)
+    for volume in secrets:
+        mounts.append({"name": volume, "mountPath": f"{SECRETS_DIR}/{volume}", "readOnly": True})
     return {
         "name": name,
         "image": IMAGE_NAME,
@@ -117,10 +130,12 @@ def _pod_spec(containers: list[dict]) -> dict:
         {"name": "data", "persistentVolumeClaim": {"claimName": "drape-data"}},
         {"name": "tmp", "emptyDir": {}},
     ]
-    if any(m["name"] == "event-store" for c in containers for m in c["volumeMounts"]):
-        volumes.append({"name": "event-store", "secret": {
-            "secretName": EVENT_STORE_SECRET["name"], "defaultMode": 0o440,
-            "items": [{"key": EVENT_STORE_SECRET["key"], "path": EVENT_STORE_SECRET["key"]}]}})  # fmt: skip
+    mounted = {m["name"] for c in containers for m in c["volumeMounts"]}
+    for volume, secret in SECRETS.items():
+        if volume in mounted:
+            volumes.append({"name": volume, "secret": {
+                "secretName": secret["name"], "defaultMode": 0o440,
+                "items": [{"key": secret["key"], "path": secret["key"]}]}})  # fmt: skip
     return {
         "terminationGracePeriodSeconds": GRACE_SECONDS,
         # No pod talks to the Kubernetes API.
@@ -153,6 +168,7 @@ def service_manifests(name: str) -> list[dict]:
         ],
         {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}},
         event_store=SERVICES[name].event_store,
+        secrets=("api-keys",) if name == "gateway" else (),
     )
     container["readinessProbe"] = probe
     container["livenessProbe"] = {**probe, "periodSeconds": 10, "failureThreshold": 6}
@@ -301,6 +317,8 @@ def job_manifests() -> list[dict]:
 
 
 def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return f'"{value}"' if isinstance(value, str) else str(value)
 
 
@@ -322,7 +340,8 @@ def config_toml() -> str:
         if own:
             sections.append(_toml_section(name, own))
         server = {"host": "0.0.0.0", "port": entry.grpc_port, "metrics_port": entry.metrics_port,
-                  "drain_delay_s": DRAIN_DELAY_S, **SETTINGS.get(f"{name}.server", {})}  # fmt: skip
+                  "drain_delay_s": DRAIN_DELAY_S, **SETTINGS["*.server"],
+                  **SETTINGS.get(f"{name}.server", {})}  # fmt: skip
         sections.append(_toml_section(f"{name}.server", server))
     triton = {"host": "0.0.0.0", "grpc_port": MODEL_SERVER.grpc_port,
               "http_port": MODEL_SERVER.http_port, "metrics_port": MODEL_SERVER.metrics_port,

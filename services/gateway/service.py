@@ -22,11 +22,13 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from drape.models.images import ImageLimits, encode_jpeg
+from drape.services.gateway.auth import ApiKeys
 from drape.services.gateway.exposures import ExposureLog
 from drape.services.runtime import (
     DrapeConfig,
@@ -180,10 +182,20 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             registry=registry,
         )
         self.exposures = ExposureLog(events, settings, registry)
+        # Storefront API keys, where configured (every call but health then needs one).
+        self.keys = (
+            ApiKeys(Path(settings.api_keys_path), settings.api_keys_reload_s, registry)
+            if settings.api_keys_path
+            else None
+        )
         self.preview_seconds = Histogram(
             "drape_preview_seconds", "Time to make one preview (tryon + splice), by status.",
             ["status"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 1.5, 2.5, 5, 10), registry=registry,
         )  # fmt: skip
+
+    def _authorize(self, context: grpc.ServicerContext, scope: str) -> None:
+        if self.keys is not None:
+            self.keys.check(context, scope)
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -203,6 +215,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.GatewayServiceRecommendRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.GatewayServiceRecommendResponse:
         started = time.perf_counter()
+        self._authorize(context, "recommend")
         self._check_photo(request.photo, "photo")
         if request.preview_limit < 0:
             raise InvalidArgument("preview_limit", "must not be negative")
@@ -433,6 +446,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     def TryOn(
         self, request: gateway_pb2.TryOnRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.TryOnResponse:
+        self._authorize(context, "tryon")
         self._check_photo(request.photo, "photo")
         if not request.photo.data:
             raise InvalidArgument("photo", "is required")
@@ -523,6 +537,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     def Track(
         self, request: gateway_pb2.TrackRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.TrackResponse:
+        self._authorize(context, "track")
         recorded = self.events.Record(
             events_pb2.RecordRequest(events=request.events, allow_partial=request.allow_partial)
         )

@@ -68,6 +68,8 @@ class ServerConfig(_Strict):
     calls and calls slower than slow_call_ms always get one."""
     slow_call_ms: float = Field(250.0, ge=0)
     """Calls slower than this always get an access-log line."""
+    reflection: bool = True
+    """Serve gRPC server reflection (grpcurl without the protos); off in production."""
 
     @property
     def max_message_bytes(self) -> int:
@@ -223,6 +225,11 @@ class GatewayConfig(_Strict):
     """Deadline of one LogExposures call."""
     exposure_flush_timeout_s: float = Field(5.0, ge=0, le=120)
     """On stop, time given to send what is queued."""
+    api_keys_path: str = ""
+    """Storefront API keys (hashes, scopes, limits; `drape keys new`); empty = no
+    authentication (the local default: loopback only). Re-read when it changes."""
+    api_keys_reload_s: float = Field(5.0, gt=0, le=3600)
+    """How often the keys file is checked for changes."""
 
 
 class EncoderConfig(_Strict):

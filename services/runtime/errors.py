@@ -10,13 +10,15 @@ import grpc
 
 
 class DrapeError(Exception):
-    """Base class; ``code`` is the gRPC status the caller receives."""
+    """Base class; ``code`` is the gRPC status the caller receives, ``trailers`` metadata
+    sent with it (a retry delay, say)."""
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, trailers: tuple[tuple[str, str], ...] = ()) -> None:
         super().__init__(message)
         self.message = message
+        self.trailers = trailers
 
 
 class InvalidArgument(DrapeError):
@@ -54,3 +56,15 @@ class DeadlineExceeded(DrapeError):
 
 class Unimplemented(DrapeError):
     code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class Unauthenticated(DrapeError):
+    """No credentials, or credentials the service does not know."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(DrapeError):
+    """Known credentials that do not allow this call."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED

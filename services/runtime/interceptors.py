@@ -227,6 +227,8 @@ class ServerInterceptor(grpc.ServerInterceptor):
             # The handler called context.abort() itself; keep its status.
             return already, context.details() or ""
         failure = _to_failure(exc, context, scope.request_id)
+        if isinstance(exc, DrapeError) and exc.trailers:
+            context.set_trailing_metadata(exc.trailers)
         return failure.code, failure.message
 
 

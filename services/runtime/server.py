@@ -98,9 +98,10 @@ class RunningService:
             self.metrics.start_at_zero(name, [m.name for m in service.methods])
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        reflection.enable_server_reflection(
-            (*spec.grpc_services, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
-        )
+        if config.reflection:
+            reflection.enable_server_reflection(
+                (*spec.grpc_services, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+            )
         self.port = self._server.add_insecure_port(f"{config.host}:{config.port}")
         if self.port == 0:
             raise OSError(f"{spec.name}: cannot listen on {config.host}:{config.port}")

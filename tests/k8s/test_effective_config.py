@@ -8,6 +8,7 @@ SQLite file; this does not. Checked per container:
 - every path it is configured with lies on a volume mounted in its pod (files on ConfigMap
   mounts exist), and its data directory is writable;
 - every image is a full registry reference;
+- no server offers reflection, and the gateway requires API keys;
 - on GPU, Triton loads exactly the models the services call, from the repository the export
   step writes.
 """
@@ -168,6 +169,10 @@ def test_every_container_is_configured_as_its_pod_would_load_it(overlay: str, tm
             assert _resolves(address, services), (
                 f"{container.where}: {setting} = {address} is no rendered Service"
             )
+        if own is not None:  # production: no reflection; storefronts need a key
+            assert not config.server(own).reflection, f"{container.where} serves reflection"
+            if own == "gateway":
+                assert config.gateway.api_keys_path, "the gateway takes calls without API keys"
         # The event store: only from the Secret, for every container that opens it.
         opens_store = (own is not None and SERVICES[own].event_store) or tuple(
             command[:2]
@@ -192,7 +197,7 @@ def test_every_container_is_configured_as_its_pod_would_load_it(overlay: str, tm
         assert data_mount and not data_mount.get("readOnly"), (
             f"{container.where}: data_dir not on a writable mount"
         )
-        for path in _configured_paths(config):
+        for path in _configured_paths(config, _sections(command)):
             mount = _mount_of(path, mounts)
             assert mount is not None, f"{container.where}: {path} is on no mounted volume"
             if "configMap" in mount["volume"]:
@@ -202,8 +207,24 @@ def test_every_container_is_configured_as_its_pod_would_load_it(overlay: str, tm
     assert checked >= len(SERVICES) + 2  # the services and the jobs
 
 
-def _configured_paths(config: DrapeConfig) -> list[str]:
-    """Every absolute path in the configuration, and the ones derived from data_dir."""
+# The config sections each job's command reads (a service reads its own).
+JOB_SECTIONS = {("ingest",): {"features"}, ("train", "recsys"): {"recommend"},
+                ("export", "models"): {"features", "tryon", "triton"}}  # fmt: skip
+
+
+def _sections(command: list[str]) -> set[str]:
+    if command[0] == "serve":
+        return {command[1]}
+    return next(
+        sections
+        for prefix, sections in JOB_SECTIONS.items()
+        if tuple(command[: len(prefix)]) == prefix
+    )
+
+
+def _configured_paths(config: DrapeConfig, sections: set[str]) -> list[str]:
+    """Every absolute path in the settings the container reads (the top level and its
+    sections), and the ones derived from data_dir."""
     found = [str(config.catalog_path()), str(config.recsys_artifacts()), str(config.embeddings_path()),
              str(config.images_path())]  # fmt: skip
 
@@ -214,7 +235,10 @@ def _configured_paths(config: DrapeConfig) -> list[str]:
         elif isinstance(value, str) and value.startswith("/"):
             found.append(value)
 
-    walk(config.model_dump(mode="json"))
+    every = {*SERVICES, "triton"}
+    walk(
+        {k: v for k, v in config.model_dump(mode="json").items() if k not in every or k in sections}
+    )
     return found
 
 
