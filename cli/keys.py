@@ -48,13 +48,22 @@ def _new(args: argparse.Namespace) -> int:
     return 0
 
 
-def _revoke(args: argparse.Namespace) -> int:
-    from drape.services.gateway.auth import load_keys, write_keys
+def _load(path: Path) -> dict | None:
+    """The file's keys, or None after printing why they cannot be read."""
+    from drape.services.gateway.auth import load_keys
 
     try:
-        keys = load_keys(args.file)
+        return load_keys(path)
     except ValueError as exc:
         print(f"error: {exc}")
+        return None
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    from drape.services.gateway.auth import write_keys
+
+    keys = _load(args.file)
+    if keys is None:
         return 2
     if keys.pop(args.key_id, None) is None:
         print(f"error: {args.file} holds no key {args.key_id!r}")
@@ -65,12 +74,8 @@ def _revoke(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from drape.services.gateway.auth import load_keys
-
-    try:
-        keys = load_keys(args.file)
-    except ValueError as exc:
-        print(f"error: {exc}")
+    keys = _load(args.file)
+    if keys is None:
         return 2
     for entry in keys.values():
         print(

@@ -97,3 +97,31 @@ def chromium(profile: Path, *args: str) -> str:
     command = ["chromium", "--headless=new", "--no-sandbox", "--disable-gpu",
                f"--user-data-dir={profile}", *args]  # fmt: skip
     return subprocess.run(command, check=True, capture_output=True, text=True, timeout=120).stdout
+
+
+def ingest_feed(stack: Stack, feed: Path, garments: int) -> None:
+    """Ingests a generated feed through the stack's features service, then waits (bounded)
+    until every recommend worker has picked up the catalog (each on its own timer): asked
+    directly, so the gateway's counters and the exposure log hold only a test's own traffic."""
+    import grpc
+
+    from drape.catalog.embedders import ingest_via_service
+    from drape.services.runtime import connect
+    from drape.v1 import recommend_pb2, recommend_pb2_grpc
+
+    assert ingest_via_service(feed, stack.config, stack.address("features")).ingested == garments
+    channel = connect(stack.address("recommend"), connections=16)
+    stub = recommend_pb2_grpc.RecommendServiceStub(channel)
+
+    def loaded() -> bool:
+        try:
+            for _ in range(32):
+                stub.Recommend(recommend_pb2.RecommendRequest(user_id="u", k=4), timeout=5)
+        except grpc.RpcError:
+            return False
+        return True
+
+    try:
+        assert wait_until(loaded, timeout=60, interval=0.5)
+    finally:
+        channel.close()

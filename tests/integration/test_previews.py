@@ -15,16 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from drape.catalog.embedders import ingest_via_service
 from drape.cli.bench import peak_resident_mb
 from drape.cli.bench.previews import huge_photos
 from drape.cli.stack import Stack, ephemeral
 from drape.models.images import encode_jpeg, encode_png
-from drape.services.runtime import connect
 from drape.services.runtime.config import DrapeConfig
 from drape.synthetic.catalog import write_generated_feed
-from drape.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc, recommend_pb2, recommend_pb2_grpc
-from tests.conftest import wait_until
+from drape.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
+from tests.conftest import ingest_feed, wait_until
 
 OK = (common_pb2.PREVIEW_STATUS_OK, common_pb2.PREVIEW_STATUS_CACHED)
 
@@ -46,22 +44,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     stack = Stack(config, run_dir=root / "run")
     stack.start(timeout=120)
     try:
-        report = ingest_via_service(feed, stack.config, stack.address("features"))
-        assert report.ingested == 40
-        # Every recommend worker has picked up the ingested catalog (each on its own timer).
-        channel = connect(stack.address("recommend"), connections=16)
-        stub = recommend_pb2_grpc.RecommendServiceStub(channel)
-
-        def loaded() -> bool:
-            try:
-                for _ in range(32):
-                    stub.Recommend(recommend_pb2.RecommendRequest(user_id="u", k=1), timeout=5)
-            except grpc.RpcError:
-                return False
-            return True
-
-        assert wait_until(loaded, timeout=30)
-        channel.close()
+        ingest_feed(stack, feed, 40)
         yield stack
     finally:
         stack.stop()

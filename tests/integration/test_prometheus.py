@@ -19,7 +19,6 @@ import pytest
 import yaml
 from skimage import data as images
 
-from drape.catalog.embedders import ingest_via_service
 from drape.cli.stack import Stack, ephemeral
 from drape.models.images import encode_jpeg
 from drape.monitoring import rules as r
@@ -40,10 +39,8 @@ from drape.v1 import (
     events_pb2,
     gateway_pb2,
     gateway_pb2_grpc,
-    recommend_pb2,
-    recommend_pb2_grpc,
 )
-from tests.conftest import chromium, needs_chromium, wait_until
+from tests.conftest import chromium, ingest_feed, needs_chromium, wait_until
 from tools.monitoring import rule_files
 
 pytestmark = pytest.mark.skipif(
@@ -79,22 +76,7 @@ def observed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, 
     prometheus = LocalPrometheus({n: e.metrics_port for n, e in stack.endpoints.items()}, rules,
                                  scrape_s=1, evaluate_s=1)  # fmt: skip
     try:
-        assert ingest_via_service(feed, stack.config, stack.address("features")).ingested == 40
-        # Every recommend worker has the catalog (asked directly: the gateway's counters and the
-        # exposure log hold only the test's traffic).
-        recommend = recommend_pb2_grpc.RecommendServiceStub(
-            connect(stack.address("recommend"), connections=8)
-        )
-
-        def loaded() -> bool:
-            try:
-                for _ in range(16):
-                    recommend.Recommend(recommend_pb2.RecommendRequest(user_id="u", k=4), timeout=5)
-            except grpc.RpcError:
-                return False
-            return True
-
-        assert wait_until(loaded, timeout=60, interval=0.5)
+        ingest_feed(stack, feed, 40)
         prometheus.start()
         # Every target scraped once before any traffic: counters start at zero in Prometheus.
         jobs = len(stack.endpoints)

@@ -34,7 +34,9 @@ def test_a_setting_from_a_file_named_in_the_env(tmp_path: Path):
     with pytest.raises(ConfigError, match=r"DRAPE_EVENTS__STORE_URL_FILE: cannot read .*absent"):
         load_config(env={"DRAPE_EVENTS__STORE_URL_FILE": str(tmp_path / "absent")})
     with pytest.raises(ConfigError, match="both set: keep one"):
-        load_config(env={"DRAPE_EVENTS__STORE_URL_FILE": str(secret), "DRAPE_EVENTS__STORE_URL": "x"})
+        load_config(
+            env={"DRAPE_EVENTS__STORE_URL_FILE": str(secret), "DRAPE_EVENTS__STORE_URL": "x"}
+        )
 
 
 def test_no_setting_ends_in_file_so_the_suffix_is_unambiguous():
