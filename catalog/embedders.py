@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from drape.catalog.ingest import Embedder, IngestReport, ingest
-from drape.services.runtime.config import DrapeConfig
+from drape.services.runtime.config import DrapeConfig, TlsConfig
 
 
 def inprocess_embedder(config: DrapeConfig) -> tuple[Embedder, str, Callable[[], None]]:
@@ -25,13 +25,16 @@ def inprocess_embedder(config: DrapeConfig) -> tuple[Embedder, str, Callable[[],
     return embed, extractor.model_version, extractor.close
 
 
-def service_embedder(address: str) -> tuple[Embedder, str, Callable[[], None]]:
-    """Embeds through a running features service (EmbedGarments stream)."""
+def service_embedder(
+    address: str, tls: TlsConfig | None = None
+) -> tuple[Embedder, str, Callable[[], None]]:
+    """Embeds through a running features service (EmbedGarments stream), over TLS with ``tls``."""
     from drape.models.images import encode_png
     from drape.services.runtime.client import connect
+    from drape.services.runtime.config import ServerConfig
     from drape.v1 import common_pb2, features_pb2, features_pb2_grpc
 
-    channel = connect(address)
+    channel = connect(address, ServerConfig(tls=tls) if tls is not None else None)
     stub = features_pb2_grpc.FeaturesServiceStub(channel)
     versions: set[str] = set()
 
@@ -61,7 +64,7 @@ def service_embedder(address: str) -> tuple[Embedder, str, Callable[[], None]]:
 def ingest_via_service(feed: Path, config: DrapeConfig, features_address: str) -> IngestReport:
     """Ingests a feed (CSV beside its ``images/``) with the garments embedded by a running
     features service."""
-    embed, version, close = service_embedder(features_address)
+    embed, version, close = service_embedder(features_address, config.client_tls)
     try:
         return ingest(feed, feed.parent / "images", config, embed, version)
     finally:

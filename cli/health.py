@@ -39,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-    from drape.services.runtime.config import load_config
+    from drape.services.runtime.client import connect
+    from drape.services.runtime.config import ServerConfig, load_config
     from drape.services.table import SERVICES
 
     name = args.service or served_here()
@@ -49,8 +50,17 @@ def run(args: argparse.Namespace) -> int:
     if name not in SERVICES:
         print(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
         return 2
-    address = args.address or f"127.0.0.1:{load_config(args.config).server(name).port}"
-    channel = grpc.insecure_channel(address)
+    config = load_config(args.config)
+    server = config.server(name)
+    # The plaintext health port where the service has one, else its own port (over TLS when
+    # the tools' client_tls says so).
+    plain = server.health_port > 0
+    address = args.address or f"127.0.0.1:{server.health_port if plain else server.port}"
+    channel = (
+        grpc.insecure_channel(address)
+        if plain
+        else connect(address, ServerConfig(tls=config.client_tls))
+    )
     try:
         reply = health_pb2_grpc.HealthStub(channel).Check(
             health_pb2.HealthCheckRequest(service=""), timeout=args.timeout

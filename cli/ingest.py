@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data_dir:
         config.data_dir = args.data_dir.absolute()
     if args.features:
-        embedder, version, close = service_embedder(args.features)
+        embedder, version, close = service_embedder(args.features, config.client_tls)
     else:
         embedder, version, close = inprocess_embedder(config)
     try:

@@ -43,6 +43,7 @@ COMMAND_MODULES = (
     "doctor",
     "health",
     "keys",
+    "tls",
 )
 # Commands that run until stopped: SIGTERM stops them like Ctrl-C.
 _INTERRUPTIBLE = ("up", "demo", "bench", "eval")

@@ -58,6 +58,7 @@ class Endpoint:
     address: str
     metrics_port: int | None
     pid: int
+    health_port: int | None = None  # the plaintext health-only port, where configured
 
 
 class Stack:
@@ -192,7 +193,8 @@ class Stack:
             ) from None
         if info is None:
             raise StackError(f"{name} was not ready within {timeout:.0f} s:\n{self._tail(name)}")
-        self.endpoints[name] = Endpoint(name, info["address"], info["metrics_port"], info["pid"])
+        self.endpoints[name] = Endpoint(name, info["address"], info["metrics_port"], info["pid"],
+                                        info.get("health_port"))  # fmt: skip
 
     def _tail(self, name: str, lines: int = 30) -> str:
         path = self.log_path(name)

@@ -14,7 +14,7 @@ import pytest
 from drape.cli.local_postgres import local_postgres, postgres_bin
 from drape.cli.stack import Stack, ephemeral
 from drape.services.events.store import EventStore, open_event_store
-from drape.services.runtime.config import DrapeConfig
+from drape.services.runtime.config import DrapeConfig, ServerConfig
 from drape.synthetic.catalog import generate_catalog
 
 
@@ -99,7 +99,9 @@ def chromium(profile: Path, *args: str) -> str:
     return subprocess.run(command, check=True, capture_output=True, text=True, timeout=120).stdout
 
 
-def ingest_feed(stack: Stack, feed: Path, garments: int) -> None:
+def ingest_feed(
+    stack: Stack, feed: Path, garments: int, client: ServerConfig | None = None
+) -> None:
     """Ingests a generated feed through the stack's features service, then waits (bounded)
     until every recommend worker has picked up the catalog (each on its own timer): asked
     directly, so the gateway's counters and the exposure log hold only a test's own traffic."""
@@ -110,7 +112,7 @@ def ingest_feed(stack: Stack, feed: Path, garments: int) -> None:
     from drape.v1 import recommend_pb2, recommend_pb2_grpc
 
     assert ingest_via_service(feed, stack.config, stack.address("features")).ingested == garments
-    channel = connect(stack.address("recommend"), connections=16)
+    channel = connect(stack.address("recommend"), client, connections=16)
     stub = recommend_pb2_grpc.RecommendServiceStub(channel)
 
     def loaded() -> bool:

@@ -10,10 +10,12 @@ import grpc
 
 from drape.services.runtime.config import ServerConfig
 from drape.services.runtime.interceptors import PropagatingClientInterceptor
+from drape.services.runtime.tls import channel_credentials
 
 
 def connect(address: str, config: ServerConfig | None = None, connections: int = 1) -> grpc.Channel:
-    """A channel whose calls carry the current request id and remaining deadline.
+    """A channel whose calls carry the current request id and remaining deadline; over TLS
+    when ``config.tls.ca`` is set (verifying the server, presenting this service's certificate).
 
     ``connections > 1`` opens that many TCP connections and spreads calls over them in
     turn. A service with several worker processes on one port (SO_REUSEPORT) balances
@@ -30,11 +32,15 @@ def connect(address: str, config: ServerConfig | None = None, connections: int =
     if connections > 1:
         # Channels to one address share a connection unless each has its own pool.
         options.append(("grpc.use_local_subchannel_pool", 1))
+    credentials = channel_credentials(config.tls)
+
+    def channel() -> grpc.Channel:
+        if credentials is None:
+            return grpc.insecure_channel(address, options=options)
+        return grpc.secure_channel(address, credentials, options=options)
+
     channels = [
-        grpc.intercept_channel(
-            grpc.insecure_channel(address, options=options),
-            PropagatingClientInterceptor(config.default_deadline_s),
-        )
+        grpc.intercept_channel(channel(), PropagatingClientInterceptor(config.default_deadline_s))
         for _ in range(max(connections, 1))
     ]
     return channels[0] if len(channels) == 1 else RoundRobinChannel(channels)

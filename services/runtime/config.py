@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from drape.services.table import MODEL_SERVER, SERVICE_NAMES, SERVICES, local_address
 
@@ -36,6 +36,34 @@ class _Strict(BaseModel):
     model_config = ConfigDict(
         extra="forbid", validate_assignment=True, use_attribute_docstrings=True
     )
+
+
+class TlsConfig(_Strict):
+    """A service's TLS: what it serves with, and how it checks the services it calls. All
+    empty = plaintext (the local default, on loopback). Paths to PEM files; the server
+    re-reads its certificate and key when they change (rotation needs no restart)."""
+
+    certificate: str = ""
+    """Certificate chain this service serves with (and presents as a client, for mTLS)."""
+    private_key: str = ""
+    """Its private key."""
+    client_ca: str = ""
+    """Require client certificates signed by this CA bundle (mTLS); empty = any client."""
+    ca: str = ""
+    """CA bundle that the services this one calls must be signed by; empty = call them in
+    plaintext."""
+
+    @property
+    def serves_tls(self) -> bool:
+        return bool(self.certificate)
+
+    @model_validator(mode="after")
+    def _whole(self) -> TlsConfig:
+        if bool(self.certificate) != bool(self.private_key):
+            raise ValueError("tls.certificate and tls.private_key go together")
+        if self.client_ca and not self.certificate:
+            raise ValueError("tls.client_ca (mTLS) needs the server's own tls.certificate")
+        return self
 
 
 class ServerConfig(_Strict):
@@ -70,6 +98,10 @@ class ServerConfig(_Strict):
     """Calls slower than this always get an access-log line."""
     reflection: bool = True
     """Serve gRPC server reflection (grpcurl without the protos); off in production."""
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    health_port: int = Field(-1, ge=-1, le=65535)
+    """A second, plaintext port serving only grpc.health.v1 (Kubernetes' gRPC probes cannot
+    speak TLS); -1 = none, 0 = ephemeral."""
 
     @property
     def max_message_bytes(self) -> int:
@@ -329,6 +361,9 @@ class DrapeConfig(_Strict):
     store live."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     """Level of the JSON logs."""
+    client_tls: TlsConfig = Field(default_factory=TlsConfig)
+    """TLS of the command-line tools' calls to the services (`drape ingest --features`,
+    `drape health`): ``ca`` to verify them, a certificate where they require one."""
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     recommend: RecommendConfig = Field(default_factory=RecommendConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)

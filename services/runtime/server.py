@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry
 from drape.services.runtime.config import ServerConfig
 from drape.services.runtime.interceptors import AccessLog, ServerInterceptor
 from drape.services.runtime.metrics import MetricsEndpoint, RpcMetrics
+from drape.services.runtime.tls import server_credentials
 
 log = logging.getLogger("drape.server")
 
@@ -102,9 +103,29 @@ class RunningService:
             reflection.enable_server_reflection(
                 (*spec.grpc_services, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
             )
-        self.port = self._server.add_insecure_port(f"{config.host}:{config.port}")
+        listen = f"{config.host}:{config.port}"
+        if config.tls.serves_tls:
+            self.port = self._server.add_secure_port(listen, server_credentials(config.tls))
+        else:
+            self.port = self._server.add_insecure_port(listen)
         if self.port == 0:
-            raise OSError(f"{spec.name}: cannot listen on {config.host}:{config.port}")
+            raise OSError(f"{spec.name}: cannot listen on {listen}")
+        # Health alone on a plaintext port, for probes that cannot speak TLS (the kubelet's):
+        # a server of its own, so nothing else is reachable there.
+        self._health_server: grpc.Server | None = None
+        self.health_port: int | None = None
+        if config.health_port >= 0:
+            self._health_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2,
+                                              thread_name_prefix=f"{spec.name}-health"),
+                                              options=server_options(config, reuse_port))  # fmt: skip
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, self._health_server)
+            self.health_port = self._health_server.add_insecure_port(
+                f"{config.host}:{config.health_port}"
+            )
+            if self.health_port == 0:
+                raise OSError(
+                    f"{spec.name}: cannot listen for health on {config.host}:{config.health_port}"
+                )
         self._metrics_endpoint: MetricsEndpoint | None = None
         self._stopped = threading.Event()
 
@@ -122,6 +143,8 @@ class RunningService:
                 self.spec.registry, self.metrics_host, self.config.metrics_port
             )
         self._server.start()
+        if self._health_server is not None:
+            self._health_server.start()
         for name in ("", *self.spec.grpc_services):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info(
@@ -130,6 +153,10 @@ class RunningService:
                 "service": self.spec.name,
                 "address": self.address,
                 "metrics": self.metrics_port,
+                "tls": "mtls"
+                if self.config.tls.client_ca
+                else ("tls" if self.config.tls.serves_tls else "off"),
+                **({"health": self.health_port} if self.health_port is not None else {}),
             },
         )
         return self
@@ -144,6 +171,8 @@ class RunningService:
         if self.config.drain_delay_s:
             time.sleep(self.config.drain_delay_s)
         self._server.stop(grace).wait(grace + 5)
+        if self._health_server is not None:
+            self._health_server.stop(0)
         try:
             self.spec.on_stop()
         finally:
@@ -206,6 +235,7 @@ def serve_until_signalled(service: RunningService, ready_file: Path | None = Non
                         "address": service.address,
                         "port": service.port,
                         "metrics_port": service.metrics_port,
+                        "health_port": service.health_port,
                     },
                 )
             while not stop.wait(1.0):

@@ -263,6 +263,10 @@ def supervise(supervisor: Supervisor, ready_file: Path | None) -> None:
                         "address": supervisor.address,
                         "port": supervisor.port,
                         "metrics_port": supervisor.metrics_port,
+                        # Every worker binds the same configured port (SO_REUSEPORT).
+                        "health_port": supervisor.server.health_port
+                        if supervisor.server.health_port > 0
+                        else None,
                         "workers": supervisor.count,
                     },
                 )
