@@ -28,7 +28,9 @@ def _checkov(folder: Path, framework: str) -> dict:
     return report[0] if isinstance(report, list) else report
 
 
-@pytest.mark.parametrize("overlay", ["k8s/base", "k8s/overlays/gpu", "k8s/overlays/monitoring"])
+@pytest.mark.parametrize(
+    "overlay", ["k8s/base", "k8s/overlays/gpu", "k8s/overlays/monitoring", "k8s/overlays/tls"]
+)
 def test_no_failed_check_on_a_rendered_tree(overlay: str, tmp_path: Path):
     import yaml
 

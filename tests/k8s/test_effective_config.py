@@ -9,6 +9,8 @@ SQLite file; this does not. Checked per container:
   mounts exist), and its data directory is writable;
 - every image is a full registry reference;
 - no server offers reflection, and the gateway requires API keys;
+- TLS agrees across every edge (a caller of a TLS server verifies it, and presents a
+  certificate where mTLS requires one), and the probes ask the plaintext health port;
 - on GPU, Triton loads exactly the models the services call, from the repository the export
   step writes.
 """
@@ -24,12 +26,12 @@ import pytest
 
 from drape.models.runners import ENCODER_MODEL
 from drape.models.tryon.runners import TRYON_MODEL
-from drape.services.runtime.config import DrapeConfig, load_config
+from drape.services.runtime.config import DrapeConfig, TlsConfig, load_config
 from drape.services.table import SERVICES
 from tests.k8s.test_manifests import _render
 from tools.k8s_manifests import EVENT_STORE_SECRET
 
-OVERLAYS = ["k8s/base", "k8s/overlays/gpu", "k8s/overlays/monitoring"]
+OVERLAYS = ["k8s/base", "k8s/overlays/gpu", "k8s/overlays/monitoring", "k8s/overlays/tls"]
 # The CLI commands that open the event store (the services say so in their table).
 STORE_COMMANDS = {("train", "recsys"), ("report", "experiment")}
 # registry host (with a dot or a port) / path : tag, or @digest
@@ -145,6 +147,8 @@ def test_every_container_is_configured_as_its_pod_would_load_it(overlay: str, tm
     docs = _render(overlay)
     services = _services(docs)
     checked = 0
+    servers: dict[str, TlsConfig] = {}  # each service's own TLS, as its pod loads it
+    calls: list[tuple[str, str, TlsConfig]] = []  # (who, callee, the caller's TLS for it)
     for n, container in enumerate(_containers(docs)):
         image = container.spec["image"]
         assert FULL_IMAGE.match(image), (
@@ -169,6 +173,19 @@ def test_every_container_is_configured_as_its_pod_would_load_it(overlay: str, tm
             assert _resolves(address, services), (
                 f"{container.where}: {setting} = {address} is no rendered Service"
             )
+            callee = address.rpartition(":")[0].split(".")[0]
+            tls = config.server(own).tls if own is not None else config.client_tls
+            if callee != "triton":  # Triton's channel is Triton's client's, in plaintext
+                calls.append((container.where, callee, tls))
+        if own is not None:
+            servers[own] = config.server(own).tls
+            # The kubelet's gRPC probes speak plaintext: they ask the health-only port.
+            health = config.server(own).health_port
+            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                port = container.spec[probe]["grpc"]["port"]
+                assert port == health > 0 and port != config.server(own).port, (
+                    f"{container.where}: {probe}"
+                )
         if own is not None:  # production: no reflection; storefronts need a key
             assert not config.server(own).reflection, f"{container.where} serves reflection"
             if own == "gateway":
@@ -205,6 +222,18 @@ def test_every_container_is_configured_as_its_pod_would_load_it(overlay: str, tm
                     f"{container.where}: {path} missing"
                 )
     assert checked >= len(SERVICES) + 2  # the services and the jobs
+    # TLS agrees across every edge: a caller of a TLS server verifies it against a CA, and
+    # presents a certificate where the server requires one.
+    for who, callee, tls in calls:
+        server = servers[callee]
+        if server.serves_tls:
+            assert tls.ca, f"{who} calls {callee} in plaintext, which serves TLS"
+            if server.client_ca:
+                assert tls.certificate, (
+                    f"{who} has no client certificate for {callee}, which requires one"
+                )
+        else:
+            assert not tls.ca, f"{who} expects TLS from {callee}, which serves plaintext"
 
 
 # The config sections each job's command reads (a service reads its own).

@@ -36,12 +36,14 @@ def test_generated_manifests_are_fresh():
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("overlay", ["k8s/base", "k8s/overlays/gpu"])
+@pytest.mark.parametrize("overlay", ["k8s/base", "k8s/overlays/gpu", "k8s/overlays/tls"])
 def test_manifests_are_valid_kubernetes(overlay: str):
     import kubernetes_validate
 
     docs = _render(overlay)
     for doc in docs:
+        if doc["apiVersion"].startswith("cert-manager.io/"):
+            continue  # a CRD: checked by test_the_tls_component_issues_every_certificate
         kubernetes_validate.validate(doc, "1.32", strict=True)
     kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
     for name in (*SERVICE_NAMES, "triton"):
@@ -175,3 +177,23 @@ def test_the_autoscalers_read_metrics_the_adapter_serves(tmp_path: Path):
         checked = subprocess.run(["promtool", "check", "rules", str(path)], capture_output=True, text=True,
                                  timeout=60)  # fmt: skip
         assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_tls_component_issues_every_certificate():
+    """cert-manager objects (CRDs, so checked here): a CA issuer chain, and a certificate for
+    every service (its Service's DNS names) and for the jobs, whose Secrets the pods mount."""
+    docs = _render("k8s/overlays/tls")
+    certificates = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "Certificate"}
+    issuers = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "Issuer"}
+    assert (
+        certificates["drape-ca"]["isCA"] and issuers["drape-ca"]["ca"]["secretName"] == "drape-ca"
+    )
+    mounted = {v["secret"]["secretName"] for d in docs if d["kind"] in ("Deployment", "CronJob")
+               for v in (d["spec"].get("jobTemplate", {}).get("spec", d["spec"])["template"]["spec"]["volumes"])
+               if "secret" in v}  # fmt: skip
+    for name in (*SERVICE_NAMES, "client"):
+        spec = certificates[f"drape-{name}"]
+        assert spec["issuerRef"]["name"] == "drape-ca" and "client auth" in spec["usages"]
+        assert spec["secretName"] in mounted, name
+        if name != "client":
+            assert f"{name}.drape.svc" in spec["dnsNames"] and name in spec["dnsNames"]
