@@ -111,5 +111,6 @@ def serve_models(config: DrapeConfig, port: int | None, ready_file: Path | None)
         max_queue_delay_us=triton.max_queue_delay_us,
         instances=triton.instances,
         ready_file=ready_file,
+        tls=triton.tls,
     )
     return 0

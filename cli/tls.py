@@ -28,7 +28,7 @@ def _dev_ca(args: argparse.Namespace) -> int:
     names = (
         [n.strip() for n in args.names.split(",") if n.strip()]
         if args.names
-        else [*SERVICE_NAMES, "client"]
+        else [*SERVICE_NAMES, "triton", "client"]
     )
     make_dev_ca(args.out, names, args.days)
     print(f"wrote {args.out}/ca.pem and a certificate and key for: {', '.join(names)}")

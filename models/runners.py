@@ -55,6 +55,29 @@ def triton_failure(exc: Exception, url: str, model: str, waited_s: float,
     return RunnerUnavailable(f"Triton at {url} failed {model}: {message}")
 
 
+class TlsFiles(Protocol):
+    """PEM file paths (Drape's TlsConfig): ``ca`` to verify Triton, ``certificate`` and
+    ``private_key`` to present (and, for a server, ``client_ca`` to require)."""
+
+    ca: str
+    certificate: str
+    private_key: str
+    client_ca: str
+
+
+def triton_client(url: str, tls: TlsFiles | None = None) -> object:
+    """A gRPC client of Triton: over TLS when ``tls.ca`` is set, presenting the caller's
+    certificate when it has one (Triton with mutual TLS requires it)."""
+    import tritonclient.grpc as triton_grpc
+
+    if tls is None or not tls.ca:
+        return triton_grpc.InferenceServerClient(url)
+    return triton_grpc.InferenceServerClient(
+        url, ssl=True, root_certificates=tls.ca, private_key=tls.private_key or None,
+        certificate_chain=tls.certificate or None,
+    )  # fmt: skip
+
+
 class EncoderRunner(Protocol):
     spec: EncoderSpec
     model_version: str
@@ -156,6 +179,7 @@ class TritonEncoder:
         max_batch: int = 32,
         timeout_s: float = 30.0,
         model_name: str = ENCODER_MODEL,
+        tls: TlsFiles | None = None,
     ) -> None:
         import tritonclient.grpc as triton_grpc
 
@@ -166,7 +190,7 @@ class TritonEncoder:
         self.max_batch = max_batch
         self.timeout_s = timeout_s
         self.model_name = model_name
-        self._client = triton_grpc.InferenceServerClient(url)
+        self._client = triton_client(url, tls)
 
     def ready(self) -> bool:
         """Whether Triton has the encoder loaded (False when unreachable)."""

@@ -22,6 +22,7 @@ import numpy as np
 
 from drape.models.encoder import ENCODER_INPUT, ENCODER_MODEL, ENCODER_OUTPUT, EncoderSpec
 from drape.models.export import onnx_session
+from drape.models.runners import TlsFiles
 
 log = logging.getLogger("drape.triton")
 
@@ -103,6 +104,7 @@ def serve_models(
     max_queue_delay_us: int,
     instances: int = 1,
     ready_file: Path | None = None,
+    tls: TlsFiles | None = None,
 ) -> None:
     """Runs Triton with ``models`` bound until SIGTERM/SIGINT; writes ``ready_file`` (JSON
     with the gRPC address) once every model is loaded."""
@@ -111,6 +113,13 @@ def serve_models(
     from pytriton.triton import Triton, TritonConfig
 
     _python_backend_env()
+    # TLS on the gRPC port (and client certificates required, with a client CA).
+    secure: dict[str, object] = {}
+    if tls is not None and tls.certificate:
+        secure = {"grpc_use_ssl": True, "grpc_server_cert": tls.certificate,
+                  "grpc_server_key": tls.private_key, "grpc_use_ssl_mutual": bool(tls.client_ca)}  # fmt: skip
+        if tls.client_ca:
+            secure["grpc_root_cert"] = tls.client_ca
     config = TritonConfig(
         grpc_address=host,
         grpc_port=grpc_port,
@@ -120,6 +129,7 @@ def serve_models(
         metrics_port=metrics_port,
         exit_timeout_secs=10,
         log_verbose=0,
+        **secure,
     )
     # pytriton creates the workspace itself and refuses an existing directory.
     workspace = Path(tempfile.mkdtemp(prefix="drape-triton-")) / "workspace"

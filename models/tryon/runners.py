@@ -11,7 +11,7 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from drape.models.runners import triton_failure
+from drape.models.runners import TlsFiles, triton_client, triton_failure
 from drape.models.tryon.export import INPUTS, OUTPUTS, TRYON_MODEL
 from drape.models.tryon.training import load_generator
 
@@ -47,12 +47,13 @@ class TorchTryOn:
 
 
 class TritonTryOn:
-    def __init__(self, url: str, max_batch: int = 32, timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str, max_batch: int = 32, timeout_s: float = 30.0,
+                 tls: TlsFiles | None = None) -> None:  # fmt: skip
         import tritonclient.grpc as triton_grpc
 
         self._grpc = triton_grpc
         self.url, self.max_batch, self.timeout_s = url, max_batch, timeout_s
-        self._client = triton_grpc.InferenceServerClient(url)
+        self._client = triton_client(url, tls)
 
     def run(
         self, inputs: dict[str, np.ndarray], timeout_s: float | None = None

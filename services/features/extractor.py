@@ -38,9 +38,8 @@ def open_encoder(config: DrapeConfig, runner: str | None = None) -> EncoderRunne
     kind = runner or config.features.runner
     batch = config.features.batch_size
     if kind == "triton":
-        return TritonEncoder(
-            config.features.triton_url, spec, checkpoint, batch, config.features.triton_timeout_s
-        )
+        return TritonEncoder(config.features.triton_url, spec, checkpoint, batch,
+                             config.features.triton_timeout_s, tls=config.features.server.tls)  # fmt: skip
     if config.encoder.backend == "torch":
         return TorchEncoder(spec, checkpoint, batch, config.encoder.threads)
     return OnnxEncoder(spec, checkpoint, config.models_path(), batch, config.encoder.threads)

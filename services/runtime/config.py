@@ -300,6 +300,9 @@ class ModelServerConfig(_Strict):
     """How long a request may wait for others to join its batch."""
     instances: int = Field(1, ge=1, le=16)
     """Model instances (parallel executions) per model."""
+    tls: TlsConfig = Field(default_factory=TlsConfig)
+    """TLS on Triton's gRPC port (Triton reads the files when it starts: a renewed
+    certificate needs a restart); the HTTP port, for health probes, stays plaintext."""
 
 
 class TryOnConfig(_ImageLimits):

@@ -70,15 +70,16 @@ def tls_for(folder: Path, name: str, mutual: bool = True) -> TlsConfig:
 
 
 def with_tls(config: DrapeConfig, folder: Path, gateway_clients: bool = False) -> DrapeConfig:
-    """A copy of ``config`` with every service on TLS from :func:`make_dev_ca`'s folder (which
-    holds a certificate per service and one named ``client`` for the tools): mutual between
-    the services, and at the gateway only with ``gateway_clients`` (storefronts authenticate
-    with API keys)."""
+    """A copy of ``config`` with every service and Triton on TLS from :func:`make_dev_ca`'s
+    folder (a certificate per service, ``triton``, and ``client`` for the tools): mutual
+    between them, and at the gateway only with ``gateway_clients`` (storefronts
+    authenticate with API keys)."""
     from drape.services.table import SERVICE_NAMES
 
     config = config.model_copy(deep=True)
     for name in SERVICE_NAMES:
         config.server(name).tls = tls_for(folder, name, mutual=name != "gateway" or gateway_clients)
+    config.triton.tls = tls_for(folder, "triton")
     config.client_tls = tls_for(folder, "client", mutual=False)
     return config
 

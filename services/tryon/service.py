@@ -214,7 +214,7 @@ def build(config: DrapeConfig) -> ServiceSpec:
     with safe_open(str(checkpoint), framework="pt") as handle:
         spec = json.loads(handle.metadata()["spec"])
     limits = image_limits(cfg)
-    runner = TritonTryOn(cfg.triton_url, timeout_s=cfg.triton_timeout_s)
+    runner = TritonTryOn(cfg.triton_url, timeout_s=cfg.triton_timeout_s, tls=cfg.server.tls)
     analyzers = AnalyzerPool(cfg.analyzers)
     registry = CollectorRegistry()
     analyses = TtlCache("tryon_analysis", cfg.analysis_cache_entries, cfg.analysis_cache_mb * 2**20,

@@ -1,7 +1,7 @@
 """The stack with TLS everywhere and mTLS between the services (a development CA): a
 shopper's photo gets previewed recommendations and their feedback is stored, through the
 gateway over TLS and every service behind it over mTLS; a client without a certificate, or
-in plaintext, is refused; grpcurl works with -cacert/-cert/-key; the plaintext health port
+in plaintext, is refused (Triton's gRPC port too); grpcurl works with -cacert/-cert/-key; the plaintext health port
 answers health and nothing else; and a rotated certificate is served without a restart."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ OK = (common_pb2.PREVIEW_STATUS_OK, common_pb2.PREVIEW_STATUS_CACHED)
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Path]]:
     root = tmp_path_factory.mktemp("tls")
-    certificates = make_dev_ca(root / "pki", [*SERVICE_NAMES, "client"])
+    certificates = make_dev_ca(root / "pki", [*SERVICE_NAMES, "triton", "client"])
     config = with_tls(ephemeral(DrapeConfig(data_dir=root / "data")), certificates)
     for name, port in zip(SERVICE_NAMES, free_ports(len(SERVICE_NAMES)), strict=True):
         config.server(name).health_port = port  # fixed: recommend's workers share it
@@ -94,6 +94,22 @@ def test_a_client_without_a_certificate_or_in_plaintext_is_refused(secured):
         with pytest.raises(grpc.RpcError) as refused:
             stub.Recommend(request, timeout=5)
         assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_triton_serves_its_grpc_port_over_mtls_too(secured):
+    from drape.models.runners import triton_client
+
+    stack, certificates = secured
+    address = stack.address("triton")
+    assert triton_client(address, tls_for(certificates, "client", mutual=False)).is_server_ready()
+    for tls in (
+        None,
+        TlsConfig(ca=str(certificates / "ca.pem")),
+    ):  # plaintext; TLS without a certificate
+        with pytest.raises(
+            Exception, match=r"(?i)unavailable|handshake|ssl|socket closed|connection"
+        ):
+            triton_client(address, tls).is_server_ready(client_timeout=5)
 
 
 def test_grpcurl_with_the_ca_and_a_client_certificate(secured):

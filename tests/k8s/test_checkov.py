@@ -29,7 +29,14 @@ def _checkov(folder: Path, framework: str) -> dict:
 
 
 @pytest.mark.parametrize(
-    "overlay", ["k8s/base", "k8s/overlays/gpu", "k8s/overlays/monitoring", "k8s/overlays/tls"]
+    "overlay",
+    [
+        "k8s/base",
+        "k8s/overlays/gpu",
+        "k8s/overlays/monitoring",
+        "k8s/overlays/tls",
+        "k8s/overlays/gpu-tls",
+    ],
 )
 def test_no_failed_check_on_a_rendered_tree(overlay: str, tmp_path: Path):
     import yaml

@@ -31,7 +31,13 @@ from drape.services.table import SERVICES
 from tests.k8s.test_manifests import _render
 from tools.k8s_manifests import EVENT_STORE_SECRET
 
-OVERLAYS = ["k8s/base", "k8s/overlays/gpu", "k8s/overlays/monitoring", "k8s/overlays/tls"]
+OVERLAYS = [
+    "k8s/base",
+    "k8s/overlays/gpu",
+    "k8s/overlays/monitoring",
+    "k8s/overlays/tls",
+    "k8s/overlays/gpu-tls",
+]
 # The CLI commands that open the event store (the services say so in their table).
 STORE_COMMANDS = {("train", "recsys"), ("report", "experiment")}
 # registry host (with a dot or a port) / path : tag, or @digest
@@ -156,6 +162,13 @@ def test_every_container_is_configured_as_its_pod_would_load_it(overlay: str, tm
         )
         command = container.drape_command
         if command is None:
+            if container.spec.get("command") == ["tritonserver"]:
+                tls = servers["triton"] = _tritonserver_tls(container.spec.get("args", []))
+                mounted = [m["mountPath"] for m in container.spec.get("volumeMounts", [])]
+                for path in filter(None, (tls.certificate, tls.private_key, tls.client_ca)):
+                    assert any(PurePosixPath(path).is_relative_to(m) for m in mounted), (
+                        f"{container.where}: {path}"
+                    )
             continue
         checked += 1
         config, mounts = _load(container, docs, tmp_path / str(n))
@@ -175,8 +188,9 @@ def test_every_container_is_configured_as_its_pod_would_load_it(overlay: str, tm
             )
             callee = address.rpartition(":")[0].split(".")[0]
             tls = config.server(own).tls if own is not None else config.client_tls
-            if callee != "triton":  # Triton's channel is Triton's client's, in plaintext
-                calls.append((container.where, callee, tls))
+            calls.append((container.where, callee, tls))
+        if command[:2] == ["serve", "triton"]:
+            servers["triton"] = config.triton.tls
         if own is not None:
             servers[own] = config.server(own).tls
             # The kubelet's gRPC probes speak plaintext: they ask the health-only port.
@@ -249,6 +263,16 @@ def _sections(command: list[str]) -> set[str]:
         for prefix, sections in JOB_SECTIONS.items()
         if tuple(command[: len(prefix)]) == prefix
     )
+
+
+def _tritonserver_tls(args: list[str]) -> TlsConfig:
+    """The TLS of NVIDIA's Triton, from its flags."""
+    flags = dict(a.removeprefix("--").split("=", 1) for a in args if "=" in a)
+    if flags.get("grpc-use-ssl") != "true":
+        return TlsConfig()
+    mutual = flags.get("grpc-use-ssl-mutual") == "true"
+    return TlsConfig(certificate=flags["grpc-server-cert"], private_key=flags["grpc-server-key"],
+                     client_ca=flags.get("grpc-root-cert", "") if mutual else "")  # fmt: skip
 
 
 def _configured_paths(config: DrapeConfig, sections: set[str]) -> list[str]:

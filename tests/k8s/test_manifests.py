@@ -36,7 +36,9 @@ def test_generated_manifests_are_fresh():
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("overlay", ["k8s/base", "k8s/overlays/gpu", "k8s/overlays/tls"])
+@pytest.mark.parametrize(
+    "overlay", ["k8s/base", "k8s/overlays/gpu", "k8s/overlays/tls", "k8s/overlays/gpu-tls"]
+)
 def test_manifests_are_valid_kubernetes(overlay: str):
     import kubernetes_validate
 
