@@ -14,5 +14,6 @@ export PATH="$PWD/$VENV/bin:$PATH" OPENBLAS_NUM_THREADS=1
 echo "== API stubs";  python tools/protogen.py --check
 echo "== buf lint";   buf lint && echo "clean"
 echo "== ruff";       ruff check . && ruff format --check .
+echo "== pip check";  python -m pip check
 echo "== pytest"
 python -m pytest -p no:cacheprovider "$@"

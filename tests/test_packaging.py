@@ -4,6 +4,7 @@ the command line loads none of the heavy libraries (every `drape serve` builds i
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import tomllib
@@ -73,3 +74,57 @@ def test_the_image_copies_every_package_folder():
         if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
             copied |= {Path(w).parts[0] for w in words[1:-1]}
     assert folders <= copied, f"not copied: {sorted(folders - copied)}"
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    """Distribution names a list of requirements declares, extras' own packages included
+    (``psycopg[binary,pool]`` declares psycopg, psycopg-binary and psycopg-pool)."""
+    names = set()
+    for requirement in requirements:
+        match = re.match(r"^([A-Za-z0-9_.-]+)(?:\[([^\]]+)\])?", requirement)
+        assert match, requirement
+        base = match.group(1).lower().replace("_", "-")
+        names.add(base)
+        names |= {
+            f"{base}-{extra.strip()}"
+            for extra in (match.group(2) or "").split(",")
+            if extra.strip()
+        }
+    return names
+
+
+def test_every_imported_module_is_declared():
+    """Every third-party module Drape's code imports belongs to a declared dependency: the
+    main list, or the optional extra whose feature imports it (faiss: cpu/gpu, the
+    evaluation data: eval). Test tools only in the dev extra."""
+    import ast
+    from importlib.metadata import packages_distributions
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = _requirement_names(project["dependencies"])
+    extras = {
+        name: _requirement_names(reqs) for name, reqs in project["optional-dependencies"].items()
+    }
+    allowed = runtime | extras["cpu"] | extras["gpu"] | extras["eval"]
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {Path(folder).parts[0] for folder in setuptools["package-dir"].values()}
+    distributions = packages_distributions()
+    undeclared = {}
+    for folder in folders:
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Import):
+                    modules = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    modules = [node.module]
+                else:
+                    continue
+                for module in modules:
+                    top = module.split(".")[0]
+                    if top in sys.stdlib_module_names or top == "drape":
+                        continue
+                    owners = {d.lower().replace("_", "-") for d in distributions.get(top, [top])}
+                    if not owners & allowed:
+                        undeclared.setdefault(top, str(path.relative_to(ROOT)))
+    assert not undeclared, undeclared
+    assert {"pytest", "ruff"} <= extras["dev"] and "pytest" not in runtime

@@ -5,8 +5,8 @@ the run's seed and the step number, built in this process or by spawned workers.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import pickle
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from drape.models.tryon.networks import TryOnSpec
 from drape.models.tryon.recipe import TrainSection
 from drape.models.tryon.training import TrainSettings, to_tensors
 
-ANALYSES_FILE = "person-analyses.pkl"
+ANALYSES_FILE = "person-analyses.npz"
 
 
 def bundled_photos() -> list[np.ndarray]:
@@ -37,6 +37,43 @@ def bundled_photos() -> list[np.ndarray]:
     return photos
 
 
+_ARRAYS = ("keypoints", "person_mask", "upper_body_mask", "agnostic")
+
+
+def write_analyses(memo: dict, path: Path) -> None:
+    """Person analyses by key as one .npz: their arrays, and the rest as JSON (no pickle)."""
+    arrays: dict[str, np.ndarray] = {}
+    index = []
+    for i, (key, analysis) in enumerate(memo.items()):
+        index.append({"key": key, "status": analysis.status.value, "reason": analysis.reason,
+                      "width": analysis.width, "height": analysis.height, "face_box": analysis.face_box,
+                      "upper_body_box": analysis.upper_body_box})  # fmt: skip
+        for name in _ARRAYS:
+            value = getattr(analysis, name)
+            if value is not None:
+                arrays[f"{i}.{name}"] = value
+    arrays["index"] = np.frombuffer(json.dumps(index).encode(), np.uint8)
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def read_analyses(path: Path) -> dict:
+    """What :func:`write_analyses` wrote; object arrays (pickles) are refused by numpy."""
+    from drape.models.person import PersonAnalysis, PersonStatus
+
+    memo = {}
+    with np.load(path, allow_pickle=False) as data:
+        for i, entry in enumerate(json.loads(data["index"].tobytes())):
+            arrays = {name: data[f"{i}.{name}"] for name in _ARRAYS if f"{i}.{name}" in data.files}
+            boxes = {
+                b: tuple(entry[b]) if entry[b] is not None else None
+                for b in ("face_box", "upper_body_box")
+            }
+            memo[entry["key"]] = PersonAnalysis(PersonStatus(entry["status"]), entry["reason"], entry["width"],
+                                                entry["height"], **boxes, **arrays)  # fmt: skip
+    return memo
+
+
 class MemoAnalyzer:
     """Person analysis memoised by the pixels analysed, kept in a file beside the run.
 
@@ -50,8 +87,7 @@ class MemoAnalyzer:
         self._analyzer = None
         self._memo: dict[str, object] = {}
         if path is not None and path.exists():
-            with open(path, "rb") as handle:
-                self._memo = pickle.load(handle)
+            self._memo = read_analyses(path)
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_analyzer": None}
@@ -71,9 +107,8 @@ class MemoAnalyzer:
             if self.path is not None:
                 # Data-loading workers miss at the same time: each stages its own file, and
                 # the last complete one wins (entries another worker found are found again).
-                staging = self.path.with_suffix(f".{os.getpid()}.tmp")
-                with open(staging, "wb") as handle:
-                    pickle.dump(self._memo, handle)
+                staging = self.path.with_name(f"{self.path.stem}.{os.getpid()}.tmp.npz")
+                write_analyses(self._memo, staging)
                 os.replace(staging, self.path)
         return self._memo[key]
 

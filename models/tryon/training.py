@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from drape.models.state import load_state, save_state
 from drape.models.tryon.losses import (
     LossWeights,
     PerceptualDistance,
@@ -34,6 +35,8 @@ from drape.models.tryon.sample import TryOnSample
 from drape.models.tryon.synthetic import synthetic_pair
 
 GENERATOR_FILE = "generator.safetensors"
+# The trainer's optimiser, scaler and RNG state: trainer.json plus trainer.safetensors.
+TRAINER_STATE = "trainer"
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,8 @@ class TryOnTrainer:
                   metadata={"spec": json.dumps(asdict(self.settings.spec))})  # fmt: skip
         save_file({k: v.contiguous() for k, v in self.discriminator.state_dict().items()},
                   staging / "discriminator.safetensors")  # fmt: skip
-        torch.save(
+        # Optimiser, scaler and RNG state: safetensors plus JSON, never a pickle.
+        save_state(
             {
                 "g_optimiser": self.g_optimiser.state_dict(),
                 "d_optimiser": self.d_optimiser.state_dict(),
@@ -174,7 +178,7 @@ class TryOnTrainer:
                 "python_rng": random.getstate(),
                 "step": self.step_count,
             },
-            staging / "trainer.pt",
+            staging / TRAINER_STATE,
         )
         (staging / "settings.json").write_text(json.dumps(asdict(self.settings)))
         if directory.exists():
@@ -205,7 +209,8 @@ class TryOnTrainer:
 
         self.generator.load_state_dict(load_file(directory / GENERATOR_FILE))
         self.discriminator.load_state_dict(load_file(directory / "discriminator.safetensors"))
-        state = torch.load(directory / "trainer.pt", weights_only=False)
+        state = load_state(directory / TRAINER_STATE)
+        assert isinstance(state, dict)
         self.g_optimiser.load_state_dict(state["g_optimiser"])
         self.d_optimiser.load_state_dict(state["d_optimiser"])
         self.scaler.load_state_dict(state["scaler"])

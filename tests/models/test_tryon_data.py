@@ -42,5 +42,12 @@ def test_a_memoised_analysis_needs_no_mediapipe(tmp_path: Path) -> None:
     analysis = first.analyze(photo)
     first.close()
     again = MemoAnalyzer(tmp_path / ANALYSES_FILE)
-    assert again.analyze(photo).status == analysis.status
+    stored = again.analyze(photo)
     assert again._analyzer is None, "answered from the file, MediaPipe never loaded"
+    # Everything comes back as it was analysed (an .npz and JSON: no pickle).
+    assert (stored.status, stored.reason, stored.width, stored.height, stored.face_box, stored.upper_body_box) == (
+        analysis.status, analysis.reason, analysis.width, analysis.height, analysis.face_box,
+        analysis.upper_body_box)  # fmt: skip
+    for name in ("keypoints", "person_mask", "upper_body_mask", "agnostic"):
+        a, b = getattr(stored, name), getattr(analysis, name)
+        assert (a is None and b is None) or np.array_equal(a, b), name

@@ -11,15 +11,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from drape.cli.stack import Stack, ephemeral
 from drape.models.runners import RunnerTimedOut
+from drape.models.state import load_state
 from drape.models.tryon.export import write_tryon_repository
 from drape.models.tryon.metrics import psnr, ssim
 from drape.models.tryon.runners import TorchTryOn, TritonTryOn
 from drape.models.tryon.synthetic import synthetic_pair
-from drape.models.tryon.training import SyntheticBatches, TrainSettings, TryOnTrainer, to_tensors
+from drape.models.tryon.training import (
+    TRAINER_STATE,
+    SyntheticBatches,
+    TrainSettings,
+    TryOnTrainer,
+    to_tensors,
+)
 from drape.services.runtime.config import DrapeConfig
 from tests.models.test_tryon import SMALL
 
@@ -140,7 +146,7 @@ def test_train_then_evaluate_from_the_command_line(tmp_path: Path):
     steps = [row.split(",")[0] for row in (tmp_path / "run" / "log.csv").read_text().splitlines()]
     assert steps == ["step", "1", "2", "3", "4"]
     # The learning rate fell tenfold at the milestone (step 3): 2e-4 -> 2e-5.
-    state = torch.load(tmp_path / "run" / "checkpoint" / "trainer.pt", weights_only=False)
+    state = load_state(tmp_path / "run" / "checkpoint" / TRAINER_STATE)
     assert state["g_optimiser"]["param_groups"][0]["lr"] == pytest.approx(2e-5)
 
     out = tmp_path / "eval.json"
