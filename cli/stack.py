@@ -22,7 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from drape.services.runtime.config import DrapeConfig
+import grpc
+
+from drape.services.runtime.client import connect
+from drape.services.runtime.config import DrapeConfig, ServerConfig
 from drape.services.runtime.server import wait_for_ready_file
 from drape.services.runtime.workers import die_with_parent
 from drape.services.table import MODEL_SERVER as MODEL_SERVER_ENTRY
@@ -204,6 +207,37 @@ class Stack:
 
     def address(self, name: str) -> str:
         return self.endpoints[name].address
+
+    def ingest(self, feed: Path, client: ServerConfig | None = None, timeout: float = 60.0) -> int:
+        """Ingests a feed (CSV beside its ``images/``) through this stack's features service,
+        then waits (bounded) until every recommend worker serves the catalog (each reloads on
+        its own timer); asked directly, so the gateway's counters and the exposure log see
+        none of it. Returns the garments ingested."""
+        from drape.catalog.embedders import ingest_via_service
+        from drape.v1 import recommend_pb2, recommend_pb2_grpc
+
+        config = (
+            self.config.model_copy(update={"client_tls": client.tls})
+            if client is not None
+            else self.config
+        )
+        report = ingest_via_service(feed, config, self.address("features"))
+        channel = connect(self.address("recommend"), client, connections=16)
+        stub = recommend_pb2_grpc.RecommendServiceStub(channel)
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                try:
+                    for _ in range(32):
+                        stub.Recommend(recommend_pb2.RecommendRequest(user_id="u", k=4), timeout=5)
+                    return report.ingested
+                except grpc.RpcError:
+                    time.sleep(0.5)
+        finally:
+            channel.close()
+        raise StackError(
+            f"the recommend workers did not serve the ingested catalog within {timeout:.0f} s"
+        )
 
     def process(self, name: str) -> subprocess.Popen[bytes]:
         return self._procs[name]

@@ -102,28 +102,5 @@ def chromium(profile: Path, *args: str) -> str:
 def ingest_feed(
     stack: Stack, feed: Path, garments: int, client: ServerConfig | None = None
 ) -> None:
-    """Ingests a generated feed through the stack's features service, then waits (bounded)
-    until every recommend worker has picked up the catalog (each on its own timer): asked
-    directly, so the gateway's counters and the exposure log hold only a test's own traffic."""
-    import grpc
-
-    from drape.catalog.embedders import ingest_via_service
-    from drape.services.runtime import connect
-    from drape.v1 import recommend_pb2, recommend_pb2_grpc
-
-    assert ingest_via_service(feed, stack.config, stack.address("features")).ingested == garments
-    channel = connect(stack.address("recommend"), client, connections=16)
-    stub = recommend_pb2_grpc.RecommendServiceStub(channel)
-
-    def loaded() -> bool:
-        try:
-            for _ in range(32):
-                stub.Recommend(recommend_pb2.RecommendRequest(user_id="u", k=4), timeout=5)
-        except grpc.RpcError:
-            return False
-        return True
-
-    try:
-        assert wait_until(loaded, timeout=60, interval=0.5)
-    finally:
-        channel.close()
+    """Ingests a generated feed through the stack and waits until recommend serves it."""
+    assert stack.ingest(feed, client) == garments

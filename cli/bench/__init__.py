@@ -27,6 +27,11 @@ BENCHMARKS = {
     "tryon-gpu": ("tryon_gpu", "generator images/s on a CUDA GPU"),
     "previews": ("previews", "Recommend with 8 previews through the whole stack"),
     "report": ("report", "drape report experiment over ~10 million stored events"),
+    "fuzz": ("fuzz", "hostile generated messages on every RPC: no server error, no hang"),
+    "crash": (
+        "crash",
+        "kill -9 of the events service under writers: every acknowledged event kept once",
+    ),
 }
 
 

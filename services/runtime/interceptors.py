@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -24,6 +25,8 @@ from drape.services.runtime.metrics import MethodMetrics, RpcMetrics
 
 log = logging.getLogger("drape.rpc")
 
+# A caller's request id is kept if it is a plain token (what metadata and logs can carry).
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=-]{1,128}$")
 # Downstream calls get this much less time than the caller has left, so that a
 # timed-out dependency is reported before our own caller gives up.
 DEADLINE_MARGIN_S = 0.005
@@ -139,6 +142,10 @@ class ServerInterceptor(grpc.ServerInterceptor):
         request_id = getattr(request, "request_id", "") or _header(
             context, scopes.REQUEST_ID_HEADER
         )
+        if request_id and not _REQUEST_ID.match(request_id):
+            # Echoed in metadata and logs: a caller's id that is not a plain token (unicode,
+            # control characters, kilobytes) is replaced, never a reason to fail the call.
+            request_id = ""
         remaining = context.time_remaining()
         # grpc reports "no deadline" as a huge number rather than None.
         deadline = (
