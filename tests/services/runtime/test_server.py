@@ -292,3 +292,29 @@ def test_graceful_stop_drains_in_flight_calls(serve):
     with pytest.raises(grpc.RpcError) as err:
         _call(service.address, "Slow", timeout=1)
     assert err.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+def test_a_request_id_that_is_no_plain_token_is_replaced():
+    """A caller's request id is echoed in metadata and logs: unicode, control characters or
+    kilobytes of it would fail the call (found by drape bench fuzz), so such ids give way to
+    a fresh one; a plain token is kept."""
+    from drape.services.runtime.interceptors import ServerInterceptor
+
+    class Context:
+        def invocation_metadata(self):
+            return ()
+
+        def time_remaining(self):
+            return None
+
+    class Request:
+        def __init__(self, request_id: str) -> None:
+            self.request_id = request_id
+
+    for bad in ("é", "a\nb", "x" * 5000, "two words"):
+        scope = ServerInterceptor._open("/s/M", Request(bad), Context())
+        assert scope.request_id != bad and len(scope.request_id) == 32
+    assert (
+        ServerInterceptor._open("/s/M", Request("trace-7:a/b"), Context()).request_id
+        == "trace-7:a/b"
+    )
