@@ -155,5 +155,12 @@ dynamic_batching {{ preferred_batch_size: [{max(1, max_batch // 2)}, {max_batch}
 instance_group [{{ count: {instances} kind: {kind} }}]
 parameters {{ key: "drape_model_version" value: {{ string_value: "{encoder_version(spec, checkpoint)}" }} }}
 """
-    (model_dir / "config.pbtxt").write_text(config)
+    write_config(model_dir, config)
     return model_dir
+
+
+def write_config(model_dir: Path, config: str) -> None:
+    """A model's config.pbtxt, replaced at once (a reader sees the old file or the new one)."""
+    staging = model_dir / "config.pbtxt.tmp"
+    staging.write_text(config)
+    staging.replace(model_dir / "config.pbtxt")

@@ -27,6 +27,10 @@ BENCHMARKS = {
     "tryon-gpu": ("tryon_gpu", "generator images/s on a CUDA GPU"),
     "previews": ("previews", "Recommend with 8 previews through the whole stack"),
     "report": ("report", "drape report experiment over ~10 million stored events"),
+    "kill": (
+        "kill",
+        "kill -9 inside train recsys, ingest, export models, train tryon: the last version stays",
+    ),
     "fuzz": ("fuzz", "hostile generated messages on every RPC: no server error, no hang"),
     "crash": (
         "crash",

@@ -87,6 +87,7 @@ def write_tryon_repository(
     """``<repository>/tryon_gan/{config.pbtxt, 1/model.onnx}`` for NVIDIA's Triton container:
     onnxruntime backend, dynamic batching; on GPU with TensorRT in fp16 (the generator has no
     reductions that overflow in half precision; the composition stays in [0, 1])."""
+    from drape.models.export import write_config
     from drape.models.tryon.training import load_generator
 
     generator = load_generator(checkpoint)
@@ -125,5 +126,5 @@ output [
 dynamic_batching {{ preferred_batch_size: [{preferred}] max_queue_delay_microseconds: 5000 }}
 instance_group [{{ count: {instances} kind: {"KIND_GPU" if gpu else "KIND_CPU"} }}]
 {accelerator}"""
-    (model_dir / "config.pbtxt").write_text(config)
+    write_config(model_dir, config)
     return model_dir
