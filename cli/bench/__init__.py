@@ -27,6 +27,10 @@ BENCHMARKS = {
     "tryon-gpu": ("tryon_gpu", "generator images/s on a CUDA GPU"),
     "previews": ("previews", "Recommend with 8 previews through the whole stack"),
     "report": ("report", "drape report experiment over ~10 million stored events"),
+    "soak": (
+        "soak",
+        "minutes of steady load at half capacity: errors, p99 drift, memory, files, threads",
+    ),
     "kill": (
         "kill",
         "kill -9 inside train recsys, ingest, export models, train tryon: the last version stays",
