@@ -27,6 +27,10 @@ BENCHMARKS = {
     "tryon-gpu": ("tryon_gpu", "generator images/s on a CUDA GPU"),
     "previews": ("previews", "Recommend with 8 previews through the whole stack"),
     "report": ("report", "drape report experiment over ~10 million stored events"),
+    "chaos": (
+        "chaos",
+        "each dependency killed and restarted under load: what the storefront saw, recovery",
+    ),
     "soak": (
         "soak",
         "minutes of steady load at half capacity: errors, p99 drift, memory, files, threads",

@@ -27,6 +27,7 @@ import numpy as np
 from drape.cli.bench import format_table, write_report
 
 MIX = (("recommend", 0.7), ("previews", 0.1), ("track", 0.2))
+ANSWERED = ("OK", "MARKED")  # MARKED: a list answered with its previews marked as not shown
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -83,10 +84,11 @@ class Storefront:
         self._lock = threading.Lock()
 
     def call(self, kind: str, deadline_s: float = 10.0) -> str:
-        """One call; its outcome (OK or the status code's name)."""
+        """One call; its outcome: OK, MARKED (a list answered with its previews marked as not
+        shown) or the status code's name."""
         import grpc
 
-        from drape.v1 import events_pb2, gateway_pb2
+        from drape.v1 import common_pb2, events_pb2, gateway_pb2
 
         with self._lock:
             user = f"shopper-{self._rng.randrange(5000)}"
@@ -103,7 +105,13 @@ class Storefront:
                     request.photo.CopyFrom(photo)
                     request.previews = True
                     request.preview_limit = 2
-                self.gateway.Recommend(request, timeout=deadline_s)
+                reply = self.gateway.Recommend(request, timeout=deadline_s)
+                if kind == "previews" and not any(
+                    item.preview.status
+                    in (common_pb2.PREVIEW_STATUS_OK, common_pb2.PREVIEW_STATUS_CACHED)
+                    for item in reply.items
+                ):
+                    return "MARKED"
         except grpc.RpcError as exc:
             return exc.code().name
         return "OK"
@@ -176,7 +184,8 @@ def soak(front: Storefront, pids: dict[str, int], rate: float, minutes: float, w
         if not inside:
             continue
         latencies = np.array([lat for lat, _ in inside]) * 1000
-        rows.append({"minute": b + 1, "calls": len(inside), "errors": sum(out != "OK" for _, out in inside),
+        rows.append({"minute": b + 1, "calls": len(inside), "errors": sum(out not in ANSWERED for _, out in inside),
+                     "previews_marked": sum(out == "MARKED" for _, out in inside),
                      "p50_ms": round(float(np.percentile(latencies, 50)), 1),
                      "p99_ms": round(float(np.percentile(latencies, 99)), 1)})  # fmt: skip
     first, last = samples[0][1], samples[-1][1]
@@ -184,7 +193,7 @@ def soak(front: Storefront, pids: dict[str, int], rate: float, minutes: float, w
                      "rss_growth": round(last[name]["rss_mb"] / max(first[name]["rss_mb"], 1) - 1, 3),
                      "fds": (first[name]["fds"], last[name]["fds"]),
                      "threads": (first[name]["threads"], last[name]["threads"])} for name in pids}  # fmt: skip
-    errors = dict(Counter(out for _, _, out in records if out != "OK"))
+    errors = dict(Counter(out for _, _, out in records if out not in ANSWERED))
     p99 = (rows[0]["p99_ms"], rows[-1]["p99_ms"]) if rows else (float("nan"), float("nan"))
     return {"rate": rate, "minutes": minutes, "rows": rows, "errors": errors, "p99_first_last": p99,
             "p99_ratio": round(p99[1] / p99[0], 2) if rows and p99[0] else float("nan"),
@@ -212,7 +221,11 @@ def run(args: argparse.Namespace) -> int:
             report = soak(front, pids, rate, args.minutes, args.warmup_s)
         finally:
             stack.stop()
-    print(format_table(report["rows"], ["minute", "calls", "errors", "p50_ms", "p99_ms"]))
+    print(
+        format_table(
+            report["rows"], ["minute", "calls", "errors", "previews_marked", "p50_ms", "p99_ms"]
+        )
+    )
     for name, p in report["processes"].items():
         print(f"  {name}: RSS {p['rss_mb'][0]} -> {p['rss_mb'][1]} MB ({p['rss_growth']:+.1%}), "
               f"fds {p['fds'][0]} -> {p['fds'][1]}, threads {p['threads'][0]} -> {p['threads'][1]}")  # fmt: skip
