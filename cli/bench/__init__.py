@@ -6,13 +6,14 @@ Each benchmark is a module here with ``run(args)`` and, when it takes flags of i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
 import platform
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,46 @@ def _cpus() -> int:
     import os
 
     return len(os.sched_getaffinity(0))
+
+
+class Background:
+    """``count`` daemon threads, each running ``loop(slot)`` until ``stopping`` is set (at
+    the end of the ``with`` block, which waits up to ``join_s`` for them)."""
+
+    def __init__(self, loop: Callable[[int], None], count: int, join_s: float) -> None:
+        self.stopping = threading.Event()
+        self._join_s = join_s
+        self._threads = [
+            threading.Thread(target=loop, args=(i,), daemon=True) for i in range(count)
+        ]
+
+    def __enter__(self) -> Background:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
+        for thread in self._threads:
+            thread.join(self._join_s)
+
+
+@contextlib.contextmanager
+def storefront_stack(root: Path, garments: int = 16, seed: int = 2,
+                     store_url: str = "") -> Iterator[tuple[Any, list[str]]]:  # fmt: skip
+    """The whole stack on loopback with a generated feed ingested (product shots and all),
+    events in ``store_url`` (default SQLite under ``root``); yields it and the garment ids,
+    and stops it after."""
+    from drape.cli.stack import Stack, ephemeral
+    from drape.services.runtime.config import DrapeConfig
+    from drape.synthetic.catalog import write_generated_feed
+
+    config = ephemeral(DrapeConfig(data_dir=root / "data"))
+    config.events.store_url = store_url
+    feed = write_generated_feed(garments, root / "feed", seed=seed)
+    stack = Stack(config, run_dir=root / "run").start(timeout=180)
+    try:
+        stack.ingest(feed)
+        yield stack, [line.split(",", 1)[0] for line in feed.read_text().splitlines()[1:]]
+    finally:
+        stack.stop()

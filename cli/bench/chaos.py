@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from drape.cli.bench import format_table, write_report
+from drape.cli.bench import Background, format_table, storefront_stack, write_report
 
 OUTAGES = (
     "features",
@@ -49,37 +49,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-class Load:
+class Load(Background):
     """A steady storefront load in the background; every call's time, kind and outcome."""
 
-    def __init__(self, front, rate: float) -> None:
-        self.front, self.rate = front, rate
+    def __init__(self, front, rate: float, clients: int = 8) -> None:
+        super().__init__(self._loop, clients, join_s=DEADLINE_S + 10)
+        self.front, self.rate, self.clients = front, rate, clients
         self.records: list[tuple[float, str, str, float]] = []  # (sent at, kind, outcome, latency)
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._threads = [
-            threading.Thread(target=self._loop, args=(i,), daemon=True) for i in range(8)
-        ]
-
-    def __enter__(self) -> Load:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(DEADLINE_S + 10)
 
     def _loop(self, slot: int) -> None:
-        period = len(self._threads) / self.rate
-        while not self._stop.is_set():
+        period = self.clients / self.rate
+        while not self.stopping.is_set():
             kind = self.front.kind()
             sent = time.monotonic()
             outcome = self.front.call(kind, deadline_s=DEADLINE_S)
             with self._lock:
                 self.records.append((sent, kind, outcome, time.monotonic() - sent))
-            self._stop.wait(max(0.0, period - (time.monotonic() - sent)))
+            self.stopping.wait(max(0.0, period - (time.monotonic() - sent)))
 
     def between(self, start: float, end: float) -> list[tuple[float, str, str, float]]:
         with self._lock:
@@ -182,31 +169,20 @@ def chaos(
 def run(args: argparse.Namespace) -> int:
     from drape.cli.bench.soak import Storefront
     from drape.cli.local_postgres import LocalPostgres, postgres_bin
-    from drape.cli.stack import Stack, ephemeral
-    from drape.services.runtime.config import DrapeConfig
-    from drape.synthetic.catalog import write_generated_feed
 
     bindir = postgres_bin()
     if bindir is None:
         print("drape bench chaos: PostgreSQL is not installed (scripts/install.sh installs it)")
         return 2
     outages = [o.strip() for o in args.outages.split(",") if o.strip()]
-    with tempfile.TemporaryDirectory(prefix="drape-chaos-") as tmp:
-        postgres = LocalPostgres(bindir).start()
-        try:
-            config = ephemeral(DrapeConfig(data_dir=Path(tmp) / "data"))
-            config.events.store_url = postgres.url
-            feed = write_generated_feed(24, Path(tmp) / "feed", seed=1)
-            stack = Stack(config, run_dir=Path(tmp) / "run").start(timeout=180)
-            try:
-                stack.ingest(feed)
-                garments = [line.split(",", 1)[0] for line in feed.read_text().splitlines()[1:]]
-                rows = chaos(stack, postgres, Storefront(stack.address("gateway"), garments), outages,
-                             args.down_s, args.rate)  # fmt: skip
-            finally:
-                stack.stop()
-        finally:
-            postgres.stop()
+    postgres = LocalPostgres(bindir).start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="drape-chaos-") as tmp, \
+                storefront_stack(Path(tmp), 24, seed=1, store_url=postgres.url) as (stack, garments):  # fmt: skip
+            rows = chaos(stack, postgres, Storefront(stack.address("gateway"), garments), outages, args.down_s,
+                         args.rate)  # fmt: skip
+    finally:
+        postgres.stop()
     print(f"each dependency killed for {args.down_s:g} s under {args.rate:g} storefront calls/s "
           f"(deadline {DEADLINE_S:g} s); OK/calls during the outage")  # fmt: skip
     print(format_table(rows, ["outage", "recommend_ok", "previews_answered", "previews_shown", "track_ok",

@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 
-from drape.cli.bench import format_table, write_report
+from drape.cli.bench import Background, format_table, write_report
 from drape.cli.stack import Stack, ephemeral
 from drape.services.runtime import connect
 from drape.services.runtime.config import DrapeConfig
@@ -38,32 +38,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-class _Writers:
+class _Writers(Background):
     """Writer threads that retry each batch until it is acknowledged; what was acknowledged."""
 
     def __init__(self, address: str, count: int, batch: int = 5) -> None:
+        super().__init__(self._write, count, join_s=60)
         self.address, self.batch = address, batch
         self.acknowledged: list[str] = []
         self.retries = 0
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [
-            threading.Thread(target=self._write, args=(i,), daemon=True) for i in range(count)
-        ]
-
-    def __enter__(self) -> _Writers:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(60)
 
     def _write(self, slot: int) -> None:
         stub = events_pb2_grpc.EventsServiceStub(connect(self.address))
-        while not self._stop.is_set():
+        while not self.stopping.is_set():
             batch = [events_pb2.Event(event_id=uuid.uuid4().hex, type=events_pb2.EVENT_TYPE_VIEW,
                                       user_id=f"u{slot}", garment_id="g1") for _ in range(self.batch)]  # fmt: skip
             # Until acknowledged (bounded: a writer still retrying at the stop is not counted).
@@ -75,7 +62,7 @@ class _Writers:
                     with self._lock:
                         self.retries += 1
                     time.sleep(0.02)
-                    if self._stop.is_set():
+                    if self.stopping.is_set():
                         return
                     continue
                 if reply.stored + reply.duplicates == len(batch):

@@ -17,12 +17,13 @@ import io
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 
-from drape.cli.bench import format_table, write_report
+from drape.cli.bench import format_table, storefront_stack, write_report
 
 FAILING = {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.UNIMPLEMENTED}
 DEADLINES = (None, 0.001, 0.05, 1.0, 10.0)
@@ -170,12 +171,17 @@ def rpcs() -> list[tuple[str, Any]]:
 
 
 def _process(pid: int) -> dict[str, int]:
+    """Open files, threads and RSS of a live process; {"dead": 1} for one that exited."""
     proc = Path(f"/proc/{pid}")
-    status = dict(
-        line.split(":", 1) for line in (proc / "status").read_text().splitlines() if ":" in line
-    )
-    return {"fds": len(list((proc / "fd").iterdir())), "threads": int(status["Threads"]),
-            "rss_mb": int(status["VmRSS"].split()[0]) // 1024}  # fmt: skip
+    try:
+        lines = (proc / "status").read_text().splitlines()
+        status = dict(line.split(":", 1) for line in lines if ":" in line)
+        if "VmRSS" not in status or status.get("State", "").strip().startswith("Z"):
+            return {"dead": 1}
+        return {"fds": len(list((proc / "fd").iterdir())), "threads": int(status["Threads"]),
+                "rss_mb": int(status["VmRSS"].split()[0]) // 1024}  # fmt: skip
+    except OSError:
+        return {"dead": 1}
 
 
 def _checker(call, streaming: bool, codes: Counter[str], slowest: list[float]):
@@ -206,10 +212,11 @@ def _checker(call, streaming: bool, codes: Counter[str], slowest: list[float]):
     return case
 
 
-def _round(
-    channels: dict[str, grpc.Channel], message, per_rpc: int, seed: int
-) -> list[dict[str, Any]]:
-    """``per_rpc`` generated cases against every RPC; a row per RPC."""
+def _round(channels: dict[str, grpc.Channel], message, per_rpc: int, seed: int,
+           died: Callable[[], dict[str, str]]) -> list[dict[str, Any]]:  # fmt: skip
+    """``per_rpc`` generated cases against every RPC; a row per RPC, naming any service
+    whose process died during that RPC's cases (with the end of its log)."""
+    already: set[str] = set()
     from google.protobuf import message_factory
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as with_seed
@@ -241,7 +248,11 @@ def _round(
             case()
         except Exception as exc:  # hypothesis re-raises the shrunk failing case
             failure = f"{type(exc).__name__}: {str(exc)[:500]}"
-        rows.append({"rpc": f"{service}.{method.name}", "cases": sum(codes.values()),
+        dead = {name: tail for name, tail in died().items() if name not in already}
+        already |= set(dead)
+        if dead:
+            failure = (failure + f" services died: {', '.join(dead)}").strip()
+        rows.append({"rpc": f"{service}.{method.name}", "died": dead, "cases": sum(codes.values()),
                      "ok": codes.get("OK", 0), "refused": sum(codes.values()) - codes.get("OK", 0),
                      "codes": dict(codes), "slowest_s": round(slowest[0], 2),
                      "seconds": round(time.monotonic() - started, 1), "failure": failure})  # fmt: skip
@@ -261,9 +272,19 @@ def fuzz(
         ("grpc.max_send_message_length", 64 * 2**20), ("grpc.max_receive_message_length", 64 * 2**20)])
         for name in {n for n, _ in rpcs()}}  # fmt: skip
     pids = {name: stack.endpoints[name].pid for name in channels}
-    warm = _round(channels, message, warmup, seed + 1)
+
+    def died() -> dict[str, str]:
+        """Services whose process exited, with the end of their log."""
+        dead = {}
+        for name, pid in pids.items():
+            if _process(pid).get("dead"):
+                log = stack.log_path(name)
+                dead[name] = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        return dead
+
+    warm = _round(channels, message, warmup, seed + 1, died)
     before = {name: _process(pid) for name, pid in pids.items()}
-    rows = _round(channels, message, per_rpc, seed)
+    rows = _round(channels, message, per_rpc, seed, died)
     for row, early in zip(rows, warm, strict=True):  # a failure in the warm-up counts too
         row["failure"] = row["failure"] or early["failure"]
     serving = {}
@@ -287,23 +308,11 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         print("drape bench fuzz needs hypothesis, from the dev extra: pip install -e '.[dev]'")
         return 2
-    from drape.cli.stack import Stack, ephemeral
-    from drape.services.runtime.config import DrapeConfig
-    from drape.synthetic.catalog import write_generated_feed
-
-    with tempfile.TemporaryDirectory(prefix="drape-fuzz-") as tmp:
-        config = ephemeral(DrapeConfig(data_dir=Path(tmp) / "data"))
-        config.recommend.refresh_s = 0.5
-        feed = write_generated_feed(24, Path(tmp) / "feed", seed=args.seed)
-        stack = Stack(config, run_dir=Path(tmp) / "run").start(timeout=180)
-        try:
-            stack.ingest(feed)
-            garments = [line.split(",", 1)[0] for line in feed.read_text().splitlines()[1:]]
-            report = fuzz(
-                stack, args.per_rpc, args.seed, {"garment_id": garments, "user_id": ["u1", "u2"]}
-            )
-        finally:
-            stack.stop()
+    with tempfile.TemporaryDirectory(prefix="drape-fuzz-") as tmp, \
+            storefront_stack(Path(tmp), garments=24, seed=args.seed) as (stack, garments):  # fmt: skip
+        report = fuzz(
+            stack, args.per_rpc, args.seed, {"garment_id": garments, "user_id": ["u1", "u2"]}
+        )
     rows = report["rpcs"]
     print(f"fuzz: {args.per_rpc} generated cases per RPC through the running services")
     print(format_table(rows, ["rpc", "cases", "ok", "refused", "slowest_s", "seconds"]))
@@ -312,8 +321,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"FAILED {row['rpc']}: {row['failure']}")
     print("still serving: " + ", ".join(f"{n} {s}" for n, s in report["serving"].items()))
     for name, p in report["processes"].items():
+        if p["after"].get("dead"):
+            print(f"  {name}: DIED")
+            continue
         print(f"  {name}: fds {p['before']['fds']} -> {p['after']['fds']}, threads {p['before']['threads']} -> "
               f"{p['after']['threads']}, RSS {p['before']['rss_mb']} -> {p['after']['rss_mb']} MB")  # fmt: skip
+    for row in rows:
+        for name, tail in row["died"].items():
+            print(f"--- {name} died during {row['rpc']}; the end of its log:\n{tail}")
     out = write_report("fuzz", rows, args.out, {"per_rpc": args.per_rpc, "serving": report["serving"],
                                                  "processes": report["processes"]})  # fmt: skip
     print(f"wrote {out}")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from drape.cli.bench import format_table, write_report
+from drape.cli.bench import format_table, storefront_stack, write_report
 
 MIX = (("recommend", 0.7), ("previews", 0.1), ("track", 0.2))
 ANSWERED = ("OK", "MARKED")  # MARKED: a list answered with its previews marked as not shown
@@ -201,26 +201,15 @@ def soak(front: Storefront, pids: dict[str, int], rate: float, minutes: float, w
 
 
 def run(args: argparse.Namespace) -> int:
-    from drape.cli.stack import Stack, ephemeral
-    from drape.services.runtime.config import DrapeConfig
-    from drape.synthetic.catalog import write_generated_feed
-
-    with tempfile.TemporaryDirectory(prefix="drape-soak-") as tmp:
-        config = ephemeral(DrapeConfig(data_dir=Path(tmp) / "data"))
-        feed = write_generated_feed(40, Path(tmp) / "feed", seed=1)
-        stack = Stack(config, run_dir=Path(tmp) / "run").start(timeout=180)
-        try:
-            stack.ingest(feed)
-            garments = [line.split(",", 1)[0] for line in feed.read_text().splitlines()[1:]]
-            front = Storefront(stack.address("gateway"), garments)
-            measured = capacity(front)
-            rate = args.rate or measured / 2
-            print(f"capacity of the mix: {measured:.0f} calls/s; soaking at {rate:.0f} calls/s "
-                  f"for {args.minutes:g} min after {args.warmup_s:g} s of warm-up")  # fmt: skip
-            pids = {name: e.pid for name, e in stack.endpoints.items()}
-            report = soak(front, pids, rate, args.minutes, args.warmup_s)
-        finally:
-            stack.stop()
+    with tempfile.TemporaryDirectory(prefix="drape-soak-") as tmp, \
+            storefront_stack(Path(tmp), garments=40, seed=1) as (stack, garments):  # fmt: skip
+        front = Storefront(stack.address("gateway"), garments)
+        measured = capacity(front)
+        rate = args.rate or measured / 2
+        print(f"capacity of the mix: {measured:.0f} calls/s; soaking at {rate:.0f} calls/s "
+              f"for {args.minutes:g} min after {args.warmup_s:g} s of warm-up")  # fmt: skip
+        pids = {name: e.pid for name, e in stack.endpoints.items()}
+        report = soak(front, pids, rate, args.minutes, args.warmup_s)
     print(
         format_table(
             report["rows"], ["minute", "calls", "errors", "previews_marked", "p50_ms", "p99_ms"]

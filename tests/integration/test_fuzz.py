@@ -5,39 +5,21 @@ of open files or threads."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from drape.cli.bench import storefront_stack
 from drape.cli.bench.fuzz import fuzz, rpcs
-from drape.cli.stack import Stack, ephemeral
-from drape.services.runtime.config import DrapeConfig
-from drape.synthetic.catalog import write_generated_feed
 
 pytest.importorskip("hypothesis")
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, Path]]:
-    root = tmp_path_factory.mktemp("fuzz")
-    config = ephemeral(DrapeConfig(data_dir=root / "data"))
-    config.recommend.refresh_s = 0.5
-    feed = write_generated_feed(16, root / "feed", seed=7)
-    running = Stack(config, run_dir=root / "run").start(timeout=180)
-    try:
-        running.ingest(feed)
-        yield running, feed
-    finally:
-        running.stop()
-
-
-def test_no_rpc_fails_hangs_or_leaks_on_hostile_input(stack):
-    running, feed = stack
-    garments = [line.split(",", 1)[0] for line in feed.read_text().splitlines()[1:]]
-    report = fuzz(
-        running, per_rpc=10, seed=0, hints={"garment_id": garments, "user_id": ["u1", "u2"]}
-    )
+def test_no_rpc_fails_hangs_or_leaks_on_hostile_input(tmp_path: Path):
+    with storefront_stack(tmp_path, seed=7) as (running, garments):
+        report = fuzz(
+            running, per_rpc=10, seed=0, hints={"garment_id": garments, "user_id": ["u1", "u2"]}
+        )
     rows = {row["rpc"]: row for row in report["rpcs"]}
     assert len(rows) == len(rpcs()) == 12
     failures = {rpc: row["failure"] for rpc, row in rows.items() if row["failure"]}
