@@ -179,8 +179,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="drape-chaos-") as tmp, \
                 storefront_stack(Path(tmp), 24, seed=1, store_url=postgres.url) as (stack, garments):  # fmt: skip
-            rows = chaos(stack, postgres, Storefront(stack.address("gateway"), garments), outages, args.down_s,
-                         args.rate)  # fmt: skip
+            front = Storefront(
+                stack.address("gateway"), garments, unique_photos=True
+            )  # no cached previews
+            rows = chaos(stack, postgres, front, outages, args.down_s, args.rate)
     finally:
         postgres.stop()
     print(f"each dependency killed for {args.down_s:g} s under {args.rate:g} storefront calls/s "

@@ -68,7 +68,11 @@ def _parent(proc: Path) -> int:
 class Storefront:
     """The calls a storefront backend makes, through the gateway."""
 
-    def __init__(self, address: str, garments: list[str], seed: int = 0) -> None:
+    def __init__(
+        self, address: str, garments: list[str], seed: int = 0, unique_photos: bool = False
+    ) -> None:
+        """``unique_photos``: every previews call sends a photo no cache has seen (one pixel
+        changed), so each reaches the try-on path; else a few shoppers' photos, cached."""
         from skimage import data
 
         from drape.models.images import encode_jpeg
@@ -76,9 +80,12 @@ class Storefront:
         from drape.v1 import common_pb2, gateway_pb2_grpc
 
         self.gateway = gateway_pb2_grpc.GatewayServiceStub(connect(address, connections=4))
-        photo = data.astronaut()
+        self._pixels = data.astronaut()
+        self.unique_photos = unique_photos
         # A few shoppers' photos (the same person at other JPEG qualities: other photos to caches).
-        self.photos = [common_pb2.Image(data=encode_jpeg(photo, quality=q)) for q in (80, 85, 90)]
+        self.photos = [
+            common_pb2.Image(data=encode_jpeg(self._pixels, quality=q)) for q in (80, 85, 90)
+        ]
         self.garments = garments
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -94,6 +101,16 @@ class Storefront:
             user = f"shopper-{self._rng.randrange(5000)}"
             photo = self._rng.choice(self.photos)
             garment = self._rng.choice(self.garments)
+            pixel = (
+                self._rng.randrange(self._pixels.shape[0]),
+                self._rng.randrange(self._pixels.shape[1]),
+            )
+        if kind == "previews" and self.unique_photos:
+            from drape.models.images import encode_jpeg
+
+            pixels = self._pixels.copy()
+            pixels[pixel] = 255 - pixels[pixel]
+            photo = common_pb2.Image(data=encode_jpeg(pixels, quality=90))
         try:
             if kind == "track":
                 events = [events_pb2.Event(event_id=uuid.uuid4().hex, user_id=user, garment_id=garment,

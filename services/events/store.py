@@ -15,6 +15,7 @@ repeat the user and the time of their list, so a report reads them without a joi
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
@@ -316,9 +317,15 @@ class SqliteEventStore(_Reads):
         self, since_us: int | None = None, columns: Sequence[str] = COLUMNS
     ) -> pd.DataFrame:
         query, params = _select(columns, since_us, "?")
-        with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True) as db:
+        with self._reading() as db:
             rows = db.execute(query, params).fetchall()
         return _typed_frame(rows, columns)
+
+    def _reading(self) -> contextlib.closing[sqlite3.Connection]:
+        """A read-only connection, closed at the end of the block (sqlite3's own context
+        manager only commits: a reader refreshing every minute leaked a connection and its
+        files each time, until the garbage collector ran)."""
+        return contextlib.closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True))
 
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
@@ -374,7 +381,7 @@ class SqliteEventStore(_Reads):
         ))  # fmt: skip
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
-        with sqlite3.connect(f"file:{self.path}?mode=ro", uri=True) as db:
+        with self._reading() as db:
             return db.execute(sql, tuple(params)).fetchall()
 
     def close(self) -> None:
