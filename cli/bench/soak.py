@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from drape.cli.bench import format_table, storefront_stack, write_report
+from drape.cli.bench import format_table, run_clients, storefront_stack, write_report
 
 MIX = (("recommend", 0.7), ("previews", 0.1), ("track", 0.2))
 ANSWERED = ("OK", "MARKED")  # MARKED: a list answered with its previews marked as not shown
@@ -153,13 +153,7 @@ def capacity(front: Storefront, seconds: float = 15.0, clients: int = 8) -> floa
             front.call(front.kind())
             done[slot] += 1
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    started = time.monotonic()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return sum(done) / (time.monotonic() - started)
+    return sum(done) / run_clients(client, clients)
 
 
 def soak(front: Storefront, pids: dict[str, int], rate: float, minutes: float, warmup_s: float,
