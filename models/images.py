@@ -37,6 +37,9 @@ class ImageLimits:
     max_bytes: int = 10 * 1024 * 1024
     max_pixels: int = 40_000_000
     min_side: int = 16
+    # OpenCV (inside MediaPipe too) aborts the process on a side of 32,767 pixels or more:
+    # a 1 x 40,000 strip is within the pixel limit, so sides are bounded on their own.
+    max_side: int = 16_384
     # A larger image is decoded reduced to at most this many pixels (None: full size).
     fit_pixels: int | None = None
 
@@ -100,6 +103,10 @@ def decode_image(data: bytes, limits: ImageLimits | None = None) -> DecodedImage
         raise ImageTooLarge(
             f"the image declares {width}x{height} pixels, over the "
             f"{limits.max_pixels:,} pixel limit"
+        )
+    if max(width, height) > limits.max_side:
+        raise ImageRejected(
+            f"the image is {width}x{height}; no side may be over {limits.max_side:,} pixels"
         )
     if min(width, height) < limits.min_side:
         raise ImageRejected(

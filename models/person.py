@@ -90,6 +90,10 @@ class AnalysisThresholds:
 DEFAULT_THRESHOLDS = AnalysisThresholds()
 
 
+# OpenCV's remap (SHRT_MAX): a longer side aborts the process.
+MEDIAPIPE_MAX_SIDE = 32_767
+
+
 class PersonAnalyzer:
     """MediaPipe graphs are not thread-safe: one analyzer serialises its calls; run several
     analyzers for parallelism."""
@@ -110,6 +114,12 @@ class PersonAnalyzer:
         """Analyses an RGB uint8 photo (H, W, 3)."""
         rgb = np.ascontiguousarray(rgb)  # MediaPipe refuses views (crops, flips)
         height, width = rgb.shape[:2]
+        if max(height, width) >= MEDIAPIPE_MAX_SIDE:
+            # OpenCV inside MediaPipe aborts the whole process on such a side, past any
+            # Python handler (images from a request never get here: decode_image bounds them).
+            raise ValueError(
+                f"a {width}x{height} image: MediaPipe takes sides under {MEDIAPIPE_MAX_SIDE:,} pixels"
+            )
         with self._lock:
             soft_mask = self._segmenter.process(rgb).segmentation_mask
             keypoints = self._keypoints(rgb)

@@ -153,7 +153,8 @@ def capacity(front: Storefront, seconds: float = 15.0, clients: int = 8) -> floa
             front.call(front.kind())
             done[slot] += 1
 
-    return sum(done) / run_clients(client, clients)
+    elapsed = run_clients(client, clients)  # (before the sum: operands run left to right)
+    return sum(done) / elapsed
 
 
 def soak(front: Storefront, pids: dict[str, int], rate: float, minutes: float, warmup_s: float,

@@ -62,8 +62,11 @@ def test_jpeg_png_and_webp_decode_to_rgb():
         (b"this is not an image at all", "not a JPEG, PNG or WebP"),
         (encode_jpeg(_photo(200, 200))[:600], "could not be decoded"),
         (encode_png(np.zeros((1, 1, 3), np.uint8)), "at least 16 pixels"),
+        # Within the pixel limit, but OpenCV inside MediaPipe aborted the features service
+        # on a side this long (found by drape bench fuzz).
+        (encode_png(np.zeros((40_000, 16, 3), np.uint8)), "no side may be over 16,384 pixels"),
     ],
-    ids=["empty", "not-an-image", "truncated-jpeg", "1x1"],
+    ids=["empty", "not-an-image", "truncated-jpeg", "1x1", "40000-pixel-strip"],
 )
 def test_unusable_bytes_are_rejected_with_a_reason(data: bytes, reason: str):
     with pytest.raises(ImageRejected) as err:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from drape.models.person import AGNOSTIC_GREY, PersonStatus
@@ -42,6 +43,12 @@ def test_no_person(analyzer):
     result = analyzer.analyze(data.chelsea())
     assert result.status is PersonStatus.NO_PERSON
     assert result.upper_body_mask is None and "no person" in result.reason
+
+
+def test_a_side_opencv_would_abort_on_is_refused_not_fatal(analyzer):
+    # OpenCV inside MediaPipe terminates the process on a side of 32,767 pixels or more.
+    with pytest.raises(ValueError, match="MediaPipe takes sides under 32,767 pixels"):
+        analyzer.analyze(np.zeros((40_000, 16, 3), np.uint8))
 
 
 def test_several_persons(analyzer, astronaut):
