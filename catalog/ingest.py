@@ -123,6 +123,9 @@ def validate_row(row: dict[str, object]) -> tuple[dict[str, object] | None, str]
     stock = _text(row.get("in_stock")).lower() or "true"
     if stock not in ("true", "false", "1", "0", "yes", "no"):
         return None, f"in_stock {stock!r} is not true/false"
+    replenishable = _text(row.get("replenishable")).lower() or "false"
+    if replenishable not in ("true", "false", "1", "0", "yes", "no"):
+        return None, f"replenishable {replenishable!r} is not true/false"
     attributes: dict[str, object] = {}
     if _text(row.get("attributes")):
         try:
@@ -141,6 +144,7 @@ def validate_row(row: dict[str, object]) -> tuple[dict[str, object] | None, str]
         "colour": _text(row.get("colour"))
         or _text(attributes.get("colour") or attributes.get("color")),
         "pattern": _text(row.get("pattern")) or _text(attributes.get("pattern")),
+        "replenishable": replenishable in ("true", "1", "yes"),
     }, ""
 
 

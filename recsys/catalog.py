@@ -10,12 +10,13 @@ import os
 import sqlite3
 import tempfile
 from collections.abc import Iterable
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from drape.recsys.idmap import index_lookup
+from drape.recsys.idmap import as_id_strings, index_lookup
 
 COLUMNS = (
     "garment_id",
@@ -27,24 +28,56 @@ COLUMNS = (
     "colour",
     "pattern",
     "image_uri",
+    "replenishable",
 )
+# Every column but the id may be absent (a product export rather than a fashion feed):
+# these values stand in. A missing category puts every garment in one, "".
+DEFAULTS: dict[str, object] = {
+    "title": "",
+    "category": "",
+    "price_minor": 0,
+    "currency": "",
+    "in_stock": True,
+    "colour": "",
+    "pattern": "",
+    "image_uri": "",
+    # Bought again and again (socks, basics, cosmetics): the repurchase channel may propose
+    # a garment of such a category to a shopper who bought it, when it is due again.
+    "replenishable": False,
+}
+_TEXT = ("title", "category", "currency", "colour", "pattern", "image_uri")
 
 
 class Catalog:
     """Garments in a fixed order; position ``i`` is garment ``i``'s dense index."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
-        missing = [c for c in COLUMNS if c not in frame.columns]
-        if missing:
-            raise ValueError(f"catalog is missing columns {missing}")
-        frame = frame.loc[:, list(COLUMNS)].reset_index(drop=True)
+        if "garment_id" not in frame.columns:
+            raise ValueError(f"catalog has no garment_id column (columns: {list(frame.columns)})")
+        frame = frame.reset_index(drop=True)
+        frame = frame.assign(**{c: v for c, v in DEFAULTS.items() if c not in frame.columns})
+        frame = frame.loc[:, list(COLUMNS)]
+        missing_id = frame["garment_id"].isna()
+        if missing_id.any():
+            rows = np.flatnonzero(missing_id)[:5].tolist()
+            raise ValueError(f"catalog rows {rows} have no garment_id")
+        frame["garment_id"] = as_id_strings(frame["garment_id"])
         if frame["garment_id"].duplicated().any():
             dupes = frame.loc[frame["garment_id"].duplicated(), "garment_id"].head(5).tolist()
             raise ValueError(f"catalog has duplicate garment ids, e.g. {dupes}")
+        # Absent text is empty text: a garment without a category joins the "" category.
+        for column in _TEXT:
+            frame[column] = frame[column].fillna("").astype(str)
+        for column in ("in_stock", "replenishable"):
+            frame[column] = frame[column].fillna(DEFAULTS[column]).astype(bool)
+        frame["price_minor"] = (
+            pd.to_numeric(frame["price_minor"], errors="coerce").fillna(0).astype(np.int64)
+        )
         self.frame = frame
         self.ids: np.ndarray = frame["garment_id"].to_numpy(dtype=object)
         self._index = pd.Index(self.ids)
         self.in_stock: np.ndarray = frame["in_stock"].to_numpy(dtype=bool)
+        self.replenishable: np.ndarray = frame["replenishable"].to_numpy(dtype=bool)
         self.category_codes, self.categories = pd.factorize(frame["category"], sort=True)
         # Plain per-column lists: row lookups on the serving path avoid pandas indexing.
         self._columns = {c: frame[c].tolist() for c in COLUMNS}
@@ -76,7 +109,9 @@ class Catalog:
         os.close(fd)
         try:
             with sqlite3.connect(tmp) as db:
-                self.frame.astype({"in_stock": int}).to_sql("garments", db, index=False)
+                self.frame.astype({"in_stock": int, "replenishable": int}).to_sql(
+                    "garments", db, index=False
+                )
                 db.execute("CREATE UNIQUE INDEX garments_id ON garments (garment_id)")
             os.replace(tmp, path)
         except BaseException:
@@ -88,7 +123,9 @@ class Catalog:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no catalog at {path}")
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            frame = pd.read_sql_query(f"SELECT {', '.join(COLUMNS)} FROM garments", db)
-        frame["in_stock"] = frame["in_stock"].astype(bool)
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            # Catalogs written before a column existed load with its default.
+            present = {row[1] for row in db.execute("PRAGMA table_info(garments)")}
+            wanted = [c for c in COLUMNS if c in present]
+            frame = pd.read_sql_query(f"SELECT {', '.join(wanted)} FROM garments", db)
         return cls(frame)

@@ -28,14 +28,19 @@ from drape.synthetic.shoppers import generate_shoppers
 class EvalDataset:
     name: str
     catalog: Catalog
-    events: pd.DataFrame
-    vectors: np.ndarray  # aligned to catalog positions
+    events: pd.DataFrame  # the event store's columns; optional basket_id and strength
+    vectors: np.ndarray | None  # aligned to catalog positions; None: no embedding channels
     relevant: pd.Series  # boolean per event: counts as a test positive
     half_life_days: float
     weights: dict[str, float]
     # "global": one time cut for everybody; "per_user": each user's own chronology
-    # (for data where most users are active in one short burst, like MovieLens).
+    # (for data where most users are active in one short burst, like MovieLens);
+    # "last_basket": each user's last basket with a positive is the test.
     split: str = "global"
+    # The repeat policy: after these event types an item is not recommended again.
+    exclude_after: tuple[str, ...] = ("purchase",)
+    # Items held out of training (cold start); only item vectors can reach them.
+    cold_share: float = 0.1
 
 
 def _catalog_frame(ids, titles, categories) -> pd.DataFrame:
@@ -102,6 +107,8 @@ def movielens(cache_dir: Path | None = None, text: bool = True) -> EvalDataset:
     return EvalDataset(
         "movielens", catalog, events, np.concatenate(parts, axis=1), events["type"] == "purchase",
         half_life_days=3650.0, weights={"purchase": 1.0, "view": 0.25}, split="per_user",
+        # A film rated is a film seen: never recommended again, whatever the rating.
+        exclude_after=("purchase", "view"),
     )  # fmt: skip
 
 
@@ -130,3 +137,144 @@ def generated(
         "generated", catalog, events, attribute_vectors(catalog, seed),
         events["type"].isin(["add_to_cart", "purchase"]), half_life_days=14.0, weights=weights,
     )  # fmt: skip
+
+
+def replenishment(n_users: int = 1500, seed: int = 0) -> EvalDataset:
+    """The generated store with replenishment cycles and re-engagement (see
+    :mod:`drape.synthetic.replenishment`); purchases are the positives, and each shopper's
+    last order is the test."""
+    from drape.synthetic.replenishment import generate_replenishment
+
+    store = generate_replenishment(n_users=n_users, seed=seed)
+    events = store.events
+    return EvalDataset(
+        "replenishment", store.catalog, events, attribute_vectors(store.catalog, seed),
+        events["type"] == "purchase", half_life_days=90.0,
+        weights={"view": 1.0, "add_to_cart": 4.0, "purchase": 8.0}, split="last_basket",
+    )  # fmt: skip
+
+
+def infer_replenishable(catalog: Catalog, events: pd.DataFrame) -> tuple[Catalog, list[str]]:
+    """Marks the categories whose garments shoppers buy again: where at least
+    ``REBUY_SHARE`` of (shopper, garment) pairs with a purchase were bought on two days or
+    more (and at least ``REBUY_MIN_PAIRS`` such pairs). For a catalog without the column."""
+    bought = events[(events["type"] == "purchase").to_numpy()]
+    positions = catalog.positions(bought["garment_id"])
+    frame = pd.DataFrame({
+        "user": bought["user_id"].to_numpy(), "position": positions,
+        "day": bought["occurred_at_us"].to_numpy() // 86_400_000_000,
+    })[positions >= 0]  # fmt: skip
+    days = frame.drop_duplicates().groupby(["user", "position"]).size().reset_index(name="days")
+    days["category"] = catalog.category_codes[days["position"].to_numpy()]
+    per_category = days.groupby("category")["days"].agg(
+        pairs="size", again=lambda d: int((d >= 2).sum())
+    )
+    chosen = per_category[
+        (per_category["again"] >= REBUY_MIN_PAIRS)
+        & (per_category["again"] >= REBUY_SHARE * per_category["pairs"])
+    ]
+    codes = chosen.index.to_numpy()
+    frame_out = catalog.frame.copy()
+    frame_out["replenishable"] = np.isin(catalog.category_codes, codes)
+    names = [str(catalog.categories[c]) or "(no category)" for c in codes]
+    shares = [f"{a / p:.0%}" for a, p in zip(chosen["again"], chosen["pairs"], strict=True)]
+    note = (
+        "replenishable (inferred: bought again on another day): "
+        + ", ".join(f"{n} {s}" for n, s in zip(names, shares, strict=True))
+        if names
+        else "replenishable (inferred): none; no category is bought again often enough"
+    )
+    return Catalog(frame_out), [note]
+
+
+REBUY_SHARE = 0.25
+REBUY_MIN_PAIRS = 20
+
+
+@dataclass
+class FileOptions:
+    """How ``drape eval recsys --events FILE`` reads and evaluates a team's own data."""
+
+    weights: dict[str, float]
+    columns: dict[str, str]
+    item_columns: dict[str, str]
+    split: str = "last_basket"
+    relevant: tuple[str, ...] = ()  # empty: purchases if any, else every weighted event
+    half_life_days: float = 180.0
+    exclude_after: tuple[str, ...] = ("purchase",)
+    replenishable: str = "auto"  # auto | none | all | comma-separated categories
+    drop_invalid: bool = False
+    cold_share: float | None = None  # None: 10% with item vectors, else 0
+
+
+def from_files(
+    events_path: Path, items_path: Path | None, options: FileOptions
+) -> tuple[EvalDataset, list[str]]:
+    """An evaluation dataset from an event log and, optionally, an item table."""
+    from drape.recsys.loading import DataError, Problem, load_events, load_items
+
+    loaded = load_events(events_path, options.weights, options.columns, options.drop_invalid)
+    events, notes = loaded.frame, list(loaded.notes)
+    vectors = None
+    if items_path is not None:
+        catalog, vectors, item_notes = load_items(items_path, options.item_columns)
+        notes += item_notes
+        known = catalog.positions(events["garment_id"]) >= 0
+        if not known.any():
+            raise DataError(items_path, [Problem(None, "garment_id", (
+                f"none of the {events['garment_id'].nunique():,} item ids of the events is in "
+                f"the items file: events have e.g. {events['garment_id'].unique()[:3].tolist()}, "
+                f"items e.g. {catalog.ids[:3].tolist()}"))])  # fmt: skip
+        if not known.all():
+            notes.append(f"dropped {int((~known).sum()):,} events of "
+                         f"{events.loc[~known, 'garment_id'].nunique():,} items not in the items file")  # fmt: skip
+            events = events[known].reset_index(drop=True)
+    else:
+        catalog = Catalog(pd.DataFrame({"garment_id": pd.unique(events["garment_id"])}))
+    catalog, replenish_notes = _replenishable(catalog, events, options.replenishable)
+    notes += replenish_notes
+    types = set(events["type"])
+    relevant_types = options.relevant or (("purchase",) if "purchase" in types else tuple(types))
+    missing = sorted(set(relevant_types) - types)
+    if missing:
+        raise DataError(events_path, [Problem(None, "type", f"relevant types {missing} do not "
+                                              f"occur (types: {sorted(types)})")])  # fmt: skip
+    notes.append(f"relevant (test positives): {', '.join(sorted(relevant_types))}")
+    if "strength" not in events and "rating" in events:
+        pass  # ratings are kept for reference; strength comes from the type weights
+    cold_share = (
+        options.cold_share
+        if options.cold_share is not None
+        else (0.1 if vectors is not None else 0.0)
+    )
+    if vectors is None and cold_share:
+        notes.append("no item vectors: cold items could not be reached; none held out")
+        cold_share = 0.0
+    data = EvalDataset(
+        Path(events_path).stem, catalog, events, vectors, events["type"].isin(relevant_types),
+        half_life_days=options.half_life_days, weights={**options.weights, "event": 1.0},
+        split=options.split, exclude_after=options.exclude_after, cold_share=cold_share,
+    )  # fmt: skip
+    return data, notes
+
+
+def _replenishable(
+    catalog: Catalog, events: pd.DataFrame, choice: str
+) -> tuple[Catalog, list[str]]:
+    if choice == "auto":
+        if catalog.replenishable.any():
+            return catalog, ["replenishable: as the items file marks them"]
+        return infer_replenishable(catalog, events)
+    frame = catalog.frame.copy()
+    if choice == "none":
+        frame["replenishable"] = False
+    elif choice == "all":
+        frame["replenishable"] = True
+    else:
+        wanted = [c.strip() for c in choice.split(",") if c.strip()]
+        unknown = sorted(set(wanted) - set(catalog.categories))
+        if unknown:
+            raise ValueError(f"--replenishable names categories the items do not have: {unknown} "
+                             f"(categories: {list(catalog.categories)[:20]})")  # fmt: skip
+        frame["replenishable"] = catalog.category_mask(wanted)
+    return Catalog(frame), [f"replenishable: {choice}"]

@@ -10,9 +10,15 @@ Channels (each proposes up to ``n_candidates`` eligible garments with its own sc
   strength-weighted (so time-decayed) mean of the embeddings of their garments;
 - ``photo``: embedding neighbours of the garment in the request's photo;
 - ``category_popularity``: popular garments of the categories the user engages with;
-- ``popularity``: globally popular garments (cold start).
+- ``popularity``: globally popular garments (cold start);
+- ``engagement``: the user's own garments the repeat policy leaves eligible (by default,
+  viewed, tried on or carted but not bought), by the recency and strength of that
+  engagement: ``1 - exp(-strength / engagement_scale)`` of their time-decayed row;
+- ``repurchase``: garments of replenishable categories the user bought, when due again
+  (see :mod:`drape.recsys.repurchase`).
 
-Each channel's scores are min-max normalised over its candidates, blended with
+Each channel's scores are min-max normalised over its candidates (``engagement`` and
+``repurchase`` score on an absolute [0, 1] scale already and are kept as they are), blended with
 weights chosen on a validation split (:func:`drape.recsys.evaluation.tune_blend`), then
 re-ranked with maximal marginal relevance (Carbonell & Goldstein, 1998) over
 embedding cosine similarity. New garments without interactions are reached by
@@ -21,6 +27,7 @@ the embedding channels.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
@@ -32,6 +39,7 @@ from drape.recsys.catalog import Catalog
 from drape.recsys.index import EmbeddingIndex, IndexSpec, Kind, choose_kind
 from drape.recsys.interactions import InteractionMatrix
 from drape.recsys.ranking import Ranked, RankRequest, eligible_mask, top_k
+from drape.recsys.repurchase import RepurchaseStats
 from drape.recsys.sequential import SequentialRules
 
 CHANNELS = (
@@ -41,7 +49,11 @@ CHANNELS = (
     "photo",
     "category_popularity",
     "popularity",
+    "engagement",
+    "repurchase",
 )
+# Channels whose scores mean the same for every user (kept, not min-max normalised).
+ABSOLUTE = frozenset({"engagement", "repurchase"})
 
 
 # Per step back in the user's latest garments, in the visual profile's "current intent" half.
@@ -56,6 +68,8 @@ class BlendWeights:
     photo: float = 1.0
     category_popularity: float = 0.2
     popularity: float = 0.1
+    engagement: float = 0.5
+    repurchase: float = 1.0
 
     def array(self) -> np.ndarray:
         return np.array([getattr(self, c) for c in CHANNELS], dtype=np.float32)
@@ -76,6 +90,9 @@ class HybridParams:
     # When no weighted channel proposes anything (a first-time visitor), rank by
     # popularity. Offline evaluation turns it off to measure channels purely.
     cold_start_fallback: bool = True
+    # Engagement strength (in event-type weight, time-decayed) that scores 1 - 1/e: by
+    # default, about one fresh add-to-cart.
+    engagement_scale: float = 4.0
 
 
 @dataclass
@@ -135,11 +152,13 @@ class HybridModel:
         interactions: InteractionMatrix,
         als: ALSModel | None,
         embeddings: EmbeddingIndex | None,
-        purchases: Mapping[str, np.ndarray],
+        excluded: Mapping[str, np.ndarray],
         params: HybridParams = HybridParams(),
         version: str = "",
         als_index: EmbeddingIndex | None = None,
         sequential: SequentialRules | None = None,
+        repurchase: RepurchaseStats | None = None,
+        now_us: int = 0,
     ) -> None:
         self.catalog = catalog
         self.interactions = interactions
@@ -148,7 +167,11 @@ class HybridModel:
         self.embeddings = embeddings
         self.params = params
         self.version = version
-        self._purchases = purchases
+        self._excluded = excluded
+        self.repurchase = repurchase
+        # The clock of the interaction matrix's decay; what is due is measured from it
+        # unless a request says when it is made.
+        self.now_us = now_us
         self._label_cache: dict[int, np.ndarray] = {}
         n = len(catalog)
         # Matrix column -> catalog position (-1 for items that left the catalog).
@@ -175,8 +198,9 @@ class HybridModel:
         )
 
     # -- per-user inputs -------------------------------------------------------------
-    def bought(self, user_id: str) -> np.ndarray:
-        return self._purchases.get(user_id, np.empty(0, dtype=np.int64))
+    def excluded(self, user_id: str) -> np.ndarray:
+        """Garments the repeat policy no longer recommends to the user (catalog positions)."""
+        return self._excluded.get(user_id, np.empty(0, dtype=np.int64))
 
     def history(
         self, user_id: str, row: sp.csr_matrix | None = None
@@ -264,11 +288,23 @@ class HybridModel:
         """Channels with a positive weight: their (positions, scores), best first; and the eligibility mask."""
         n = self.params.n_candidates
         weights = weights or self.params.weights
-        mask = eligible_mask(self.catalog, request, self.bought(request.user_id))
+        mask = eligible_mask(self.catalog, request, self.excluded(request.user_id))
         history_pos, history_strength = self.history(request.user_id, row)
-        # Garments the user already interacted with are not recommended back.
-        mask[history_pos] = False
         out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if weights.engagement > 0 and history_pos.size:
+            keep = mask[history_pos]
+            strength = np.asarray(history_strength[keep], dtype=np.float64)
+            score = 1.0 - np.exp(-strength / self.params.engagement_scale)
+            out["engagement"] = _best_eligible(history_pos[keep], score, mask, n)
+        if weights.repurchase > 0 and self.repurchase is not None:
+            positions, score = self.repurchase.scores(
+                request.user_id, request.at_us or self.now_us or int(time.time() * 1e6)
+            )
+            if positions.size:
+                # Bought, so excluded from every other channel: only the request's own
+                # filters apply here.
+                allowed = eligible_mask(self.catalog, request, np.empty(0, dtype=np.int64))
+                out["repurchase"] = _best_eligible(positions, score, allowed, n)
         if weights.collaborative > 0 and self._als_index is not None:
             vector = self.user_vector(request.user_id, row)
             if vector is not None and len(self._als_index):
@@ -330,7 +366,8 @@ class HybridModel:
         for name, (chosen, score) in per_channel.items():
             c = CHANNELS.index(name)
             rows = np.searchsorted(positions, chosen)
-            scores[rows, c] = _normalise(np.asarray(score, dtype=np.float64))
+            score = np.asarray(score, dtype=np.float64)
+            scores[rows, c] = score if name in ABSOLUTE else _normalise(score)
             raw[rows, c] = score
             ranks[rows, c] = np.arange(1, len(chosen) + 1)
         return Candidates(positions, scores, raw, ranks)

@@ -13,6 +13,21 @@ import numpy as np
 import pandas as pd
 
 
+def as_id_strings(values: pd.Series) -> pd.Series:
+    """Ids as strings, the one form every table compares them in: 12, 12.0 (an integer
+    column that pandas read as floats because of a gap) and "12" all become "12". Missing
+    values stay missing."""
+    if pd.api.types.is_float_dtype(values):
+        whole = values.dropna()
+        if len(whole) and bool((whole == np.floor(whole)).all()):
+            values = values.astype("Int64")
+    if pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values):
+        strings = values.map(lambda v: v if isinstance(v, str) or pd.isna(v) else str(v))
+    else:
+        strings = values.astype(str).where(values.notna())
+    return strings.astype(object)
+
+
 def _distinct(
     external_ids: Iterable[str] | pd.Series | np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,7 @@ care which ranker (popularity, ALS, hybrid) they hold.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,6 +24,9 @@ class RankRequest:
     exclude_categories: tuple[str, ...] = ()
     exclude_garment_ids: tuple[str, ...] = ()
     include_out_of_stock: bool = False
+    # When the shopper asks (Unix µs): what is due for repurchase depends on it. 0 = the
+    # model's own clock (at serving, its last refresh).
+    at_us: int = 0
 
 
 @dataclass
@@ -43,8 +47,9 @@ class Ranker(Protocol):
     ) -> list[Ranked]: ...
 
 
-def eligible_mask(catalog: Catalog, request: RankRequest, bought: np.ndarray) -> np.ndarray:
-    """Garments a request may return: in stock, in the wanted categories, not excluded or bought."""
+def eligible_mask(catalog: Catalog, request: RankRequest, excluded: np.ndarray) -> np.ndarray:
+    """Garments a request may return: in stock, in the wanted categories, not excluded by the
+    request or for the shopper (``excluded``: see :func:`excluded_by_user`)."""
     mask = (
         np.ones(len(catalog), dtype=bool)
         if request.include_out_of_stock
@@ -57,8 +62,8 @@ def eligible_mask(catalog: Catalog, request: RankRequest, bought: np.ndarray) ->
     if request.exclude_garment_ids:
         excluded = catalog.positions(request.exclude_garment_ids)
         mask[excluded[excluded >= 0]] = False
-    if bought.size:
-        mask[bought] = False
+    if excluded.size:
+        mask[excluded] = False
     return mask
 
 
@@ -78,9 +83,18 @@ def top_k(order: np.ndarray, mask: np.ndarray, k: int) -> np.ndarray:
         end = min(len(order), end * 4)
 
 
-def purchases_by_user(catalog: Catalog, events: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Catalog positions each user bought (the "already bought" filter), sorted and distinct."""
-    bought = events[events["type"] == "purchase"]
+# The repeat policy's default: a garment bought is not recommended to its buyer again
+# (replenishable ones come back through the repurchase channel); one viewed, tried on or
+# left in the cart stays a candidate, often the best one.
+EXCLUDE_AFTER = ("purchase",)
+
+
+def excluded_by_user(
+    catalog: Catalog, events: pd.DataFrame, after: Iterable[str] = EXCLUDE_AFTER
+) -> dict[str, np.ndarray]:
+    """Catalog positions no longer recommended to each user: those they had an event of a
+    type in ``after`` with (the repeat policy), sorted and distinct."""
+    bought = events[events["type"].isin(list(after)).to_numpy()]
     positions = catalog.positions(bought["garment_id"])
     keep = positions >= 0
     if not keep.any():

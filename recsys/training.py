@@ -23,7 +23,8 @@ from drape.recsys.evaluation import tune_blend
 from drape.recsys.hybrid import HybridModel, HybridParams, als_item_index
 from drape.recsys.index import EmbeddingIndex
 from drape.recsys.interactions import InteractionMatrix
-from drape.recsys.ranking import purchases_by_user
+from drape.recsys.ranking import EXCLUDE_AFTER, excluded_by_user
+from drape.recsys.repurchase import RepurchaseStats
 from drape.recsys.sequential import SequentialParams
 
 log = logging.getLogger("drape.train")
@@ -42,6 +43,8 @@ class TrainSettings:
     tuning_users: int = 500
     # The tuning fit only has to rank candidates sensibly: fewer sweeps suffice.
     tuning_iterations: int = 5
+    # The repeat policy (see excluded_by_user), as the recommend service applies it.
+    exclude_after: tuple[str, ...] = EXCLUDE_AFTER
 
 
 @dataclass
@@ -97,9 +100,10 @@ def train(
         )
         # Validation users' recent items are their items before the window, as at serving.
         model = HybridModel(
-            catalog, matrix, als, embeddings, purchases_by_user(catalog, past), params,
-            als_index=als_item_index(catalog.positions(matrix.items.ids), als, kind="flat"),
+            catalog, matrix, als, embeddings, excluded_by_user(catalog, past, settings.exclude_after),
+            params, als_index=als_item_index(catalog.positions(matrix.items.ids), als, kind="flat"),
             sequential=matrix.sequential_rules(settings.sequential),
+            repurchase=RepurchaseStats.fit(catalog, past), now_us=int(cut),
         )  # fmt: skip
         users = _relevant_by_user(catalog, recent, set(matrix.users.ids), settings.tuning_users)
         threads = faiss.omp_get_max_threads()

@@ -73,21 +73,47 @@ def _phase(address: str, batch: int, clients: int, seconds: float) -> dict[str, 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
         "--store-url", help="event store to benchmark (default: SQLite in a temp dir)"
     )
+    where.add_argument(
+        "--postgres", action="store_true",
+        help="a throwaway local PostgreSQL (fsync on, as in production) started for the run",
+    )  # fmt: skip
+
+
+def _measure(store_url: str | None, tmp: Path, seconds: float) -> list[dict[str, Any]]:
+    config = ephemeral(DrapeConfig(data_dir=tmp))
+    if store_url:
+        config.events.store_url = store_url
+    with Stack(config, services=["events"], run_dir=tmp / "run") as stack:
+        address = stack.address("events")
+        _phase(address, 10, 1, 0.5)  # warm-up: connections, pages
+        return [_phase(address, b, c, seconds) for b, c in PHASES]
 
 
 def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="drape-bench-") as tmp:
-        config = ephemeral(DrapeConfig(data_dir=Path(tmp)))
-        if args.store_url:
-            config.events.store_url = args.store_url
-        with Stack(config, services=["events"], run_dir=Path(tmp) / "run") as stack:
-            address = stack.address("events")
-            _phase(address, 10, 1, 0.5)  # warm-up: connections, SQLite pages
-            rows = [_phase(address, b, c, args.seconds) for b, c in PHASES]
-    store = args.store_url.split("://")[0] if args.store_url else "sqlite (WAL, synchronous=FULL)"
+        if args.postgres:
+            from drape.cli.local_postgres import local_postgres, postgres_bin
+
+            bindir = postgres_bin()
+            if bindir is None:
+                print(
+                    "drape bench events: PostgreSQL is not installed (scripts/install.sh installs it)"
+                )
+                return 2
+            with local_postgres(bindir) as url:
+                rows = _measure(url, Path(tmp), args.seconds)
+            store = "postgresql (local, fsync on, synchronous_commit on)"
+        else:
+            rows = _measure(args.store_url, Path(tmp), args.seconds)
+            store = (
+                args.store_url.split("://")[0]
+                if args.store_url
+                else "sqlite (WAL, synchronous=FULL)"
+            )
     print(f"events service, store: {store}, {args.seconds:.0f} s per phase")
     print(
         format_table(

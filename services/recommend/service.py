@@ -35,6 +35,8 @@ CHANNELS = {
     "photo": common_pb2.CHANNEL_PHOTO,
     "similar": common_pb2.CHANNEL_SIMILAR,
     "sequential": common_pb2.CHANNEL_SEQUENTIAL,
+    "engagement": common_pb2.CHANNEL_ENGAGEMENT,
+    "repurchase": common_pb2.CHANNEL_REPURCHASE,
 }
 
 

@@ -28,7 +28,8 @@ from drape.recsys.idmap import IdMap
 from drape.recsys.index import EmbeddingIndex
 from drape.recsys.interactions import InteractionMatrix
 from drape.recsys.popularity import PopularityRanker
-from drape.recsys.ranking import Ranked, RankRequest, purchases_by_user
+from drape.recsys.ranking import Ranked, RankRequest, excluded_by_user
+from drape.recsys.repurchase import RepurchaseStats
 from drape.services.events.store import INTERACTION_COLUMNS, EventStore
 from drape.services.runtime import FailedPrecondition
 from drape.services.runtime.config import RecommendConfig
@@ -149,7 +150,7 @@ class RecommendState:
         return self._catalog[1]
 
     def _hybrid(
-        self, catalog: Catalog, events: pd.DataFrame, purchases: dict[str, np.ndarray], now_us: int
+        self, catalog: Catalog, events: pd.DataFrame, excluded: dict[str, np.ndarray], now_us: int
     ) -> HybridModel | None:
         trained = self._load_artifacts()
         if trained is None:
@@ -168,8 +169,9 @@ class RecommendState:
         key = (trained.version, id(catalog))
         cached = self._als_index[1] if self._als_index and self._als_index[0] == key else None
         model = HybridModel(
-            catalog, matrix, trained.als, trained.embeddings, purchases,
+            catalog, matrix, trained.als, trained.embeddings, excluded,
             trained.params, trained.version, als_index=cached, sequential=trained.sequential,
+            repurchase=RepurchaseStats.fit(catalog, events), now_us=now_us,
         )  # fmt: skip
         self._als_index = (key, model.als_index)
         return model
@@ -180,12 +182,12 @@ class RecommendState:
             catalog = self._load_catalog()
             events = self.store.read_frame(columns=INTERACTION_COLUMNS)
             now_us = int(self._clock() * 1_000_000)
-            purchases = purchases_by_user(catalog, events)
+            excluded = excluded_by_user(catalog, events, self.config.exclude_after)
             popularity = PopularityRanker.fit(
                 catalog, events, self.config.weights.model_dump(), self.config.half_life_days, now_us,
-                version=f"pop-{len(events)}ev-{now_us // 1_000_000}", purchases=purchases,
+                version=f"pop-{len(events)}ev-{now_us // 1_000_000}", excluded=excluded,
             )  # fmt: skip
-            hybrid = self._hybrid(catalog, events, purchases, now_us)
+            hybrid = self._hybrid(catalog, events, excluded, now_us)
         except Exception as exc:
             self.last_error = str(exc)
             self.refreshes.labels("failed").inc()

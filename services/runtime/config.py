@@ -180,6 +180,14 @@ class RecommendConfig(_Strict):
     half_life_days: float = Field(14.0, gt=0)
     """Age at which an interaction counts half (time decay of the matrix and popularity)."""
     weights: EventWeights = Field(default_factory=EventWeights)
+    exclude_after: list[
+        Literal["impression", "view", "tryon_view", "add_to_cart", "purchase", "rating"]
+    ] = Field(default_factory=lambda: ["purchase"])
+    """The repeat policy: a garment is not recommended again to a shopper who had an event of
+    one of these types with it. Garments viewed, tried on or carted stay candidates (the
+    engagement channel proposes them); garments of replenishable categories come back through
+    the repurchase channel when due, whatever this says. In the environment: comma-separated
+    (an empty value excludes nothing)."""
     experiments_path: str = ""
     """Experiments YAML (one experiment, or layers of them; see drape.recsys.experiments);
     empty = a single "control" variant (popularity). The events service reads it too."""
@@ -193,6 +201,13 @@ class RecommendConfig(_Strict):
     """Garment embedding index used for training; empty = <data_dir>/embeddings."""
     max_k: int = Field(200, ge=1, le=1000)
     """Most garments one Recommend may ask for."""
+
+    @field_validator("exclude_after", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 class GatewayConfig(_Strict):

@@ -184,8 +184,13 @@ def test_validate_row_normalises_fields():
     assert reason == ""
     assert garment == {
         "garment_id": "a1", "title": "Tee", "category": "t-shirt", "price_minor": 1999,
-        "currency": "USD", "in_stock": False, "colour": "red", "pattern": "",
+        "currency": "USD", "in_stock": False, "colour": "red", "pattern": "", "replenishable": False,
     }  # fmt: skip
+    socks = {"garment_id": "s1", "title": "Socks", "category": "socks", "price": "4"}
+    assert validate_row({**socks, "replenishable": "yes"})[0]["replenishable"] is True
+    assert validate_row({**socks, "replenishable": "often"})[1] == (
+        "replenishable 'often' is not true/false"
+    )
     assert validate_row({"garment_id": "a b", "title": "x", "category": "y", "price": "1"})[1]
     assert (
         "negative"

@@ -157,6 +157,26 @@ def test_recommendations_leave_out_what_the_user_bought(trained):
     assert np.all([i.garment.in_stock for i in reply.items])
 
 
+def test_garments_a_shopper_engaged_with_but_did_not_buy_can_come_back(trained):
+    _, stub, catalog, shoppers = trained
+    events = shoppers.events
+    bought = events[events["type"] == "purchase"].groupby("user_id")["garment_id"].agg(set)
+    engaged = events[events["type"].isin(["view", "tryon_view", "add_to_cart"])]
+    engaged = engaged[catalog.in_stock[catalog.positions(engaged["garment_id"])]]
+    served = 0
+    for user, garments in engaged.groupby("user_id")["garment_id"]:
+        again = set(garments) - bought.get(user, set())
+        reply = stub.Recommend(recommend_pb2.RecommendRequest(user_id=user, k=50), timeout=5)
+        back = [i for i in reply.items if i.garment.garment_id in again]
+        served += bool(back)
+        # Each says it came from the shopper's own engagement (and maybe other channels too).
+        for item in back:
+            assert common_pb2.CHANNEL_ENGAGEMENT in {c.channel for c in item.channels}
+        if served >= 5:
+            break
+    assert served >= 5, "the tuned blend should bring engaged garments back to several shoppers"
+
+
 def test_stored_event_fields_match_the_store_columns():
     # The fixture builds StoredEvents from the synthetic frame's rows positionally.
     catalog = generate_catalog(5, seed=1)

@@ -16,6 +16,8 @@ class Channel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CHANNEL_PHOTO: _ClassVar[Channel]
     CHANNEL_SIMILAR: _ClassVar[Channel]
     CHANNEL_SEQUENTIAL: _ClassVar[Channel]
+    CHANNEL_ENGAGEMENT: _ClassVar[Channel]
+    CHANNEL_REPURCHASE: _ClassVar[Channel]
 
 class PreviewStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -35,6 +37,8 @@ CHANNEL_VISUAL: Channel
 CHANNEL_PHOTO: Channel
 CHANNEL_SIMILAR: Channel
 CHANNEL_SEQUENTIAL: Channel
+CHANNEL_ENGAGEMENT: Channel
+CHANNEL_REPURCHASE: Channel
 PREVIEW_STATUS_UNSPECIFIED: PreviewStatus
 PREVIEW_STATUS_OK: PreviewStatus
 PREVIEW_STATUS_CACHED: PreviewStatus

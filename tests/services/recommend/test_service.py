@@ -28,3 +28,14 @@ def test_handler_threads_search_faiss_with_one_openmp_thread(tmp_path):
         assert seen == [1]
     finally:
         spec.on_stop()
+
+
+def test_every_channel_the_ranker_names_has_its_value_in_the_api():
+    from drape.recsys.hybrid import CHANNELS as RANKER_CHANNELS
+    from drape.recsys.popularity import CHANNEL
+    from drape.services.recommend.service import CHANNELS
+    from drape.v1 import common_pb2
+
+    assert set(CHANNELS) == {*RANKER_CHANNELS, CHANNEL, "similar"}
+    named = {common_pb2.Channel.Name(v).removeprefix("CHANNEL_").lower() for v in CHANNELS.values()}
+    assert named == set(CHANNELS)

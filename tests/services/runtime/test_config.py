@@ -91,3 +91,19 @@ def test_bad_choice_and_missing_file(tmp_path: Path):
 def test_unknown_service_name():
     with pytest.raises(ConfigError, match="unknown service"):
         load_config(env={}).server("billing")
+
+
+def test_the_repeat_policy_from_a_file_or_the_environment(tmp_path: Path):
+    assert load_config(None, env={}).recommend.exclude_after == ["purchase"]
+    env = {"DRAPE_RECOMMEND__EXCLUDE_AFTER": "purchase, add_to_cart"}
+    assert load_config(None, env=env).recommend.exclude_after == ["purchase", "add_to_cart"]
+    assert (
+        load_config(None, env={"DRAPE_RECOMMEND__EXCLUDE_AFTER": ""}).recommend.exclude_after == []
+    )
+    config = tmp_path / "drape.yaml"
+    config.write_text("recommend:\n  exclude_after: [purchase, view]\n")
+    assert load_config(config, env={}).recommend.exclude_after == ["purchase", "view"]
+    with pytest.raises(
+        ConfigError, match=r"recommend.exclude_after.0: Input should be 'impression'"
+    ):
+        load_config(None, env={"DRAPE_RECOMMEND__EXCLUDE_AFTER": "bought"})
