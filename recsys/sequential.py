@@ -92,18 +92,19 @@ class SequentialRules:
     ) -> SequentialRules:
         """Rules from a timeline (see :func:`timelines`) over ``n_items`` columns."""
         rows, cols = rows.astype(np.int32, copy=False), cols.astype(np.int32, copy=False)
-        sources, targets, weights = [], [], []
+        shape = (n_items, n_items)
+        matrix = sp.csr_matrix(shape, dtype=np.float32)
+        # One gap at a time, summed as it comes: the pairs of every gap at once (window x
+        # the timeline) were the peak of a whole training run.
         for gap in range(1, params.window + 1):
             same = rows[:-gap] == rows[gap:]
             a, b = cols[:-gap][same], cols[gap:][same]
             distinct = a != b
-            sources.append(a[distinct])
-            targets.append(b[distinct])
-            weights.append(np.full(int(distinct.sum()), 1.0 / gap, dtype=np.float32))
-        src, dst, w = (np.concatenate(x) for x in (sources, targets, weights))
-        # COO -> CSR sums the duplicate pairs.
-        matrix = sp.csr_matrix((w, (src, dst)), shape=(n_items, n_items), dtype=np.float32)
-        return cls(_strongest_per_row(matrix, params.max_rules), params)
+            a, b = a[distinct], b[distinct]
+            weight = np.full(len(a), 1.0 / gap, dtype=np.float32)
+            # COO -> CSR sums the duplicate pairs.
+            matrix = matrix + sp.csr_matrix((weight, (a, b)), shape=shape, dtype=np.float32)
+        return cls(_strongest_per_row(matrix.tocsr(), params.max_rules), params)
 
     def scores(self, recent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(item columns, scores) reached from a user's recent items (newest last, -1 padded)."""

@@ -41,6 +41,22 @@ def test_append_then_read_back(store: EventStore):
     assert store.count() == 10
 
 
+def test_a_read_comes_in_chunks_and_misses_nothing(store: EventStore, monkeypatch):
+    # The rows of a full read are fetched a chunk at a time (bounded memory): 10 rows in
+    # chunks of 3 (a PostgreSQL read uses a server-side cursor) come back whole and typed.
+    from drape.services.events import store as module
+
+    monkeypatch.setattr(module, "READ_CHUNK_ROWS", 3)
+    events = [_event(f"e{i}", user=f"u{i % 4}", at=1_000 + i) for i in range(10)]
+    store.append(events)
+    frame = store.read_frame(columns=("event_id", "user_id", "occurred_at_us"))
+    assert sorted(frame["event_id"]) == sorted(e.event_id for e in events)
+    assert frame.index.tolist() == list(range(10))
+    assert sorted(frame["occurred_at_us"]) == list(range(1_000, 1_010))
+    assert frame["occurred_at_us"].dtype == "int64"
+    assert list(store.read_frame(since_us=1_008)["event_id"].sort_values()) == ["e8", "e9"]
+
+
 def test_idempotent_on_event_id(store: EventStore):
     assert store.append([_event("a"), _event("b")]) == [True, True]
     # A retry of "a", a new "c", and "c" again within the same batch.
