@@ -154,6 +154,12 @@ def replenishment(n_users: int = 1500, seed: int = 0) -> EvalDataset:
     )  # fmt: skip
 
 
+# A category is inferred replenishable when this share of its (shopper, garment) purchase
+# pairs, and at least this many, were bought again on another day.
+REBUY_SHARE = 0.25
+REBUY_MIN_PAIRS = 20
+
+
 def infer_replenishable(catalog: Catalog, events: pd.DataFrame) -> tuple[Catalog, list[str]]:
     """Marks the categories whose garments shoppers buy again: where at least
     ``REBUY_SHARE`` of (shopper, garment) pairs with a purchase were bought on two days or
@@ -185,10 +191,6 @@ def infer_replenishable(catalog: Catalog, events: pd.DataFrame) -> tuple[Catalog
         else "replenishable (inferred): none; no category is bought again often enough"
     )
     return Catalog(frame_out), [note]
-
-
-REBUY_SHARE = 0.25
-REBUY_MIN_PAIRS = 20
 
 
 @dataclass
@@ -240,8 +242,6 @@ def from_files(
         raise DataError(events_path, [Problem(None, "type", f"relevant types {missing} do not "
                                               f"occur (types: {sorted(types)})")])  # fmt: skip
     notes.append(f"relevant (test positives): {', '.join(sorted(relevant_types))}")
-    if "strength" not in events and "rating" in events:
-        pass  # ratings are kept for reference; strength comes from the type weights
     cold_share = (
         options.cold_share
         if options.cold_share is not None

@@ -444,8 +444,9 @@ def _evaluate(
         row = _row(name, warm_rank, len(warm_catalog))
         if cold is not None:
             cold_rank = _rankings(cold[0].model(blend), cold[1], K_COLD, exclude=warm_ids)
-            row[f"cold_recall@{K_COLD}"] = ranking_metrics(cold_rank, K_COLD).recall
-            row["cold_users"] = ranking_metrics(cold_rank, K_COLD).users
+            cold_metrics = ranking_metrics(cold_rank, K_COLD)
+            row[f"cold_recall@{K_COLD}"] = cold_metrics.recall
+            row["cold_users"] = cold_metrics.users
         rows.append(row)
     for name, ranked in baselines(data, history, final, test_users, K_COLD).items():
         rows.append(_row(name, ranked, len(warm_catalog)))
