@@ -66,7 +66,7 @@ import yaml
 
 STRATEGIES = ("popularity", "als", "embedding", "hybrid")
 BUCKETS = 1000
-_LABEL = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_LABEL = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 PARAMETERS = ("strategy", "previews")
 log = logging.getLogger("drape.experiments")
 
@@ -76,7 +76,7 @@ class ExperimentError(ValueError):
 
 
 def _check_label(what: str, value: str) -> None:
-    if not _LABEL.match(value):
+    if not _LABEL.fullmatch(value):
         raise ExperimentError(f"{what} {value!r} must match [a-z0-9][a-z0-9._-]{{0,63}}")
 
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from drape.services.events.store import StoredEvent
 from drape.v1 import events_pb2
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}")
 # Experiment and variant names: what the experiments file allows.
-_LABEL = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_LABEL = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _TYPE_NAMES = {
     events_pb2.EVENT_TYPE_IMPRESSION: "impression",
     events_pb2.EVENT_TYPE_VIEW: "view",
@@ -38,7 +38,7 @@ class Violation:
 def _check_id(value: str, field: str, what: str) -> Violation | None:
     if not value:
         return Violation(field, f"{what} is required")
-    if not _ID.match(value):
+    if not _ID.fullmatch(value):
         return Violation(
             field,
             f"{what} must be 1-128 characters of letters, digits and ._:@/- (got {value[:40]!r})",
@@ -70,7 +70,7 @@ def validate_event(
     elif event.rating:
         return Violation(f"{at}.rating", f"only RATING events carry a rating (type is {type_name})")
     for name, value in (("experiment", event.experiment), ("variant", event.variant)):
-        if value and not _LABEL.match(value):
+        if value and not _LABEL.fullmatch(value):
             return Violation(
                 f"{at}.{name}",
                 f"{name} must match [a-z0-9][a-z0-9._-]{{0,63}} (got {value[:40]!r})",
@@ -131,7 +131,7 @@ def validate_exposure(
             return problem
     for i, arm in enumerate(exposure.arms):
         for name in ("experiment", "variant"):
-            if not _LABEL.match(getattr(arm, name)):
+            if not _LABEL.fullmatch(getattr(arm, name)):
                 return Violation(f"{at}.arms[{i}].{name}",
                                  f"must match [a-z0-9][a-z0-9._-]{{0,63}} "
                                  f"(got {getattr(arm, name)[:40]!r})")  # fmt: skip

@@ -33,7 +33,7 @@ from drape.services.runtime.errors import PermissionDenied, ResourceExhausted, U
 from drape.services.runtime.watched import WatchedFile
 
 SCOPES = ("recommend", "tryon", "track")
-KEY_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+KEY_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 PREFIX = "drape_"
 RETRY_AFTER = "retry-after-ms"
 
@@ -69,7 +69,7 @@ def _entry(raw: object, where: str) -> KeyEntry:
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: expected a mapping with id, sha256, scopes, rate_per_s, burst")
     key_id, sha, scopes = str(raw.get("id", "")), str(raw.get("sha256", "")), raw.get("scopes")
-    if not KEY_ID.match(key_id):
+    if not KEY_ID.fullmatch(key_id):
         raise ValueError(f"{where}: id {key_id!r} must be 1-40 of a-z, 0-9 and '-'")
     if not re.fullmatch(r"[0-9a-f]{64}", sha):
         raise ValueError(

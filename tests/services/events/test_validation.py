@@ -49,6 +49,8 @@ def test_rating_without_garment_is_valid():
     [
         ({"event_id": ""}, "events[3].event_id", "event_id is required"),
         ({"event_id": "has space"}, "events[3].event_id", "must be 1-128 characters"),
+        ({"user_id": "u1\n"}, "events[3].user_id", "must be 1-128 characters"),
+        ({"experiment": "e", "variant": "b\n"}, "events[3].variant", "must match"),
         ({"type": events_pb2.EVENT_TYPE_UNSPECIFIED}, "events[3].type", "unknown event type 0"),
         ({"type": 42}, "events[3].type", "unknown event type 42"),
         ({"user_id": ""}, "events[3].user_id", "user_id is required"),
