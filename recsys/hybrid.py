@@ -178,9 +178,7 @@ class HybridModel:
         self.col_to_pos = catalog.positions(interactions.items.ids)
         popularity = np.zeros(n, dtype=np.float64)
         known = self.col_to_pos >= 0
-        popularity[self.col_to_pos[known]] = np.asarray(interactions.matrix.sum(axis=0)).ravel()[
-            known
-        ]
+        popularity[self.col_to_pos[known]] = interactions.column_sums()[known]
         self.popularity = popularity
         self._pop_order = np.argsort(-popularity, kind="stable")
         self._category_orders = [

@@ -30,11 +30,30 @@ def interaction_strength(
     (clock skew) count as new. A ``strength`` column, when present (explicit
     ratings), multiplies the type weight.
     """
+    return anchored_strength(events, weights, half_life_days, now_us, now_us)
+
+
+def anchored_strength(
+    events: pd.DataFrame,
+    weights: Mapping[str, float],
+    half_life_days: float,
+    anchor_us: int,
+    read_us: int,
+) -> np.ndarray:
+    """Each event's strength decayed to ``anchor_us`` (grown, for events after it), events
+    later than ``read_us`` (the clock when they were read) counting as read then. Strengths
+    anchored at one time add up across reads, and ``0.5 ** ((now - anchor) / half_life)``
+    turns their sum into :func:`interaction_strength`'s at ``now``."""
     type_weight = events["type"].map(weights).fillna(0.0).to_numpy(dtype=np.float64)
     if "strength" in events.columns:
         type_weight = type_weight * events["strength"].to_numpy(dtype=np.float64)
-    age_days = np.maximum(now_us - events["occurred_at_us"].to_numpy(), 0) / US_PER_DAY
-    return type_weight * np.exp2(-age_days / half_life_days)
+    at = np.minimum(events["occurred_at_us"].to_numpy(), read_us)
+    return type_weight * np.exp2((at - anchor_us) / US_PER_DAY / half_life_days)
+
+
+def decay_factor(half_life_days: float, since_us: int, now_us: int) -> float:
+    """How much a strength anchored at ``since_us`` has decayed by ``now_us``."""
+    return float(np.exp2(-((now_us - since_us) / US_PER_DAY) / half_life_days))
 
 
 @dataclass
@@ -90,6 +109,10 @@ class InteractionMatrix:
         if self.timeline is None:
             raise ValueError("the interaction matrix was built without keep_timeline=True")
         return SequentialRules.fit(*self.timeline, len(self.items), params)
+
+    def column_sums(self) -> np.ndarray:
+        """Each item's summed strength over all users (float64)."""
+        return np.asarray(self.matrix.sum(axis=0, dtype=np.float64)).ravel()
 
     def recent_items(self, user_id: str) -> np.ndarray:
         """The user's latest item columns, newest last (empty for an unknown user)."""

@@ -16,7 +16,7 @@ mean the same for every shopper, so the blend takes them as they are.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -31,14 +31,6 @@ PRIOR_PURCHASES = 1.0
 EARLY_SIGMA, LATE_SIGMA, FLOOR = 0.5, 1.0, 0.1
 
 
-@dataclass
-class _UserHabits:
-    positions: np.ndarray  # catalog positions, int64
-    days: np.ndarray  # separate days each was bought
-    last_us: np.ndarray  # the last purchase
-    cycle_us: np.ndarray  # the expected interval
-
-
 def due(ratio: np.ndarray) -> np.ndarray:
     """How due a purchase is, ``ratio`` cycles after the last one: 1 at one cycle."""
     log_r = np.log(np.maximum(ratio, 1e-3))
@@ -46,12 +38,44 @@ def due(ratio: np.ndarray) -> np.ndarray:
     return np.exp(-(log_r**2) / (2 * sigma**2))
 
 
-class RepurchaseStats:
-    """Per shopper, the replenishable garments they bought: how often, when last, their cycle."""
+def _median(counts: Counter[int]) -> float:
+    """The median of values given by their counts (the mean of the middle two for an even
+    count), as ``pandas.Series.median`` would give it for the values written out."""
+    values = sorted(counts)
+    cumulative = np.cumsum([counts[v] for v in values])
+    total = int(cumulative[-1])
+    low = values[int(np.searchsorted(cumulative, (total - 1) // 2, side="right"))]
+    high = values[int(np.searchsorted(cumulative, total // 2, side="right"))]
+    return (low + high) / 2.0
 
-    def __init__(self, habits: dict[str, _UserHabits], category_cycle_days: np.ndarray) -> None:
-        self._habits = habits
-        self.category_cycle_days = category_cycle_days
+
+class RepurchaseStats:
+    """Per shopper, the replenishable garments they bought: on which days, when last.
+
+    New purchases update it in time proportional to their number (:meth:`updated`): the
+    category cycles are medians kept as counts of whole-day intervals, and each habit's
+    cycle is worked out when it is scored, from the cycles of that moment.
+    """
+
+    def __init__(
+        self,
+        category_codes: np.ndarray,
+        n_categories: int,
+        days: dict[tuple[str, int], np.ndarray] | None = None,
+        last_us: dict[tuple[str, int], int] | None = None,
+        habits: dict[str, tuple[int, ...]] | None = None,
+        gaps: list[Counter[int]] | None = None,
+    ) -> None:
+        self._category = category_codes  # catalog position -> category code
+        self._days = days or {}  # (user, position) -> the separate days it was bought, sorted
+        self._last_us = last_us or {}  # (user, position) -> its last purchase
+        self._habits = habits or {}  # user -> positions bought, ascending
+        # Intervals in days between consecutive purchases of one garment by one shopper: per
+        # category, and over all categories last.
+        self._gaps = gaps or [Counter() for _ in range(n_categories + 1)]
+        overall = _median(self._gaps[-1]) if self._gaps[-1] else DEFAULT_CYCLE_DAYS
+        cycle = [_median(c) if c else overall for c in self._gaps[:-1]]
+        self.category_cycle_days = np.maximum(np.asarray(cycle, dtype=np.float64), 1.0)
 
     def __len__(self) -> int:
         return len(self._habits)
@@ -59,66 +83,69 @@ class RepurchaseStats:
     @classmethod
     def fit(cls, catalog: Catalog, events: pd.DataFrame) -> RepurchaseStats:
         """From purchase events (columns of the event store) of replenishable garments."""
-        n_categories = len(catalog.categories)
+        return cls(catalog.category_codes, len(catalog.categories)).updated(catalog, events)
+
+    def updated(self, catalog: Catalog, events: pd.DataFrame) -> RepurchaseStats:
+        """These statistics with ``events`` added; ``self`` is left as it was (a snapshot that
+        requests may still read)."""
         if not catalog.replenishable.any() or events.empty:
-            return cls({}, np.full(n_categories, DEFAULT_CYCLE_DAYS))
+            return self
         bought = events[(events["type"] == "purchase").to_numpy()]
         positions = catalog.positions(bought["garment_id"])
         keep = positions >= 0
         keep[keep] = catalog.replenishable[positions[keep]]
-        frame = pd.DataFrame({
-            "user": bought["user_id"].to_numpy()[keep],
-            "position": positions[keep],
-            "day": bought["occurred_at_us"].to_numpy()[keep] // US_PER_DAY,
-            "at": bought["occurred_at_us"].to_numpy()[keep],
-        })  # fmt: skip
-        if frame.empty:
-            return cls({}, np.full(n_categories, DEFAULT_CYCLE_DAYS))
-        # One purchase per garment and day: a basket that lists a garment twice is one.
-        frame = frame.sort_values(["user", "position", "at"], kind="stable")
-        frame = frame.drop_duplicates(["user", "position", "day"], keep="last")
-        same = (frame["user"].to_numpy()[1:] == frame["user"].to_numpy()[:-1]) & (
-            frame["position"].to_numpy()[1:] == frame["position"].to_numpy()[:-1]
+        if not keep.any():
+            return self
+        users = bought["user_id"].to_numpy()[keep]
+        positions = positions[keep]
+        at = bought["occurred_at_us"].to_numpy()[keep].astype(np.int64)
+        codes, distinct_users = pd.factorize(users)
+        order = np.lexsort((at, positions, codes))
+        codes, positions, at = codes[order], positions[order], at[order]
+        starts = np.flatnonzero(
+            np.r_[True, (codes[1:] != codes[:-1]) | (positions[1:] != positions[:-1])]
         )
-        gaps = np.diff(frame["day"].to_numpy()).astype(np.float64)
-        gap_category = catalog.category_codes[frame["position"].to_numpy()[1:]]
-        category_cycle = np.full(n_categories, np.nan)
-        if same.any():
-            medians = pd.Series(gaps[same]).groupby(gap_category[same]).median()
-            category_cycle[medians.index.to_numpy()] = medians.to_numpy()
-            fallback = float(np.median(gaps[same]))
-        else:
-            fallback = DEFAULT_CYCLE_DAYS
-        category_cycle = np.where(np.isnan(category_cycle), fallback, category_cycle)
-        category_cycle = np.maximum(category_cycle, 1.0)
-
-        per_item = frame.groupby(["user", "position"], sort=False).agg(
-            days=("day", "size"), first=("day", "min"), last_us=("at", "max")
-        )
-        per_item = per_item.reset_index()
-        positions = per_item["position"].to_numpy(dtype=np.int64)
-        days = per_item["days"].to_numpy(dtype=np.int64)
-        prior = category_cycle[catalog.category_codes[positions]]
-        own_span = per_item["last_us"].to_numpy() // US_PER_DAY - per_item["first"].to_numpy()
-        # Mean own interval over (days - 1) intervals, blended with the category's cycle.
-        cycle_days = (own_span + PRIOR_PURCHASES * prior) / (days - 1 + PRIOR_PURCHASES)
-        cycle_us = np.maximum(cycle_days, 1.0) * US_PER_DAY
-        last_us = per_item["last_us"].to_numpy(dtype=np.int64)
-        habits: dict[str, _UserHabits] = {}
-        users = per_item["user"].to_numpy()
-        starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-        for start, end in zip(starts, np.r_[starts[1:], len(users)], strict=True):
-            span = slice(start, end)
-            habits[str(users[start])] = _UserHabits(
-                positions[span], days[span], last_us[span], cycle_us[span]
-            )
-        return cls(habits, category_cycle)
+        ends = np.r_[starts[1:], len(codes)]
+        days, last_us = dict(self._days), dict(self._last_us)
+        habits, gaps = dict(self._habits), [Counter(c) for c in self._gaps]
+        category = catalog.category_codes
+        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+            user, position = str(distinct_users[codes[start]]), int(positions[start])
+            key = (user, position)
+            new_days = np.unique(at[start:end] // US_PER_DAY)
+            old = days.get(key)
+            merged = new_days if old is None else np.union1d(old, new_days)
+            if old is not None:
+                for gap in np.diff(old).tolist():
+                    for counts in (gaps[category[position]], gaps[-1]):
+                        counts[gap] -= 1
+                        if not counts[gap]:
+                            del counts[gap]
+            for gap in np.diff(merged).tolist():
+                gaps[category[position]][gap] += 1
+                gaps[-1][gap] += 1
+            days[key] = merged
+            last_us[key] = max(int(at[end - 1]), last_us.get(key, int(at[end - 1])))
+            if old is None:
+                habits[user] = tuple(sorted((*habits.get(user, ()), position)))
+        return RepurchaseStats(category, len(catalog.categories), days, last_us, habits, gaps)
 
     def scores(self, user_id: str, at_us: int) -> tuple[np.ndarray, np.ndarray]:
         """(catalog positions, scores in [0, 1]) of the shopper's habits at time ``at_us``."""
-        habits = self._habits.get(user_id)
-        if habits is None:
+        positions = self._habits.get(user_id)
+        if positions is None:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64)
-        ratio = (at_us - habits.last_us) / habits.cycle_us
-        certainty = 1.0 - 0.5 ** habits.days.astype(np.float64)
-        return habits.positions, certainty * (FLOOR + (1.0 - FLOOR) * due(ratio))
+        keys = [(user_id, p) for p in positions]
+        days = np.array([len(self._days[k]) for k in keys], dtype=np.float64)
+        first = np.array([self._days[k][0] for k in keys], dtype=np.int64)
+        last_us = np.array([self._last_us[k] for k in keys], dtype=np.int64)
+        prior = self.category_cycle_days[self._category[np.asarray(positions)]]
+        # Mean own interval over (days - 1) intervals, blended with the category's cycle.
+        cycle_days = (last_us // US_PER_DAY - first + PRIOR_PURCHASES * prior) / (
+            days - 1 + PRIOR_PURCHASES
+        )
+        ratio = (at_us - last_us) / (np.maximum(cycle_days, 1.0) * US_PER_DAY)
+        certainty = 1.0 - 0.5**days
+        return np.asarray(positions, dtype=np.int64), certainty * (
+            FLOOR + (1.0 - FLOOR) * due(ratio)
+        )

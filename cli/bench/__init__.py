@@ -41,6 +41,10 @@ BENCHMARKS = {
         "kill -9 inside train recsys, ingest, export models, train tryon: the last version stays",
     ),
     "fuzz": ("fuzz", "hostile generated messages on every RPC: no server error, no hang"),
+    "scale": (
+        "scale",
+        "training, cold start, refresh with new events, memory and p99 at 1M-20M stored events",
+    ),
     "crash": (
         "crash",
         "kill -9 of the events service under writers: every acknowledged event kept once",

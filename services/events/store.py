@@ -24,6 +24,7 @@ from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import numpy as np
 import pandas as pd
 
 # What training and ranking read: a quarter of the columns, a fraction of the time.
@@ -154,6 +155,22 @@ _EXPOSURE_HEAD = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """Where an incremental read stopped. Every event stored below ``position`` has been read;
+    ``seen`` names the events at or above it that were read too.
+
+    SQLite orders events by rowid: one writer at a time, so a row never commits below one
+    already visible, and ``seen`` stays empty. PostgreSQL orders them by the id of the
+    transaction that wrote them, and transactions commit out of order: a reader's position
+    is the oldest transaction still open when it read (everything older has committed or
+    rolled back), so the next read starts there again and skips what ``seen`` lists.
+    """
+
+    position: int = 0
+    seen: frozenset[str] = frozenset()
+
+
 def _sql(template: str, placeholder: str) -> str:
     return template.replace("{p}", placeholder)
 
@@ -171,6 +188,13 @@ class EventStore(Protocol):
         self, since_us: int | None = None, columns: Sequence[str] = COLUMNS
     ) -> pd.DataFrame:
         """Events (optionally those occurred at or after ``since_us``) as a DataFrame of ``columns``."""
+        ...
+
+    def read_new(
+        self, after: Watermark | None, columns: Sequence[str] = INTERACTION_COLUMNS
+    ) -> tuple[pd.DataFrame, Watermark]:
+        """The events stored since ``after`` (all of them for None), in storage order, and the
+        watermark to read from next time: each event is returned by exactly one read."""
         ...
 
     def count(self) -> int: ...
@@ -227,7 +251,7 @@ def _frame_in_chunks(cursor: Any, columns: Sequence[str]) -> pd.DataFrame:
 
 def _typed_frame(rows: list[tuple[object, ...]], columns: Sequence[str]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=list(columns))
-    for column in ("occurred_at_us", "received_at_us", "value_minor"):
+    for column in ("occurred_at_us", "received_at_us", "value_minor", "xact"):
         if column in frame:
             frame[column] = frame[column].astype("int64")
     if "rating" in frame:
@@ -334,6 +358,19 @@ class SqliteEventStore(_Reads):
         with self._reading() as db:
             return _frame_in_chunks(db.execute(query, params), columns)
 
+    def read_new(
+        self, after: Watermark | None, columns: Sequence[str] = INTERACTION_COLUMNS
+    ) -> tuple[pd.DataFrame, Watermark]:
+        query, _ = _select(columns, None, "?")
+        start = after.position if after is not None else 0
+        with self._reading() as db:
+            db.execute("BEGIN")  # one snapshot for the bound and the rows
+            end = db.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
+            cursor = db.execute(f"{query} WHERE rowid > ? AND rowid <= ? ORDER BY rowid",
+                                (start, end))  # fmt: skip
+            frame = _frame_in_chunks(cursor, columns)
+        return frame, Watermark(max(int(end), start))
+
     def _reading(self) -> contextlib.closing[sqlite3.Connection]:
         """A read-only connection, closed at the end of the block (sqlite3's own context
         manager only commits: a reader refreshing every minute leaked a connection and its
@@ -413,6 +450,7 @@ class PostgresEventStore(_Reads):
         with self._pool.connection() as conn:
             for statement in (_SCHEMA, *_EXPOSURE_SCHEMA, *_INDEXES):
                 conn.execute(statement)
+            _add_write_order(conn)
         casts = (
             "text",
             "text",
@@ -453,6 +491,31 @@ class PostgresEventStore(_Reads):
         with self._pool.connection() as conn, conn.cursor(name="drape_read_frame") as cursor:
             cursor.execute(query, params)
             return _frame_in_chunks(cursor, columns)
+
+    def read_new(
+        self, after: Watermark | None, columns: Sequence[str] = INTERACTION_COLUMNS
+    ) -> tuple[pd.DataFrame, Watermark]:
+        query, _ = _select(columns, None, "%s")
+        after = after or Watermark()
+        with self._pool.connection() as conn:
+            # One snapshot for the horizon and the rows.
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            horizon = int(conn.execute(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()[0]
+            )  # fmt: skip
+            with conn.cursor(name="drape_read_new") as cursor:
+                cursor.execute(
+                    query.replace(" FROM events", ", xact FROM events", 1)
+                    + " WHERE xact >= %s ORDER BY xact", (after.position,),
+                )  # fmt: skip
+                frame = _frame_in_chunks(cursor, (*columns, "xact"))
+        xact = frame.pop("xact").to_numpy(dtype=np.int64)
+        # Rows at or past the horizon may yet be joined by transactions still open: the next
+        # read starts at the horizon again and skips these (returned now or before).
+        seen = frozenset(frame["event_id"].to_numpy()[xact >= horizon].tolist())
+        if after.seen:
+            frame = frame[~frame["event_id"].isin(after.seen).to_numpy()].reset_index(drop=True)
+        return frame, Watermark(max(horizon, after.position), seen)
 
     def append_exposures(self, exposures: Sequence[StoredExposure]) -> list[bool]:
         if not exposures:
@@ -498,6 +561,22 @@ class PostgresEventStore(_Reads):
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _add_write_order(conn: Any) -> None:
+    """The ``xact`` column (the id of the transaction that wrote each row) that incremental
+    reads order by; rows stored before it existed get 0, older than anything new."""
+    has = conn.execute(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = 'events' AND column_name = 'xact'"
+    ).fetchone()
+    if has:
+        return
+    conn.execute("ALTER TABLE events ADD COLUMN IF NOT EXISTS xact BIGINT NOT NULL DEFAULT 0")
+    conn.execute(
+        "ALTER TABLE events ALTER COLUMN xact SET DEFAULT pg_current_xact_id()::text::bigint"
+    )
+    conn.execute("CREATE INDEX IF NOT EXISTS events_xact ON events (xact)")
 
 
 def open_event_store(url: str, *, sqlite_synchronous: str = "FULL") -> EventStore:

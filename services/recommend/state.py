@@ -1,10 +1,11 @@
 """The recommend service's model state, refreshed in the background.
 
-Every ``refresh_s`` seconds the state re-reads the catalog and the event store
-(popularity and every user's recent interactions move with live traffic) and
-checks whether `drape train recsys` published a new artifact version. Each
-refresh builds a complete :class:`ModelSet` and swaps one reference, so a
-request always sees one consistent set and none is dropped during a switch.
+Every ``refresh_s`` seconds the state reads the events stored since its last read
+(popularity and every user's recent interactions move with live traffic; see
+:mod:`drape.recsys.live`) and checks whether the catalog changed or `drape train recsys`
+published a new version: only then is the whole log read again. Each refresh builds a
+complete :class:`ModelSet` and swaps one reference, so a request always sees one consistent
+set and none is dropped during a switch.
 """
 
 from __future__ import annotations
@@ -18,19 +19,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from drape.recsys import artifacts as recsys_artifacts
 from drape.recsys.catalog import Catalog
 from drape.recsys.hybrid import BlendWeights, HybridModel
-from drape.recsys.idmap import IdMap
 from drape.recsys.index import EmbeddingIndex
-from drape.recsys.interactions import InteractionMatrix
+from drape.recsys.live import LiveLog, LiveSnapshot
 from drape.recsys.popularity import PopularityRanker
-from drape.recsys.ranking import Ranked, RankRequest, excluded_by_user
-from drape.recsys.repurchase import RepurchaseStats
-from drape.services.events.store import INTERACTION_COLUMNS, EventStore
+from drape.recsys.ranking import Ranked, RankRequest
+from drape.services.events.store import EventStore, Watermark
 from drape.services.runtime import FailedPrecondition
 from drape.services.runtime.config import RecommendConfig
 
@@ -101,6 +99,9 @@ class RecommendState:
         self._catalog: tuple[tuple[int, int], Catalog] | None = None
         self._artifacts: recsys_artifacts.ArtifactSet | None = None
         self._als_index: tuple[tuple[str, int], EmbeddingIndex | None] | None = None
+        # The log's running aggregates, what they were built for (catalog, trained version)
+        # and where the last read of the store stopped.
+        self._live: tuple[tuple[int, str | None], LiveLog, Watermark] | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -114,6 +115,23 @@ class RecommendState:
         )
         for outcome in ("ok", "failed"):
             self.refreshes.labels(outcome)
+        self.refresh_seconds = Histogram(
+            "drape_recommend_refresh_seconds",
+            "Time a refresh took: a full read of the event log (at start, and when the catalog "
+            "or the trained version changes) or an incremental one (the events since the last).",
+            ["kind"],
+            buckets=(0.01, 0.03, 0.1, 0.3, 0.5, 1, 3, 10, 30, 100),
+            registry=registry,
+        )
+        self.events_read = Counter(
+            "drape_recommend_events_read",
+            "Events read from the store by refreshes, by kind of read.",
+            ["kind"],
+            registry=registry,
+        )
+        for kind in ("full", "incremental"):
+            self.refresh_seconds.labels(kind)
+            self.events_read.labels(kind)
         self.trained_at = Gauge(
             "drape_recommend_model_trained_timestamp_seconds",
             "When the served recommender version was trained (Unix seconds; absent before the "
@@ -149,45 +167,58 @@ class RecommendState:
             self._catalog = (stamp, Catalog.load(self.catalog_path))
         return self._catalog[1]
 
+    def _read_log(
+        self, catalog: Catalog, trained: recsys_artifacts.ArtifactSet | None, now_us: int
+    ) -> LiveSnapshot:
+        """The log's aggregates at ``now_us``: the events since the last read added, or the
+        whole log read when the catalog or the trained version changed."""
+        built_for = (id(catalog), trained.version if trained else None)
+        started = time.perf_counter()
+        if self._live is not None and self._live[0] == built_for:
+            _, live, mark = self._live
+            events, mark = self.store.read_new(mark)
+            self._live = None  # a read that fails half way must not be added twice
+            live.add(events, now_us)
+            kind = "incremental"
+        else:
+            self._live = None
+            events, mark = self.store.read_new(None)
+            live = LiveLog(
+                catalog, events, self.config.weights.model_dump(), self.config.half_life_days,
+                self.config.exclude_after, now_us,
+                trained.users if trained else None, trained.items if trained else None,
+            )  # fmt: skip
+            kind = "full"
+        self._live = (built_for, live, mark)
+        self.refresh_seconds.labels(kind).observe(time.perf_counter() - started)
+        self.events_read.labels(kind).inc(len(events))
+        return live.snapshot(now_us)
+
     def _hybrid(
-        self, catalog: Catalog, events: pd.DataFrame, excluded: dict[str, np.ndarray], now_us: int
-    ) -> HybridModel | None:
-        trained = self._load_artifacts()
-        if trained is None:
-            return None
-        weights = self.config.weights.model_dump()
-        # Users and garments keep their trained rows/columns; new ones are appended
-        # and folded in (users) or reached through embeddings (garments).
-        matrix = InteractionMatrix.build(
-            events,
-            weights,
-            self.config.half_life_days,
-            now_us,
-            IdMap(trained.users.ids),
-            IdMap(trained.items.ids),
-        )
+        self, catalog: Catalog, trained: recsys_artifacts.ArtifactSet, view: LiveSnapshot
+    ) -> HybridModel:
         key = (trained.version, id(catalog))
         cached = self._als_index[1] if self._als_index and self._als_index[0] == key else None
         model = HybridModel(
-            catalog, matrix, trained.als, trained.embeddings, excluded,
+            catalog, view.interactions, trained.als, trained.embeddings, view.excluded,
             trained.params, trained.version, als_index=cached, sequential=trained.sequential,
-            repurchase=RepurchaseStats.fit(catalog, events), now_us=now_us,
+            repurchase=view.repurchase, now_us=view.now_us,
         )  # fmt: skip
         self._als_index = (key, model.als_index)
         return model
 
     def refresh(self) -> bool:
-        """Rebuilds the models from the catalog, the event store and the artifacts."""
+        """Brings the models up to date with the catalog, the event store and the artifacts."""
         try:
             catalog = self._load_catalog()
-            events = self.store.read_frame(columns=INTERACTION_COLUMNS)
+            trained = self._load_artifacts()
             now_us = int(self._clock() * 1_000_000)
-            excluded = excluded_by_user(catalog, events, self.config.exclude_after)
-            popularity = PopularityRanker.fit(
-                catalog, events, self.config.weights.model_dump(), self.config.half_life_days, now_us,
-                version=f"pop-{len(events)}ev-{now_us // 1_000_000}", excluded=excluded,
+            view = self._read_log(catalog, trained, now_us)
+            popularity = PopularityRanker(
+                catalog, view.popularity, view.excluded,
+                version=f"pop-{view.events}ev-{now_us // 1_000_000}",
             )  # fmt: skip
-            hybrid = self._hybrid(catalog, events, excluded, now_us)
+            hybrid = self._hybrid(catalog, trained, view) if trained is not None else None
         except Exception as exc:
             self.last_error = str(exc)
             self.refreshes.labels("failed").inc()
@@ -202,7 +233,7 @@ class RecommendState:
             "models refreshed",
             extra={
                 "garments": len(catalog),
-                "events": len(events),
+                "events": view.events,
                 "artifacts": self._current.artifact_version,
             },
         )

@@ -81,6 +81,22 @@ def test_bench_events_writes_json(tmp_path: Path):
     assert "events_per_s" in result.stdout
 
 
+def test_bench_scale_small(tmp_path: Path):
+    # The scale benchmark's small version: two log sizes, every stage measured.
+    out = tmp_path / "scale.json"
+    result = _drape("bench", "scale", "--sizes", "3000,6000", "--garments", "400", "--no-tune",
+                    "--new-events", "500", "--refreshes", "2", "--seconds", "0.5",
+                    "--out", str(out), timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())["results"]
+    assert [r["events"] for r in rows] == [3000, 6000]
+    for row in rows:
+        assert row["errors"] == 0 and row["workers"] >= 1 and row["qps_8"] > 0
+        assert row["train_peak_mb"] > 0 and row["refresh_max_ms"] >= row["refresh_median_ms"] > 0
+        assert row["pod_mb"] > row["worker_mb"] > 0
+    assert "refresh_median_ms" in result.stdout
+
+
 def test_doctor_passes_on_this_install():
     result = _drape("doctor", timeout=120)
     assert result.returncode == 0, result.stdout

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from drape.services.events.store import (
+    COLUMNS,
     EventStore,
     ExposedItem,
     SqliteEventStore,
@@ -198,3 +199,49 @@ def test_reading_again_and_again_leaks_no_files(tmp_path):
     finally:
         gc.enable()
         store.close()
+
+
+def test_incremental_reads_return_each_event_once(store: EventStore, monkeypatch):
+    from drape.services.events import store as module
+
+    monkeypatch.setattr(module, "READ_CHUNK_ROWS", 4)
+    first, mark = store.read_new(None)
+    assert first.empty
+    store.append([_event(f"a{i}", at=1_000 + i) for i in range(10)])
+    frame, mark = store.read_new(mark)
+    assert list(frame["event_id"]) == [f"a{i}" for i in range(10)]  # storage order
+    assert frame["occurred_at_us"].dtype == "int64"
+    again, mark = store.read_new(mark)
+    assert again.empty
+    store.append([_event("b0"), _event("a3")])  # a3 is a duplicate: not stored again
+    frame, mark = store.read_new(mark)
+    assert list(frame["event_id"]) == ["b0"]
+    whole, _ = store.read_new(None)
+    assert len(whole) == 11 and list(whole.columns) == list(module.INTERACTION_COLUMNS)
+
+
+def test_an_event_committed_late_is_not_skipped(event_store: EventStore):
+    # On PostgreSQL a transaction that began first can commit after a later one: the event
+    # it writes has an older write order than events already read, and must still be read.
+    if not event_store.url.startswith("postgres"):
+        pytest.skip("SQLite has one writer at a time: rows commit in rowid order")
+    import psycopg
+
+    event_store.append([_event("before")])
+    slow = psycopg.connect(event_store.url)
+    try:
+        slow.execute("SELECT pg_current_xact_id()")  # takes its transaction id now
+        event_store.append([_event("after")])
+        frame, mark = event_store.read_new(None)
+        assert sorted(frame["event_id"]) == ["after", "before"]
+        slow.execute(
+            f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES "
+            "('late', 'view', 'u1', 'g1', 1, 1, '', '', 0, '', 0)"
+        )
+        slow.commit()
+    finally:
+        slow.close()
+    frame, mark = event_store.read_new(mark)
+    assert list(frame["event_id"]) == ["late"]
+    frame, _ = event_store.read_new(mark)
+    assert frame.empty

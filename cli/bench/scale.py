@@ -1,0 +1,235 @@
+"""`drape bench scale`: how each cost grows with the stored event log.
+
+For each log size (``--sizes``, events) it stores a generated log (100k garments by
+default, one shopper per 20 events, skewed activity and popularity, six months of events in
+time order) in a fresh event store and measures:
+
+- training: `drape train recsys` (blend tuning on, as by default) in a process of its own,
+  its time and peak resident memory;
+- the recommend state in a process of its own: the full read at start (time, memory), then
+  refreshes that each find ``--new-events`` new events (time of each, memory after);
+- the recommend service (its configured workers): time from start to serving, resident
+  memory per process and for the pod, and Recommend latency with 8 concurrent clients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import sqlite3
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from drape.cli.bench import format_table, write_report
+
+US_PER_DAY = 86_400 * 1_000_000
+TYPES = ("view", "tryon_view", "add_to_cart", "purchase")
+TYPE_SHARES = (0.70, 0.10, 0.12, 0.08)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sizes", default="1000000,5000000,20000000",
+                        help="comma-separated numbers of stored events")  # fmt: skip
+    parser.add_argument("--garments", type=int, default=100_000, help="catalog size")
+    parser.add_argument("--events-per-user", type=int, default=20, help="shoppers = events / this")
+    parser.add_argument("--new-events", type=int, default=10_000,
+                        help="events stored before each measured refresh")  # fmt: skip
+    parser.add_argument("--refreshes", type=int, default=3, help="measured refreshes per size")
+    parser.add_argument("--no-tune", action="store_true", help="train without blend tuning")
+
+
+def generated_events(
+    n: int,
+    n_users: int,
+    garment_ids: np.ndarray,
+    span_us: tuple[int, int],
+    seed: int,
+    first_id: int = 0,
+) -> list[tuple[object, ...]]:
+    """``n`` event rows of the store (its column order), in time order within ``span_us``:
+    shoppers' activity and garments' popularity both skewed (power laws)."""
+    rng = np.random.default_rng(seed)
+    user_p = 1.0 / (np.arange(n_users) + 10.0) ** 0.8
+    garment_p = 1.0 / (np.arange(len(garment_ids)) + 50.0)
+    users = rng.permutation(n_users)[rng.choice(n_users, n, p=user_p / user_p.sum())]
+    garments = rng.permutation(garment_ids)[
+        rng.choice(len(garment_ids), n, p=garment_p / garment_p.sum())
+    ]
+    types = np.asarray(TYPES, dtype=object)[rng.choice(len(TYPES), n, p=TYPE_SHARES)]
+    times = np.sort(rng.integers(*span_us, n))
+    return [
+        (f"s{first_id + i:011d}", t, f"u{u:08d}", g, at, at, "", "", 0, "", 0)
+        for i, (t, u, g, at) in enumerate(
+            zip(types.tolist(), users.tolist(), garments.tolist(), times.tolist(), strict=True)
+        )
+    ]
+
+
+def _fill(path: Path, n: int, n_users: int, garment_ids: np.ndarray, end_us: int) -> None:
+    """Stores ``n`` generated events over the 180 days before ``end_us`` in a new SQLite
+    event store, a million at a time."""
+    from drape.services.events.store import COLUMNS, SqliteEventStore
+
+    SqliteEventStore(path).close()  # the schema
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA synchronous=OFF")
+    insert = f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+    begin = end_us - 180 * US_PER_DAY
+    for part, start in enumerate(range(0, n, 1_000_000)):
+        count = min(1_000_000, n - start)
+        span = (
+            begin + (end_us - begin) * start // n,
+            begin + (end_us - begin) * (start + count) // n,
+        )
+        rows = generated_events(count, n_users, garment_ids, span, seed=part, first_id=start)
+        db.executemany(insert, rows)
+        db.commit()
+    db.close()
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _rss_mb(pid: int | str = "self") -> float:
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith("VmRSS:"))
+    return int(line.split()[1]) / 1024
+
+
+def _train(config: Any, tune: bool, out: Any) -> None:
+    from drape.cli.train.recsys import train_recsys
+
+    started = time.perf_counter()
+    train_recsys(config, tune=tune, quiet=True)
+    out.put({"train_s": time.perf_counter() - started, "train_peak_mb": _peak_mb()})
+
+
+def _refreshes(config: Any, n_users: int, garments: np.ndarray, args: Any, out: Any) -> None:
+    """The recommend state alone: its full read, then refreshes after new events."""
+    from drape.services.events.store import StoredEvent, open_event_store
+    from drape.services.recommend.state import RecommendState
+
+    store = open_event_store(config.events_store_url())
+    state = RecommendState(
+        config.catalog_path(), store, config.recommend, config.recsys_artifacts()
+    )
+    started = time.perf_counter()
+    if not state.refresh():
+        raise RuntimeError(state.last_error)
+    result: dict[str, Any] = {"full_read_s": time.perf_counter() - started,
+                              "state_mb": _rss_mb(), "state_peak_mb": _peak_mb()}  # fmt: skip
+    seconds = []
+    first_id = 10**10
+    for i in range(args.refreshes):
+        # A tenth of the new events from shoppers never seen before.
+        now_us = int(time.time() * 1e6)
+        rows = generated_events(args.new_events, n_users + n_users // 10, garments,
+                                (now_us - 60_000_000, now_us), seed=1000 + i, first_id=first_id)  # fmt: skip
+        first_id += args.new_events
+        store.append([StoredEvent(*row) for row in rows])
+        started = time.perf_counter()
+        if not state.refresh():
+            raise RuntimeError(state.last_error)
+        seconds.append(time.perf_counter() - started)
+    result |= {"refresh_median_ms": 1e3 * statistics.median(seconds),
+               "refresh_max_ms": 1e3 * max(seconds),
+               "state_after_mb": _rss_mb()}  # fmt: skip
+    store.close()
+    out.put(result)
+
+
+def _in_child(target: Any, *args: Any) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    process = ctx.Process(target=target, args=(*args, queue))
+    process.start()
+    try:
+        return queue.get(timeout=3 * 3600)
+    finally:
+        process.join(60)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if fields[1] == str(pid):
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _serve(config: Any, users: list[str], seconds: float) -> dict[str, Any]:
+    from drape.cli.bench.recommend import _grpc_load
+    from drape.cli.stack import Stack
+
+    started = time.perf_counter()
+    with Stack(config, services=["events", "recommend"], run_dir=config.data_dir / "run") as stack:
+        serving_s = time.perf_counter() - started
+        address, pid = stack.address("recommend"), stack.process("recommend").pid
+        _grpc_load(address, users, 2, 2.0)  # warm-up
+        load = _grpc_load(address, users, 8, seconds, pid)
+        workers = [_rss_mb(child) for child in _children(pid)]
+        supervisor = _rss_mb(pid)
+    return {"stack_start_s": serving_s, "worker_mb": max(workers, default=float("nan")),
+            "pod_mb": supervisor + sum(workers), "workers": len(workers),
+            "qps_8": load["qps"], "p99_8_ms": load["p99_ms"], "errors": load["errors"]}  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    from drape.cli.stack import ephemeral
+    from drape.services.runtime.config import DrapeConfig
+    from drape.synthetic.catalog import generate_catalog
+
+    sizes = [int(s) for s in str(args.sizes).split(",") if s.strip()]
+    catalog = generate_catalog(args.garments, seed=1)
+    garments = np.asarray(catalog.ids, dtype=object)
+    rows = []
+    for n in sizes:
+        n_users = max(n // args.events_per_user, 100)
+        with tempfile.TemporaryDirectory(prefix="drape-bench-scale-") as tmp:
+            config = ephemeral(DrapeConfig(data_dir=Path(tmp)))
+            config.recommend.refresh_s = 3600.0  # refreshes only where measured
+            exp = Path(tmp) / "exp.yaml"
+            exp.write_text(
+                "name: bench\nsalt: b\nvariants:\n  - {name: hybrid, share: 1, strategy: hybrid}\n"
+            )
+            config.recommend.experiments_path = str(exp)
+            catalog.save(config.catalog_path())
+            started = time.perf_counter()
+            _fill(Path(config.events_store_url().removeprefix("sqlite:///")), n, n_users,
+                  garments, int(time.time() * 1e6) - 3_600_000_000)  # fmt: skip
+            row: dict[str, Any] = {"events": n, "users": n_users,
+                                   "store_s": time.perf_counter() - started}  # fmt: skip
+            print(f"{n:,} events stored in {row['store_s']:.0f} s", flush=True)
+            row |= _in_child(_train, config, not args.no_tune)
+            print(
+                f"  trained in {row['train_s']:.0f} s, peak {row['train_peak_mb']:.0f} MB",
+                flush=True,
+            )
+            row |= _in_child(_refreshes, config, n_users, garments, args)
+            print(f"  refresh with {args.new_events:,} new events: {row['refresh_median_ms']:.0f} ms",
+                  flush=True)  # fmt: skip
+            users = [f"u{u:08d}" for u in np.random.default_rng(0).integers(0, n_users, 5000)]
+            row |= _serve(config, users, args.seconds)
+        rows.append(row)
+        print(format_table([row], list(row)), flush=True)
+    columns = ["events", "users", "train_s", "train_peak_mb", "full_read_s", "state_mb",
+               "refresh_median_ms", "refresh_max_ms", "state_after_mb", "stack_start_s",
+               "worker_mb", "pod_mb", "p99_8_ms", "qps_8", "errors"]  # fmt: skip
+    print(f"scale: {args.garments:,} garments, one shopper per {args.events_per_user} events, "
+          f"refreshes after {args.new_events:,} new events each (SQLite)")  # fmt: skip
+    print(format_table(rows, columns))
+    out = write_report("scale", rows, args.out, {"garments": args.garments,
+                       "new_events": args.new_events, "store": "sqlite"})  # fmt: skip
+    print(f"wrote {out}")
+    return 0

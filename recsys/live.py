@@ -1,0 +1,384 @@
+"""What the recommend service derives from the event log, updated by new events only.
+
+A full build reads every stored event once: the interaction matrix, each user's latest
+garments, popularity, the repeat policy's exclusions and the repurchase habits. After that,
+:meth:`LiveLog.add` takes only the events stored since the last read, in time proportional
+to their number, not to the log's size:
+
+- Strengths are kept *anchored*: decayed to one fixed time (the anchor) rather than to now.
+  An event's anchored strength never changes, so new events' strengths simply add up, and
+  one factor ``0.5 ** ((now - anchor) / half_life)`` turns the sums into today's.
+- The matrix is a base (rows and columns of the last full build) and the entries added since
+  (a small matrix of their own, rebuilt from their triplets at each read). A user's row is
+  the two rows merged; the column sums are the base's plus the new entries'.
+- Users and garments seen since the base get rows and columns after the base's, in a map of
+  their own: the base's map, which may hold millions of ids, is never rebuilt.
+- Each user's latest garments, exclusions and habits change only for the users in the new
+  events.
+
+When the added entries reach a quarter of the base (at least ``COMPACT_MIN``), they are
+merged into a new base anchored at that read: a cost in proportion to the whole matrix,
+paid once per that many events. Nothing is read from the store again until a new trained
+version or catalog asks for a full build.
+
+Up to float rounding the result equals a full build over the same events. One case is
+approximated: an event that occurred before the newest one already known for its user
+(delivered late) joins the end of that user's latest garments instead of its place in time;
+the next full build puts it there. Such events are counted (``late_events``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from drape.recsys.catalog import Catalog
+from drape.recsys.idmap import IdMap
+from drape.recsys.interactions import (
+    RECENT_ITEMS,
+    InteractionMatrix,
+    anchored_strength,
+    decay_factor,
+)
+from drape.recsys.ranking import excluded_by_user
+from drape.recsys.repurchase import RepurchaseStats
+from drape.recsys.sequential import timelines
+
+# Added entries merged into the base once they reach a quarter of it, and at least this many.
+COMPACT_MIN = 250_000
+_EMPTY_COLS = np.empty(0, dtype=np.int32)
+_EMPTY_VALUES = np.empty(0, dtype=np.float32)
+
+
+class LayeredIds:
+    """An :class:`IdMap`'s read side over a base map and the ids appended since."""
+
+    def __init__(self, base: IdMap, extra: IdMap) -> None:
+        self.base, self.extra = base, extra
+
+    def __len__(self) -> int:
+        return len(self.base) + len(self.extra)
+
+    def __contains__(self, external_id: object) -> bool:
+        return external_id in self.base or external_id in self.extra
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.concatenate([self.base.ids, self.extra.ids]) if len(self.extra) else self.base.ids
+
+    def index_of(self, external_id: str) -> int:
+        index = self.base.index_of(external_id)
+        if index >= 0:
+            return index
+        index = self.extra.index_of(external_id)
+        return len(self.base) + index if index >= 0 else -1
+
+    def lookup(self, external_ids: Sequence[str] | pd.Series | np.ndarray) -> np.ndarray:
+        found = self.base.lookup(external_ids)
+        missing = found < 0
+        if missing.any() and len(self.extra):
+            extra = self.extra.lookup(np.asarray(external_ids, dtype=object)[missing])
+            found[missing] = np.where(extra >= 0, len(self.base) + extra, -1)
+        return found
+
+    def extended(self, external_ids: pd.Series | np.ndarray) -> tuple[LayeredIds, np.ndarray]:
+        """A copy with the unseen ids appended, and every given id's index. ``self`` is left
+        as it was (requests may be reading it)."""
+        found = self.base.lookup(external_ids)
+        missing = found < 0
+        extra = self.extra
+        if missing.any():
+            extra = IdMap(self.extra.ids)
+            found[missing] = len(self.base) + extra.extend(
+                np.asarray(external_ids, dtype=object)[missing]
+            )
+        return LayeredIds(self.base, extra), found
+
+
+class OverlayMap(Mapping[str, np.ndarray]):
+    """A base mapping with some keys replaced or added (read-only)."""
+
+    def __init__(self, base: Mapping[str, np.ndarray], extra: Mapping[str, np.ndarray]) -> None:
+        self.base, self.extra = base, extra
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.extra[key] if key in self.extra else self.base[key]
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.extra
+        yield from (k for k in self.base if k not in self.extra)
+
+    def __len__(self) -> int:
+        return len(self.base) + sum(1 for k in self.extra if k not in self.base)
+
+
+class LayeredInteractions:
+    """:class:`InteractionMatrix`'s serving side (rows, column sums, latest garments) over a
+    base matrix and the entries added since, both anchored, times one decay factor."""
+
+    def __init__(
+        self,
+        base: InteractionMatrix,
+        added: sp.csr_matrix,
+        users: LayeredIds,
+        items: LayeredIds,
+        recent: Mapping[int, np.ndarray],
+        column_sums: np.ndarray,
+        scale: float,
+    ) -> None:
+        self.base, self.added = base, added
+        self.users, self.items = users, items
+        self._recent = recent
+        self._column_sums = column_sums
+        self.scale = scale
+
+    def column_sums(self) -> np.ndarray:
+        return self._column_sums
+
+    def user_entries(self, user_id: str) -> tuple[np.ndarray, np.ndarray]:
+        index = self.users.index_of(user_id)
+        if index < 0:
+            return _EMPTY_COLS, _EMPTY_VALUES
+        parts = [_row(m, index) for m in (self.base.matrix, self.added)]
+        parts = [p for p in parts if len(p[0])]
+        if not parts:
+            return _EMPTY_COLS, _EMPTY_VALUES
+        if len(parts) == 1:
+            cols, values = parts[0]
+        else:  # an entry in both: one column, summed
+            cols, inverse = np.unique(np.concatenate([parts[0][0], parts[1][0]]),
+                                      return_inverse=True)  # fmt: skip
+            values = np.bincount(inverse, np.concatenate([parts[0][1], parts[1][1]]))
+        return cols.astype(np.int32), (values * self.scale).astype(np.float32)
+
+    def user_row(self, user_id: str) -> sp.csr_matrix:
+        cols, values = self.user_entries(user_id)
+        return sp.csr_matrix(
+            (values, cols, np.array([0, len(cols)])), shape=(1, len(self.items)), dtype=np.float32
+        )
+
+    def recent_items(self, user_id: str) -> np.ndarray:
+        index = self.users.index_of(user_id)
+        if index < 0:
+            return _EMPTY_COLS
+        if index in self._recent:
+            return self._recent[index]
+        return self.base.recent_items(user_id) if index < len(self.base.users) else _EMPTY_COLS
+
+
+def _row(matrix: sp.csr_matrix, index: int) -> tuple[np.ndarray, np.ndarray]:
+    if index >= matrix.shape[0]:
+        return _EMPTY_COLS, _EMPTY_VALUES
+    span = slice(matrix.indptr[index], matrix.indptr[index + 1])
+    return matrix.indices[span], matrix.data[span].astype(np.float64)
+
+
+@dataclass(frozen=True)
+class LiveSnapshot:
+    """What one read of the log gives the rankers: consistent, and never changed after."""
+
+    interactions: LayeredInteractions
+    popularity: np.ndarray  # decayed strength per catalog position, at ``now_us``
+    excluded: Mapping[str, np.ndarray]
+    repurchase: RepurchaseStats
+    events: int  # events read in all
+    now_us: int
+
+
+class LiveLog:
+    """The running aggregates of an event log (see the module's docstring)."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        events: pd.DataFrame,
+        weights: Mapping[str, float],
+        half_life_days: float,
+        exclude_after: Sequence[str],
+        now_us: int,
+        users: IdMap | None = None,
+        items: IdMap | None = None,
+    ) -> None:
+        """A full build over ``events`` (storage order), decayed to ``now_us``; ``users`` and
+        ``items`` (a trained version's maps) keep their indexes, and are not changed."""
+        self.catalog = catalog
+        self.weights = dict(weights)
+        self.half_life_days = half_life_days
+        self.exclude_after = tuple(exclude_after)
+        self.late_events = 0
+        base = InteractionMatrix.build(
+            events, self.weights, half_life_days, now_us,
+            IdMap(users.ids if users is not None else ()),
+            IdMap(items.ids if items is not None else ()),
+        )  # fmt: skip
+        kept = events["type"].map(self.weights).fillna(0.0).to_numpy(dtype=np.float64) > 0
+        latest = _latest_by_row(base.users.lookup(events["user_id"]), events, kept, len(base.users))
+        positions = catalog.positions(events["garment_id"])
+        known = positions >= 0
+        popularity = np.bincount(
+            positions[known],
+            weights=anchored_strength(events, self.weights, half_life_days, now_us, now_us)[known],
+            minlength=len(catalog),
+        )
+        self._set_base(base, latest, popularity, now_us)
+        self.excluded_base: Mapping[str, np.ndarray] = excluded_by_user(
+            catalog, events, self.exclude_after
+        )
+        self.repurchase = RepurchaseStats.fit(catalog, events)
+        self.events = len(events)
+
+    def _set_base(
+        self, base: InteractionMatrix, latest: np.ndarray, popularity: np.ndarray, anchor_us: int
+    ) -> None:
+        self.base = base
+        self.anchor_us = self.read_us = anchor_us
+        self.latest_base = latest  # per base row: the newest kept event's time
+        self.base_column_sums = base.column_sums()
+        self.popularity = popularity  # per catalog position, anchored
+        self.users = LayeredIds(base.users, IdMap())
+        self.items = LayeredIds(base.items, IdMap())
+        self.added = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
+        self.recent: dict[int, np.ndarray] = {}
+        self.latest: dict[int, int] = {}
+        self.excluded_added: dict[str, np.ndarray] = {}
+
+    # -- reads -------------------------------------------------------------------------
+    def add(self, events: pd.DataFrame, now_us: int) -> None:
+        """Adds the events stored since the last read (storage order), read at ``now_us``."""
+        self.read_us = max(self.read_us, now_us)
+        if events.empty:
+            return
+        strength = anchored_strength(
+            events, self.weights, self.half_life_days, self.anchor_us, self.read_us
+        )
+        self.users, rows = self.users.extended(events["user_id"].to_numpy())
+        self.items, cols = self.items.extended(events["garment_id"].to_numpy())
+        keep = strength > 0  # the others give ids, never entries
+        added_rows, added_cols, added_values = self.added
+        self.added = (
+            np.concatenate([added_rows, rows[keep]]),
+            np.concatenate([added_cols, cols[keep]]),
+            np.concatenate([added_values, strength[keep]]),
+        )
+        positions = self.catalog.positions(events["garment_id"])
+        known = positions >= 0
+        self.popularity = self.popularity + np.bincount(
+            positions[known], weights=strength[known], minlength=len(self.catalog)
+        )
+        self._add_recent(rows[keep], cols[keep], events["occurred_at_us"].to_numpy()[keep])
+        self._add_excluded(events)
+        self.repurchase = self.repurchase.updated(self.catalog, events)
+        self.events += len(events)
+        if len(self.added[0]) >= max(COMPACT_MIN, self.base.matrix.nnz // 4):
+            self.compact()
+
+    def _add_recent(self, rows: np.ndarray, cols: np.ndarray, times: np.ndarray) -> None:
+        """Each user's latest garments: the new timeline appended to the kept one."""
+        rows_t, cols_t = timelines(rows, cols, times)
+        if not len(rows_t):
+            return
+        recent, latest = dict(self.recent), dict(self.latest)
+        distinct = np.unique(rows)
+        known = np.array([latest.get(r, self._base_latest(r)) for r in distinct.tolist()],
+                         dtype=np.int64)  # fmt: skip
+        self.late_events += int((times < known[np.searchsorted(distinct, rows)]).sum())
+        newest = pd.Series(times).groupby(rows).max()
+        for row, at in zip(newest.index.tolist(), newest.to_numpy().tolist(), strict=True):
+            latest[row] = max(at, latest.get(row, self._base_latest(row)))
+        starts = np.flatnonzero(np.r_[True, rows_t[1:] != rows_t[:-1]])
+        for start, end in zip(
+            starts.tolist(), np.r_[starts[1:], len(rows_t)].tolist(), strict=True
+        ):
+            row = int(rows_t[start])
+            kept = recent[row] if row in recent else self._base_recent(row)
+            new = cols_t[start:end]
+            if len(kept) and kept[-1] == new[0]:  # an immediate repeat: one entry
+                new = new[1:]
+            recent[row] = np.concatenate([kept, new]).astype(np.int32)[-RECENT_ITEMS:]
+        self.recent, self.latest = recent, latest
+
+    def _base_recent(self, row: int) -> np.ndarray:
+        if row >= len(self.base.users) or self.base.recent is None:
+            return _EMPTY_COLS
+        kept = self.base.recent[row]
+        return kept[kept >= 0]
+
+    def _base_latest(self, row: int) -> int:
+        return int(self.latest_base[row]) if row < len(self.latest_base) else np.iinfo(np.int64).min
+
+    def _add_excluded(self, events: pd.DataFrame) -> None:
+        fresh = excluded_by_user(self.catalog, events, self.exclude_after)
+        if not fresh:
+            return
+        added = dict(self.excluded_added)
+        for user, positions in fresh.items():
+            before = added.get(user, self.excluded_base.get(user))
+            added[user] = positions if before is None else np.union1d(before, positions)
+        self.excluded_added = added
+
+    # -- views -------------------------------------------------------------------------
+    def snapshot(self, now_us: int | None = None) -> LiveSnapshot:
+        """The rankers' inputs decayed to ``now_us`` (the last read's time by default)."""
+        now_us = self.read_us if now_us is None else now_us
+        scale = decay_factor(self.half_life_days, self.anchor_us, now_us)
+        rows, cols, values = self.added
+        shape = (len(self.users), len(self.items))
+        added = sp.csr_matrix((values, (rows, cols)), shape=shape, dtype=np.float64)
+        added.sum_duplicates()
+        sums = np.zeros(shape[1])
+        sums[: len(self.base_column_sums)] = self.base_column_sums
+        sums += np.bincount(cols, weights=values, minlength=shape[1])
+        interactions = LayeredInteractions(
+            self.base, added, self.users, self.items, self.recent, sums * scale, scale
+        )
+        excluded = OverlayMap(self.excluded_base, self.excluded_added) if self.excluded_added else (
+            self.excluded_base
+        )  # fmt: skip
+        return LiveSnapshot(interactions, self.popularity * scale, excluded, self.repurchase,
+                            self.events, now_us)  # fmt: skip
+
+    def compact(self) -> None:
+        """Merges the added entries into a new base anchored at the last read."""
+        view = self.snapshot(self.read_us)
+        matrix = view.interactions
+        n_users, n_items = len(self.users), len(self.items)
+        base = self.base.matrix
+        padded = sp.csr_matrix((base.data, base.indices, base.indptr),
+                               shape=(base.shape[0], n_items))  # fmt: skip
+        padded = sp.vstack([padded, sp.csr_matrix((n_users - base.shape[0], n_items))], "csr")
+        merged = ((padded.astype(np.float64) + matrix.added) * matrix.scale).astype(np.float32)
+        merged.sum_duplicates()
+        recent = np.full((n_users, RECENT_ITEMS), -1, dtype=np.int32)
+        if self.base.recent is not None:
+            recent[: len(self.base.recent)] = self.base.recent
+        for row, items in self.recent.items():
+            recent[row] = -1
+            recent[row, RECENT_ITEMS - len(items) :] = items
+        latest = np.full(n_users, np.iinfo(np.int64).min, dtype=np.int64)
+        latest[: len(self.latest_base)] = self.latest_base
+        for row, at in self.latest.items():
+            latest[row] = at
+        excluded = dict(self.excluded_base)
+        excluded.update(self.excluded_added)
+        users, items = IdMap(self.users.ids), IdMap(self.items.ids)
+        self._set_base(
+            InteractionMatrix(merged, users, items, recent), latest, view.popularity, self.read_us
+        )
+        self.excluded_base = excluded
+
+
+def _latest_by_row(
+    rows: np.ndarray, events: pd.DataFrame, kept: np.ndarray, n_rows: int
+) -> np.ndarray:
+    """Per user row, the time of their newest event that adds strength."""
+    latest = np.full(n_rows, np.iinfo(np.int64).min, dtype=np.int64)
+    keep = kept & (rows >= 0)
+    if keep.any():
+        times = events["occurred_at_us"].to_numpy()[keep]
+        by_row = pd.Series(times).groupby(rows[keep]).max()
+        latest[by_row.index.to_numpy()] = by_row.to_numpy()
+    return latest
