@@ -23,7 +23,7 @@ COPY cli ./cli
 COPY tools/protogen.py ./tools/protogen.py
 # CPU torch first (a GPU image swaps in the CUDA build and the `gpu` extra).
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0" \
-    && pip install --no-cache-dir -c constraints.txt ".[cpu]" \
+    && pip install --no-cache-dir -c constraints.txt ".[cpu,s3]" \
     && python tools/protogen.py --check
 
 FROM python:3.11-slim

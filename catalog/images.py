@@ -9,6 +9,10 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from drape.services.runtime.storage import ObjectStorage
 
 SCHEME = "drape-images://"
 EXTENSIONS = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp"}
@@ -17,10 +21,12 @@ _RELATIVE = re.compile(r"sha256/([0-9a-f]{2})/\1[0-9a-f]{62}\.(jpg|png|webp)")
 
 
 class ImageStore:
-    """Content-addressed image files: ``sha256/ab/<hash><ext>``, written once, atomically."""
+    """Content-addressed image files: ``sha256/ab/<hash><ext>``, written once, atomically.
+    With object storage, new images are pushed to it and missing ones fetched from it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, remote: ObjectStorage | None = None) -> None:
         self.root = root
+        self.remote = remote
 
     @staticmethod
     def holds(uri: str) -> bool:
@@ -38,6 +44,8 @@ class ImageStore:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
             os.replace(tmp, path)
+            if self.remote is not None:
+                self.remote.push_image(path, relative)
         return digest, SCHEME + relative
 
     def path(self, uri: str) -> Path:
@@ -49,4 +57,7 @@ class ImageStore:
 
     def read(self, uri: str) -> bytes:
         """The stored bytes of ``uri``."""
-        return self.path(uri).read_bytes()
+        path = self.path(uri)
+        if self.remote is not None and not path.exists():
+            self.remote.pull_image(uri.removeprefix(SCHEME), path)
+        return path.read_bytes()

@@ -33,6 +33,7 @@ from drape.recsys.catalog import COLUMNS, Catalog
 from drape.recsys.index import EmbeddingIndex
 from drape.services.runtime.config import DrapeConfig
 from drape.services.runtime.images import image_limits
+from drape.services.runtime.storage import ObjectStorage
 
 MANIFEST = "ingest.json"
 ALIASES = {"id": "garment_id", "color": "colour", "image_path": "image", "image_file": "image"}
@@ -175,7 +176,10 @@ def ingest(
     frame = read_feed(feed)
     report = IngestReport(rows=len(frame), model_version=model_version)
     limits = image_limits(config.features)
-    store = ImageStore(config.images_path())
+    remote = ObjectStorage.from_config(config)
+    if remote is not None:  # what an earlier ingest published, as the services see it
+        remote.pull_catalog(force=True, embeddings=True)
+    store = ImageStore(config.images_path(), remote)
     previous = _previous_embeddings(config.embeddings_path(), model_version)
     seen: set[str] = set()
     pending: list[_Pending] = []
@@ -236,6 +240,8 @@ def ingest(
     }
     _publish_index(config.embeddings_path(), EmbeddingIndex.build(ids, matrix), manifest)
     catalog.save(config.catalog_path())
+    if remote is not None:
+        remote.push_catalog()
     return report
 
 

@@ -44,6 +44,7 @@ COMMAND_MODULES = (
     "health",
     "keys",
     "tls",
+    "storage",
 )
 # Commands that run until stopped: SIGTERM stops them like Ctrl-C.
 _INTERRUPTIBLE = ("up", "demo", "bench", "eval")

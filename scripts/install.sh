@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 TORCH_VERSION=${TORCH_VERSION:-2.13.0}
-EXTRAS=${DRAPE_EXTRAS:-cpu,eval,dev}
+EXTRAS=${DRAPE_EXTRAS:-cpu,s3,eval,dev}
 
 apt_packages=()
 command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \

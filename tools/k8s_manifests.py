@@ -289,6 +289,13 @@ FEED = "/var/lib/drape/feeds/catalog.csv"
 FEED_IMAGES = "/var/lib/drape/feeds/images"
 
 
+def _job_command(job: str) -> list[str]:
+    if job == "drape-ingest":
+        return ["drape", "ingest", FEED, "--images", FEED_IMAGES,
+                "--features", f"features:{grpc_port('features')}"]  # fmt: skip
+    return ["drape", "train", "recsys"]
+
+
 def job_manifests() -> list[dict]:
     """The batch side: ingest (on demand: a suspended CronJob is its template,
     ``kubectl create job --from=cronjob/drape-ingest``) embeds a feed through the features
@@ -316,12 +323,10 @@ def job_manifests() -> list[dict]:
             },
         }  # fmt: skip
 
-    features = f"features:{grpc_port('features')}"
     return [
-        cron("drape-ingest", "0 0 1 1 *", ["drape", "ingest", FEED, "--images", FEED_IMAGES,
-                                           "--features", features],
+        cron("drape-ingest", "0 0 1 1 *", _job_command("drape-ingest"),
              {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}, suspend=True),
-        cron("drape-train-recsys", "30 2 * * *", ["drape", "train", "recsys"],
+        cron("drape-train-recsys", "30 2 * * *", _job_command("drape-train-recsys"),
              {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "12Gi"}}, suspend=False,
              event_store=True),
     ]  # fmt: skip
@@ -619,6 +624,78 @@ def tls_patches() -> list[dict]:
     return patches
 
 
+OBJECT_STORAGE = BASE.parent / "overlays" / "object-storage"
+OBJECT_STORAGE_HEADER = """\
+# Object storage instead of the ReadWriteMany volume (which most managed clusters lack): the
+# catalog, its embeddings, the garment images and the trained versions live in a bucket, and
+# every pod's data folder is an emptyDir cache of it (see docs/deployment.md).
+#   1. Set the bucket: DRAPE_STORAGE__URL in patches.yaml (s3://BUCKET/PREFIX, gs://...).
+#   2. Credentials: the pods' workload identity (IRSA, GKE Workload Identity), or an AWS
+#      credentials file in the Secret drape-object-storage (optional):
+#        kubectl -n drape create secret generic drape-object-storage --from-file=credentials
+#   3. Put catalog feeds under <bucket>/feeds/ for the ingest job; move an existing data folder
+#      once with `drape storage push`.
+# The services that start from the catalog or a trained version pull them in an init
+# container (`drape storage pull`) and then at every refresh; HTTPS egress is opened for the
+# pods that reach the bucket (narrow it to your storage endpoint's addresses).
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+"""
+# Where the bucket URL goes (the platform sets its own), and the Secret with credentials.
+STORAGE_URL = "s3://drape-data/drape"
+STORAGE_SECRET = {"name": "drape-object-storage", "key": "credentials"}
+# Workloads that read or write the shared data, and so reach the bucket; the services among
+# them pull before they start.
+STORAGE_SERVICES = ("recommend", "features", "tryon")
+STORAGE_JOBS = ("drape-ingest", "drape-train-recsys")
+
+
+def object_storage_patches() -> list[dict]:
+    """The data volume an emptyDir everywhere (the claim deleted); the storage settings,
+    credentials and a pull before start where the shared data is read."""
+    folder = f"{SECRETS_DIR}/object-storage"
+    env = [{"name": "DRAPE_STORAGE__URL", "value": STORAGE_URL},
+           {"name": "AWS_SHARED_CREDENTIALS_FILE", "value": f"{folder}/{STORAGE_SECRET['key']}"}]  # fmt: skip
+    mount = {"name": "object-storage", "mountPath": folder, "readOnly": True}
+    secret = {"name": "object-storage", "secret": {
+        "secretName": STORAGE_SECRET["name"], "optional": True, "defaultMode": 0o440,
+        "items": [{"key": STORAGE_SECRET["key"], "path": STORAGE_SECRET["key"]}]}}  # fmt: skip
+    cache = {"name": "data", "emptyDir": {}, "persistentVolumeClaim": None}
+    patches: list[dict] = []
+
+    def pull(*flags: str) -> dict:
+        resources = {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+        container = _container("storage-pull", ["drape", "storage", "pull", *flags], [], resources)
+        del container["ports"]
+        container["env"] += env
+        container["volumeMounts"].append(mount)
+        return container
+
+    for name in (*SERVICE_NAMES, MODEL_SERVER.name):
+        pod: dict = {"volumes": [cache]}
+        if name in STORAGE_SERVICES:
+            pod = {"volumes": [cache, secret], "initContainers": [pull()],
+                   "containers": [{"name": name, "env": env, "volumeMounts": [mount]}]}  # fmt: skip
+        patches.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+                        "spec": {"template": {"spec": pod}}})  # fmt: skip
+    for job in STORAGE_JOBS:
+        pod = {
+            "volumes": [cache, secret],
+            "containers": [{"name": job, "env": env, "volumeMounts": [mount]}],
+        }
+        if job == "drape-ingest":  # its feed comes from the bucket's feeds/
+            pod["initContainers"] = [pull("--feeds")]
+        patches.append({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": job},
+                        "spec": {"jobTemplate": {"spec": {"template": {"spec": pod}}}}})  # fmt: skip
+    return patches
+
+
+def object_storage_egress() -> dict:
+    pods = _pods(*STORAGE_SERVICES, *STORAGE_JOBS)["podSelector"]
+    return _policy("object-storage-egress", pods,
+                   egress=[{"ports": [{"protocol": "TCP", "port": 443}]}])  # fmt: skip
+
+
 GPU = BASE.parent / "overlays" / "gpu"
 GPU_HEADER = """\
 # GPU Triton: NVIDIA's Triton container serves the repository that `drape export models`
@@ -637,6 +714,12 @@ def rendered() -> dict[Path, str]:
     files[GPU / "triton-gpu.yaml"] = [gpu_triton_patch()]
     files[TLS / "certificates.yaml"] = tls_resources()
     files[TLS / "patches.yaml"] = tls_patches()
+    files[OBJECT_STORAGE / "patches.yaml"] = object_storage_patches()
+    files[OBJECT_STORAGE / "egress.yaml"] = [object_storage_egress()]
+    # In a file of its own: kustomize cannot take a deletion among other patches.
+    files[OBJECT_STORAGE / "no-volume-claim.yaml"] = [{
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "drape-data"},
+        "$patch": "delete"}]  # fmt: skip
     header = "# Generated by tools/k8s_manifests.py: edit the table there, not this file.\n"
     texts = {
         path: header + yaml.safe_dump_all(docs, sort_keys=False) for path, docs in files.items()
@@ -647,6 +730,11 @@ def rendered() -> dict[Path, str]:
     texts[BASE / "kustomization.yaml"] = _kustomization(BASE_KUSTOMIZATION, resources)
     texts[GPU / "kustomization.yaml"] = _kustomization(GPU_HEADER, ["../../base"],
                                                        patches=[{"path": "triton-gpu.yaml"}])  # fmt: skip
+    texts[OBJECT_STORAGE / "kustomization.yaml"] = _kustomization(
+        OBJECT_STORAGE_HEADER,
+        ["../../base", "egress.yaml"],
+        patches=[{"path": "no-volume-claim.yaml"}, {"path": "patches.yaml"}],
+    )
     texts[TLS / "kustomization.yaml"] = TLS_COMPONENT + yaml.safe_dump(
         {"resources": ["certificates.yaml"], "patches": [{"path": "patches.yaml"}]}, sort_keys=False
     )

@@ -24,9 +24,13 @@ def catalog_images(config: DrapeConfig) -> tuple[list[np.ndarray], list[str], li
     from drape.catalog.images import ImageStore
     from drape.models.images import decode_image
     from drape.recsys.catalog import Catalog
+    from drape.services.runtime.storage import ObjectStorage
 
+    remote = ObjectStorage.from_config(config)
+    if remote is not None:
+        remote.pull_catalog(force=True)
     catalog = Catalog.load(config.catalog_path())
-    store = ImageStore(config.images_path())
+    store = ImageStore(config.images_path(), remote)
     images, labels, ids = [], [], []
     for position in range(len(catalog)):
         row = catalog.row(position)

@@ -35,10 +35,14 @@ def train_recsys(
     from drape.recsys.index import EmbeddingIndex
     from drape.recsys.training import TrainSettings, train
     from drape.services.events.store import INTERACTION_COLUMNS, open_event_store
+    from drape.services.runtime.storage import ObjectStorage
 
     als = als or ALSParams()
     say = (lambda message: None) if quiet else print
     started = time.perf_counter()
+    remote = ObjectStorage.from_config(config)
+    if remote is not None:
+        remote.pull_catalog(force=True, embeddings=True)
     catalog = Catalog.load(config.catalog_path())
     if events_file is not None:
         events = events_file.frame
@@ -83,6 +87,9 @@ def train_recsys(
     )
     artifacts, report = train(events, catalog, embeddings, settings, progress=say)
     path = recsys_artifacts.save(config.recsys_artifacts(), artifacts)
+    if remote is not None:
+        remote.push_version(report.version)
+        say(f"pushed {report.version} to {remote.url}")
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in report.seconds.items())
     say(f"trained {report.version}: {report.users:,} users x {report.items:,} garments ({stages})")
     say(f"blend weights: {artifacts.params.weights}")

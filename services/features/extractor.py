@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -67,11 +68,13 @@ class FeatureExtractor:
         analyzers: int = 2,
         embeddings_dir: Path | None = None,
         history_half_life: float = 5.0,
+        sync: Callable[[], object] | None = None,
     ) -> None:
         self.encoder = encoder
         self.limits = limits
         self.history_half_life = history_half_life
         self.embeddings_dir = embeddings_dir
+        self._sync = sync  # brings embeddings published elsewhere (object storage) here
         self._analyzers = AnalyzerPool(analyzers)
         self._index: EmbeddingIndex | None = None
         self._index_stamp: float | None = None
@@ -118,6 +121,11 @@ class FeatureExtractor:
         """The garment embeddings written by `drape ingest`, reloaded when they change."""
         if self.embeddings_dir is None:
             return None
+        if self._sync is not None:
+            try:
+                self._sync()
+            except Exception as exc:  # the index in hand stays in use
+                log.warning("embeddings not refreshed: %s", exc)
         meta = self.embeddings_dir / "index.json"
         try:
             stamp = meta.stat().st_mtime

@@ -4,7 +4,7 @@ Triton or in-process) and MediaPipe person analysis. API: protos/drape/v1/featur
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 import numpy as np
@@ -22,6 +22,7 @@ from drape.services.runtime.errors import (
     Unavailable,
 )
 from drape.services.runtime.images import decode_field, image_limits
+from drape.services.runtime.storage import ObjectStorage
 from drape.v1 import common_pb2, features_pb2, features_pb2_grpc
 
 STATUS = {
@@ -206,6 +207,13 @@ class FeaturesServicer(features_pb2_grpc.FeaturesServiceServicer):
         )
 
 
+def _embeddings_sync(config: DrapeConfig) -> Callable[[], object] | None:
+    """With object storage: fetch a newly ingested catalog's embeddings (checked every few
+    seconds at most)."""
+    remote = ObjectStorage.from_config(config)
+    return None if remote is None else (lambda: remote.pull_catalog(embeddings=True))
+
+
 def build(config: DrapeConfig) -> ServiceSpec:
     cfg = config.features
     extractor = FeatureExtractor(
@@ -214,6 +222,7 @@ def build(config: DrapeConfig) -> ServiceSpec:
         analyzers=cfg.analyzers,
         embeddings_dir=config.embeddings_path(),
         history_half_life=cfg.history_half_life,
+        sync=_embeddings_sync(config),
     )
     registry = CollectorRegistry()
     servicer = FeaturesServicer(extractor, cfg.batch_size, registry)

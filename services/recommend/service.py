@@ -25,6 +25,7 @@ from drape.services.runtime import (
     ServiceSpec,
 )
 from drape.services.runtime.experiments import watch_experiments
+from drape.services.runtime.storage import ObjectStorage
 from drape.v1 import common_pb2, recommend_pb2, recommend_pb2_grpc
 
 CHANNELS = {
@@ -186,7 +187,7 @@ def build(config: DrapeConfig) -> ServiceSpec:
 
     registry = CollectorRegistry()
     state = RecommendState(config.catalog_path(), store, cfg, config.recsys_artifacts(),
-                           registry=registry)  # fmt: skip
+                           registry=registry, storage=ObjectStorage.from_config(config))  # fmt: skip
     servicer = RecommendServicer(state, watch_experiments(config, registry), cfg.max_k, registry)
     state.start()
 

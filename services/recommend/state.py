@@ -31,6 +31,7 @@ from drape.recsys.ranking import Ranked, RankRequest
 from drape.services.events.store import EventStore, Watermark
 from drape.services.runtime import FailedPrecondition
 from drape.services.runtime.config import RecommendConfig
+from drape.services.runtime.storage import ObjectStorage
 
 log = logging.getLogger("drape.recommend")
 
@@ -89,11 +90,13 @@ class RecommendState:
         artifacts_root: Path,
         clock: Callable[[], float] = time.time,
         registry: CollectorRegistry | None = None,
+        storage: ObjectStorage | None = None,
     ) -> None:
         self.catalog_path = Path(catalog_path)
         self.artifacts_root = Path(artifacts_root)
         self.store = store
         self.config = config
+        self.storage = storage  # where the catalog and trained versions are pulled from
         self._clock = clock
         self._current: ModelSet | None = None
         self._catalog: tuple[tuple[int, int], Catalog] | None = None
@@ -210,6 +213,9 @@ class RecommendState:
     def refresh(self) -> bool:
         """Brings the models up to date with the catalog, the event store and the artifacts."""
         try:
+            if self.storage is not None:
+                self.storage.pull_catalog()
+                self.storage.pull_current()
             catalog = self._load_catalog()
             trained = self._load_artifacts()
             now_us = int(self._clock() * 1_000_000)

@@ -145,6 +145,26 @@ class EventsConfig(_Strict):
     """How far in the future (client clock skew) an event's time may be."""
 
 
+class StorageConfig(_Strict):
+    url: str = ""
+    """Object storage the pods share instead of a volume: s3://bucket/prefix, gs://..., or
+    any fsspec URL (see docs/architecture.md). Empty = the data folder is the only copy.
+    Credentials come from the environment (AWS_ACCESS_KEY_ID, ...), never from here."""
+    endpoint_url: str = ""
+    """An S3-compatible server other than AWS (MinIO, Ceph, ...): its http(s) URL."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Further options for the fsspec filesystem (for example {"anon": false})."""
+    check_every_s: float = Field(10.0, gt=0)
+    """How often, at most, a service checks the storage for a new catalog."""
+
+    @field_validator("url")
+    @classmethod
+    def _a_url(cls, value: str) -> str:
+        if value and "://" not in value:
+            raise ValueError(f"{value!r} is not a URL: use s3://bucket/prefix, gs://... or file://")
+        return value
+
+
 class EventWeights(_Strict):
     """Confidence an interaction of each type adds (implicit feedback)."""
 
@@ -390,6 +410,7 @@ class DrapeConfig(_Strict):
     tryon: TryOnConfig = Field(default_factory=TryOnConfig)
     splice: SpliceConfig = Field(default_factory=SpliceConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
     @field_validator("data_dir")
     @classmethod

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -50,7 +51,10 @@ from drape.services.runtime.errors import (
     Unavailable,
 )
 from drape.services.runtime.images import decode_field, image_limits
+from drape.services.runtime.storage import ObjectStorage, StorageError
 from drape.v1 import common_pb2, tryon_pb2, tryon_pb2_grpc
+
+log = logging.getLogger("drape.tryon")
 
 
 class GarmentSource:
@@ -59,6 +63,15 @@ class GarmentSource:
     def __init__(self, catalog_path: Path, images: ImageStore, limits: ImageLimits) -> None:
         self.catalog_path, self.images, self.limits = catalog_path, images, limits
         self._catalog: tuple[float, Catalog] | None = None
+
+    def _sync(self) -> None:
+        """With object storage, a catalog published since (checked every few seconds)."""
+        if self.images.remote is None:
+            return
+        try:
+            self.images.remote.pull_catalog()
+        except StorageError as exc:  # the catalog in hand stays in use
+            log.warning("catalog not refreshed from object storage", extra={"error": str(exc)})
 
     def image(self, garment_id: str) -> np.ndarray:
         catalog = self._load()
@@ -73,6 +86,7 @@ class GarmentSource:
         return decode_image(self.images.read(uri)).pixels
 
     def _load(self) -> Catalog:
+        self._sync()
         try:
             stamp = self.catalog_path.stat().st_mtime
         except FileNotFoundError:
@@ -214,6 +228,7 @@ def build(config: DrapeConfig) -> ServiceSpec:
     with safe_open(str(checkpoint), framework="pt") as handle:
         spec = json.loads(handle.metadata()["spec"])
     limits = image_limits(cfg)
+    remote = ObjectStorage.from_config(config)
     runner = TritonTryOn(cfg.triton_url, timeout_s=cfg.triton_timeout_s, tls=cfg.server.tls)
     analyzers = AnalyzerPool(cfg.analyzers)
     registry = CollectorRegistry()
@@ -221,7 +236,8 @@ def build(config: DrapeConfig) -> ServiceSpec:
                         cfg.analysis_ttl_s, _analysed_bytes, registry).start_sweeper()  # fmt: skip
     servicer = TryOnServicer(
         runner, spec["height"], spec["width"], f"tryon_gan-{sha256_of(checkpoint)[:12]}", analyzers,
-        GarmentSource(config.catalog_path(), ImageStore(config.images_path()), limits), limits,
+        GarmentSource(config.catalog_path(), ImageStore(config.images_path(), remote), limits),
+        limits,
         registry,
         analyses,
     )  # fmt: skip

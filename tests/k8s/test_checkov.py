@@ -36,6 +36,7 @@ def _checkov(folder: Path, framework: str) -> dict:
         "k8s/overlays/monitoring",
         "k8s/overlays/tls",
         "k8s/overlays/gpu-tls",
+        "k8s/overlays/object-storage",
     ],
 )
 def test_no_failed_check_on_a_rendered_tree(overlay: str, tmp_path: Path):

@@ -37,6 +37,7 @@ OVERLAYS = [
     "k8s/overlays/monitoring",
     "k8s/overlays/tls",
     "k8s/overlays/gpu-tls",
+    "k8s/overlays/object-storage",
 ]
 # The CLI commands that open the event store (the services say so in their table).
 STORE_COMMANDS = {("train", "recsys"), ("report", "experiment")}
@@ -252,7 +253,7 @@ def test_every_container_is_configured_as_its_pod_would_load_it(overlay: str, tm
 
 # The config sections each job's command reads (a service reads its own).
 JOB_SECTIONS = {("ingest",): {"features"}, ("train", "recsys"): {"recommend"},
-                ("export", "models"): {"features", "tryon", "triton"}}  # fmt: skip
+                ("export", "models"): {"features", "tryon", "triton"}, ("storage",): set()}  # fmt: skip
 
 
 def _sections(command: list[str]) -> set[str]:
@@ -320,3 +321,29 @@ def test_gpu_triton_loads_exactly_the_models_the_services_call():
         return next(m["name"] for m in container["volumeMounts"] if m["mountPath"] == repository)
 
     assert volume(export) == volume(server)
+
+
+def test_the_object_storage_overlay_needs_no_shared_volume(tmp_path: Path):
+    """No claim and no claimed volume anywhere; every pod that reads or writes the shared data
+    is configured with the bucket, and the services pull before they start."""
+    from tools.k8s_manifests import STORAGE_JOBS, STORAGE_SERVICES, STORAGE_URL
+
+    docs = _render("k8s/overlays/object-storage")
+    assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
+    containers = _containers(docs)
+    for container in containers:
+        volumes = {v["name"]: v for v in container.pod["volumes"]}
+        assert "persistentVolumeClaim" not in volumes["data"], container.where
+    users = {f"Deployment/{n}" for n in STORAGE_SERVICES} | {f"CronJob/{n}" for n in STORAGE_JOBS}
+    pulled = set()
+    for container in containers:
+        if container.workload not in users or container.drape_command is None:
+            continue
+        config, _ = _load(container, docs, tmp_path / container.where.replace("/", "-"))
+        assert config.storage.url == STORAGE_URL, container.where
+        if container.drape_command[:2] == ["storage", "pull"]:
+            pulled.add(container.workload)
+    assert pulled == {f"Deployment/{n}" for n in STORAGE_SERVICES} | {"CronJob/drape-ingest"}
+    egress = next(d for d in docs if d["metadata"]["name"] == "object-storage-egress")
+    selected = egress["spec"]["podSelector"]["matchExpressions"][0]["values"]
+    assert sorted(selected) == sorted([*STORAGE_SERVICES, *STORAGE_JOBS])

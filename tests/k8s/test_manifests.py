@@ -37,7 +37,14 @@ def test_generated_manifests_are_fresh():
 
 
 @pytest.mark.parametrize(
-    "overlay", ["k8s/base", "k8s/overlays/gpu", "k8s/overlays/tls", "k8s/overlays/gpu-tls"]
+    "overlay",
+    [
+        "k8s/base",
+        "k8s/overlays/gpu",
+        "k8s/overlays/tls",
+        "k8s/overlays/gpu-tls",
+        "k8s/overlays/object-storage",
+    ],
 )
 def test_manifests_are_valid_kubernetes(overlay: str):
     import kubernetes_validate
