@@ -45,6 +45,7 @@ COMMAND_MODULES = (
     "keys",
     "tls",
     "storage",
+    "events",
 )
 # Commands that run until stopped: SIGTERM stops them like Ctrl-C.
 _INTERRUPTIBLE = ("up", "demo", "bench", "eval")

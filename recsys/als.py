@@ -132,6 +132,10 @@ class ALSModel:
     def load(cls, directory: Path) -> ALSModel:
         directory = Path(directory)
         params = ALSParams(**json.loads((directory / "als.json").read_text()))
+        # Mapped, not read: the workers of a pod (and the pods of a node) share one copy of
+        # the factors in the page cache instead of holding one each.
         return cls(
-            np.load(directory / "user_factors.npy"), np.load(directory / "item_factors.npy"), params
+            np.load(directory / "user_factors.npy", mmap_mode="r"),
+            np.load(directory / "item_factors.npy", mmap_mode="r"),
+            params,
         )

@@ -127,14 +127,22 @@ class SequentialRules:
     def save(self, directory: Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        sp.save_npz(directory / "rules.npz", self.rules, compressed=False)
+        for part in ("data", "indices", "indptr"):
+            np.save(directory / f"rules.{part}.npy", getattr(self.rules, part))
+        np.save(directory / "rules.shape.npy", np.asarray(self.rules.shape))
         (directory / "sequential.json").write_text(json.dumps(asdict(self.params)))
 
     @classmethod
     def load(cls, directory: Path) -> SequentialRules:
         directory = Path(directory)
         params = SequentialParams(**json.loads((directory / "sequential.json").read_text()))
-        return cls(sp.load_npz(directory / "rules.npz").tocsr(), params)
+        if (directory / "rules.npz").exists():  # versions trained before the rules were mapped
+            return cls(sp.load_npz(directory / "rules.npz").tocsr(), params)
+        # Mapped, as the ALS factors are: one copy in the page cache for every worker.
+        data, indices, indptr = (np.load(directory / f"rules.{part}.npy", mmap_mode="r")
+                                 for part in ("data", "indices", "indptr"))  # fmt: skip
+        shape = tuple(int(n) for n in np.load(directory / "rules.shape.npy"))
+        return cls(sp.csr_matrix((data, indices, indptr), shape=shape, copy=False), params)
 
 
 def _strongest_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:

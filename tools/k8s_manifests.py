@@ -293,6 +293,8 @@ def _job_command(job: str) -> list[str]:
     if job == "drape-ingest":
         return ["drape", "ingest", FEED, "--images", FEED_IMAGES,
                 "--features", f"features:{grpc_port('features')}"]  # fmt: skip
+    if job == "drape-compact-events":
+        return ["drape", "events", "compact"]
     return ["drape", "train", "recsys"]
 
 
@@ -328,6 +330,10 @@ def job_manifests() -> list[dict]:
              {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}, suspend=True),
         cron("drape-train-recsys", "30 2 * * *", _job_command("drape-train-recsys"),
              {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "12Gi"}}, suspend=False,
+             event_store=True),
+        # Retention: events older than ten half-lives archived to Parquet, kept as aggregates.
+        cron("drape-compact-events", "15 3 * * 0", _job_command("drape-compact-events"),
+             {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "4Gi"}}, suspend=False,
              event_store=True),
     ]  # fmt: skip
 
@@ -402,7 +408,7 @@ def config_map() -> str:
 
 # The jobs' callees (the services' own are in the service table).
 JOB_CALLS = {"drape-ingest": ("features",)}
-JOB_EVENT_STORE = ("drape-train-recsys",)
+JOB_EVENT_STORE = ("drape-train-recsys", "drape-compact-events")
 POSTGRES_PORT = 5432
 # Prometheus runs in this namespace (the monitoring overlay's PodMonitor is read from it).
 MONITORING_NAMESPACE = "monitoring"
@@ -647,7 +653,7 @@ STORAGE_SECRET = {"name": "drape-object-storage", "key": "credentials"}
 # Workloads that read or write the shared data, and so reach the bucket; the services among
 # them pull before they start.
 STORAGE_SERVICES = ("recommend", "features", "tryon")
-STORAGE_JOBS = ("drape-ingest", "drape-train-recsys")
+STORAGE_JOBS = ("drape-ingest", "drape-train-recsys", "drape-compact-events")
 
 
 def object_storage_patches() -> list[dict]:

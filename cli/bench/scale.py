@@ -9,7 +9,8 @@ time order) in a fresh event store and measures:
 - the recommend state in a process of its own: the full read at start (time, memory), then
   refreshes that each find ``--new-events`` new events (time of each, memory after);
 - the recommend service (its configured workers): time from start to serving, resident
-  memory per process and for the pod, and Recommend latency with 8 concurrent clients.
+  memory per worker, the pod's memory (proportional: pages its processes share, like the
+  mapped trained factors, count once), and Recommend latency with 8 concurrent clients.
 """
 
 from __future__ import annotations
@@ -103,6 +104,14 @@ def _rss_mb(pid: int | str = "self") -> float:
     return int(line.split()[1]) / 1024
 
 
+def _pss_mb(pid: int) -> float:
+    """Proportional resident memory: pages shared with other processes (the mapped trained
+    factors) count in part, so the sum over a pod's processes is what the pod uses."""
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        line = next(line for line in rollup if line.startswith("Pss:"))
+    return int(line.split()[1]) / 1024
+
+
 def _train(config: Any, tune: bool, out: Any) -> None:
     from drape.cli.train.recsys import train_recsys
 
@@ -178,10 +187,11 @@ def _serve(config: Any, users: list[str], seconds: float) -> dict[str, Any]:
         address, pid = stack.address("recommend"), stack.process("recommend").pid
         _grpc_load(address, users, 2, 2.0)  # warm-up
         load = _grpc_load(address, users, 8, seconds, pid)
-        workers = [_rss_mb(child) for child in _children(pid)]
-        supervisor = _rss_mb(pid)
-    return {"stack_start_s": serving_s, "worker_mb": max(workers, default=float("nan")),
-            "pod_mb": supervisor + sum(workers), "workers": len(workers),
+        workers = _children(pid)
+        worker_rss = max((_rss_mb(w) for w in workers), default=float("nan"))
+        pod = sum(_pss_mb(p) for p in (pid, *workers))
+    return {"stack_start_s": serving_s, "worker_rss_mb": worker_rss, "pod_pss_mb": pod,
+            "workers": len(workers),
             "qps_8": load["qps"], "p99_8_ms": load["p99_ms"], "errors": load["errors"]}  # fmt: skip
 
 
@@ -225,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
         print(format_table([row], list(row)), flush=True)
     columns = ["events", "users", "train_s", "train_peak_mb", "full_read_s", "state_mb",
                "refresh_median_ms", "refresh_max_ms", "state_after_mb", "stack_start_s",
-               "worker_mb", "pod_mb", "p99_8_ms", "qps_8", "errors"]  # fmt: skip
+               "worker_rss_mb", "pod_pss_mb", "p99_8_ms", "qps_8", "errors"]  # fmt: skip
     print(f"scale: {args.garments:,} garments, one shopper per {args.events_per_user} events, "
           f"refreshes after {args.new_events:,} new events each (SQLite)")  # fmt: skip
     print(format_table(rows, columns))

@@ -19,13 +19,23 @@ import contextlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
+
+from drape.services.events.retention import (
+    AGGREGATE_COLUMNS,
+    AGGREGATE_SCHEMA,
+    Archive,
+    Compaction,
+    aggregate,
+    merge,
+    with_aggregates,
+)
 
 # What training and ranking read: a quarter of the columns, a fraction of the time.
 INTERACTION_COLUMNS = ("event_id", "type", "user_id", "garment_id", "occurred_at_us")
@@ -93,6 +103,7 @@ _EXPOSURE_SCHEMA = (
     served_at_us      BIGINT NOT NULL,
     PRIMARY KEY (recommendation_id, rank)
 )""",
+    AGGREGATE_SCHEMA,
     """CREATE TABLE IF NOT EXISTS experiment_definitions (
     experiment        TEXT NOT NULL,
     version           TEXT NOT NULL,
@@ -199,6 +210,13 @@ class EventStore(Protocol):
 
     def count(self) -> int: ...
 
+    def compact(
+        self, before_us: int, half_life_days: float, archive: Archive | None = None
+    ) -> Compaction:
+        """Turns the events that occurred before ``before_us`` into aggregates (see
+        :mod:`drape.services.events.retention`), archiving them first when given where."""
+        ...
+
     def append_exposures(self, exposures: Sequence[StoredExposure]) -> list[bool]:
         """Stores exposures atomically and durably; True per exposure newly stored."""
         ...
@@ -240,10 +258,13 @@ def _flags(
 READ_CHUNK_ROWS = 50_000
 
 
-def _frame_in_chunks(cursor: Any, columns: Sequence[str]) -> pd.DataFrame:
-    parts = []
+def _chunks(cursor: Any, columns: Sequence[str]) -> Iterator[pd.DataFrame]:
     while rows := cursor.fetchmany(READ_CHUNK_ROWS):
-        parts.append(_typed_frame(rows, columns))
+        yield _typed_frame(rows, columns)
+
+
+def _frame_in_chunks(cursor: Any, columns: Sequence[str]) -> pd.DataFrame:
+    parts = list(_chunks(cursor, columns))
     if not parts:
         return _typed_frame([], columns)
     return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
@@ -276,6 +297,50 @@ class _Reads:
     """What both stores read the same way, through their ``query``."""
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        raise NotImplementedError
+
+    def read_aggregates(self) -> pd.DataFrame:
+        """The compacted events' aggregates (:data:`AGGREGATE_COLUMNS`)."""
+        rows = self.query(f"SELECT {', '.join(AGGREGATE_COLUMNS)} FROM event_aggregates")
+        frame = pd.DataFrame(rows, columns=list(AGGREGATE_COLUMNS))
+        return frame.astype({"events": "int64", "strength": "float64", "last_us": "int64",
+                             "half_life_days": "float64"})  # fmt: skip
+
+    def _full(self, events: pd.DataFrame) -> pd.DataFrame:
+        """A read of the whole log: the events and, when there are any, the aggregates of
+        compacted ones (with a ``strength`` column)."""
+        if "user_id" not in events.columns or "garment_id" not in events.columns:
+            return events
+        return with_aggregates(events, self.read_aggregates())
+
+    def compact(
+        self, before_us: int, half_life_days: float, archive: Archive | None = None
+    ) -> Compaction:
+        with self._old_events(before_us) as (bound, chunks):
+            read = [0]
+
+            def kept(chunk: pd.DataFrame) -> pd.DataFrame:
+                read[0] += len(chunk)
+                if archive is not None:
+                    archive.write(chunk)
+                return chunk
+
+            new = aggregate((kept(c) for c in chunks), half_life_days)
+        where = archive.close() if archive is not None else None
+        if not read[0]:
+            return Compaction(before_us, 0, len(self.read_aggregates()), where)
+        merged = merge(self.read_aggregates(), new, half_life_days)
+        self._replace_old(before_us, bound, merged, read[0])
+        return Compaction(before_us, read[0], len(merged), where)
+
+    def _old_events(
+        self, before_us: int
+    ) -> contextlib.AbstractContextManager[tuple[int, Iterator[pd.DataFrame]]]:
+        raise NotImplementedError
+
+    def _replace_old(
+        self, before_us: int, bound: int, aggregates: pd.DataFrame, expected: int
+    ) -> None:
         raise NotImplementedError
 
     def count(self) -> int:
@@ -356,7 +421,34 @@ class SqliteEventStore(_Reads):
     ) -> pd.DataFrame:
         query, params = _select(columns, since_us, "?")
         with self._reading() as db:
-            return _frame_in_chunks(db.execute(query, params), columns)
+            frame = _frame_in_chunks(db.execute(query, params), columns)
+        return self._full(frame) if since_us is None else frame
+
+    @contextlib.contextmanager
+    def _old_events(self, before_us: int) -> Iterator[tuple[int, Iterator[pd.DataFrame]]]:
+        with self._reading() as db:
+            db.execute("BEGIN")
+            bound = int(db.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0])
+            cursor = db.execute(f"SELECT {', '.join(COLUMNS)} FROM events "
+                                "WHERE occurred_at_us < ? AND rowid <= ?", (before_us, bound))  # fmt: skip
+            yield bound, _chunks(cursor, COLUMNS)
+
+    def _replace_old(
+        self, before_us: int, bound: int, aggregates: pd.DataFrame, expected: int
+    ) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            deleted = db.execute("DELETE FROM events WHERE occurred_at_us < ? AND rowid <= ?",
+                                 (before_us, bound)).rowcount  # fmt: skip
+            if deleted != expected:  # another compaction ran meanwhile: leave it all as it was
+                raise RuntimeError(f"compaction read {expected} events but would delete {deleted}")
+            db.execute("DELETE FROM event_aggregates")
+            db.executemany(
+                f"INSERT INTO event_aggregates ({', '.join(AGGREGATE_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(AGGREGATE_COLUMNS))})",
+                aggregates.itertuples(index=False, name=None),
+            )
+
+        self._write(work)
 
     def read_new(
         self, after: Watermark | None, columns: Sequence[str] = INTERACTION_COLUMNS
@@ -369,6 +461,7 @@ class SqliteEventStore(_Reads):
             cursor = db.execute(f"{query} WHERE rowid > ? AND rowid <= ? ORDER BY rowid",
                                 (start, end))  # fmt: skip
             frame = _frame_in_chunks(cursor, columns)
+        frame = self._full(frame) if after is None else frame
         return frame, Watermark(max(int(end), start))
 
     def _reading(self) -> contextlib.closing[sqlite3.Connection]:
@@ -490,13 +583,43 @@ class PostgresEventStore(_Reads):
         # A server-side cursor: the rows come over in chunks, not all at once.
         with self._pool.connection() as conn, conn.cursor(name="drape_read_frame") as cursor:
             cursor.execute(query, params)
-            return _frame_in_chunks(cursor, columns)
+            frame = _frame_in_chunks(cursor, columns)
+        return self._full(frame) if since_us is None else frame
+
+    @contextlib.contextmanager
+    def _old_events(self, before_us: int) -> Iterator[tuple[int, Iterator[pd.DataFrame]]]:
+        with self._pool.connection() as conn:
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            horizon = int(conn.execute(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()[0]
+            )  # fmt: skip
+            # Only rows of finished transactions: exactly those the deletion will find.
+            with conn.cursor(name="drape_old_events") as cursor:
+                cursor.execute(f"SELECT {', '.join(COLUMNS)} FROM events "
+                               "WHERE occurred_at_us < %s AND xact < %s", (before_us, horizon))  # fmt: skip
+                yield horizon, _chunks(cursor, COLUMNS)
+
+    def _replace_old(
+        self, before_us: int, bound: int, aggregates: pd.DataFrame, expected: int
+    ) -> None:
+        with self._pool.connection() as conn, conn.transaction():
+            deleted = conn.execute("DELETE FROM events WHERE occurred_at_us < %s AND xact < %s",
+                                   (before_us, bound)).rowcount  # fmt: skip
+            if deleted != expected:
+                raise RuntimeError(f"compaction read {expected} events but would delete {deleted}")
+            conn.execute("DELETE FROM event_aggregates")
+            with conn.cursor() as cursor:
+                cursor.executemany(
+                    f"INSERT INTO event_aggregates ({', '.join(AGGREGATE_COLUMNS)}) "
+                    f"VALUES ({', '.join(['%s'] * len(AGGREGATE_COLUMNS))})",
+                    list(aggregates.itertuples(index=False, name=None)),
+                )
 
     def read_new(
         self, after: Watermark | None, columns: Sequence[str] = INTERACTION_COLUMNS
     ) -> tuple[pd.DataFrame, Watermark]:
         query, _ = _select(columns, None, "%s")
-        after = after or Watermark()
+        full, after = after is None, after or Watermark()
         with self._pool.connection() as conn:
             # One snapshot for the horizon and the rows.
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -515,6 +638,7 @@ class PostgresEventStore(_Reads):
         seen = frozenset(frame["event_id"].to_numpy()[xact >= horizon].tolist())
         if after.seen:
             frame = frame[~frame["event_id"].isin(after.seen).to_numpy()].reset_index(drop=True)
+        frame = self._full(frame) if full else frame
         return frame, Watermark(max(horizon, after.position), seen)
 
     def append_exposures(self, exposures: Sequence[StoredExposure]) -> list[bool]:

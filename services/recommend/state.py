@@ -31,6 +31,7 @@ from drape.recsys.ranking import Ranked, RankRequest
 from drape.services.events.store import EventStore, Watermark
 from drape.services.runtime import FailedPrecondition
 from drape.services.runtime.config import RecommendConfig
+from drape.services.runtime.memory import release_free_memory
 from drape.services.runtime.storage import ObjectStorage
 
 log = logging.getLogger("drape.recommend")
@@ -182,7 +183,7 @@ class RecommendState:
             events, mark = self.store.read_new(mark)
             self._live = None  # a read that fails half way must not be added twice
             live.add(events, now_us)
-            kind = "incremental"
+            kind, count = "incremental", len(events)
         else:
             self._live = None
             events, mark = self.store.read_new(None)
@@ -191,10 +192,12 @@ class RecommendState:
                 self.config.exclude_after, now_us,
                 trained.users if trained else None, trained.items if trained else None,
             )  # fmt: skip
-            kind = "full"
+            kind, count = "full", len(events)
+            del events  # the frame of the whole log: its memory back to the system
+            release_free_memory()
         self._live = (built_for, live, mark)
         self.refresh_seconds.labels(kind).observe(time.perf_counter() - started)
-        self.events_read.labels(kind).inc(len(events))
+        self.events_read.labels(kind).inc(count)
         return live.snapshot(now_us)
 
     def _hybrid(

@@ -93,7 +93,7 @@ def test_bench_scale_small(tmp_path: Path):
     for row in rows:
         assert row["errors"] == 0 and row["workers"] >= 1 and row["qps_8"] > 0
         assert row["train_peak_mb"] > 0 and row["refresh_max_ms"] >= row["refresh_median_ms"] > 0
-        assert row["pod_mb"] > row["worker_mb"] > 0
+        assert row["pod_pss_mb"] > 0 and row["worker_rss_mb"] > 0
     assert "refresh_median_ms" in result.stdout
 
 

@@ -40,7 +40,7 @@ OVERLAYS = [
     "k8s/overlays/object-storage",
 ]
 # The CLI commands that open the event store (the services say so in their table).
-STORE_COMMANDS = {("train", "recsys"), ("report", "experiment")}
+STORE_COMMANDS = {("train", "recsys"), ("report", "experiment"), ("events", "compact")}
 # registry host (with a dot or a port) / path : tag, or @digest
 FULL_IMAGE = re.compile(
     r"^[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?/[a-z0-9._/-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$"
@@ -253,7 +253,8 @@ def test_every_container_is_configured_as_its_pod_would_load_it(overlay: str, tm
 
 # The config sections each job's command reads (a service reads its own).
 JOB_SECTIONS = {("ingest",): {"features"}, ("train", "recsys"): {"recommend"},
-                ("export", "models"): {"features", "tryon", "triton"}, ("storage",): set()}  # fmt: skip
+                ("export", "models"): {"features", "tryon", "triton"}, ("storage",): set(),
+                ("events", "compact"): {"recommend"}}  # fmt: skip
 
 
 def _sections(command: list[str]) -> set[str]:
