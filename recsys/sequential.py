@@ -25,6 +25,11 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+# Pairs (window steps per timeline entry) summed at once when the rules are fitted: the block
+# of earlier items is sized so a block holds about this many. 2M events, window 10: 20M pairs,
+# so 5 blocks.
+PAIRS_PER_BLOCK = 4_000_000
+
 
 @dataclass(frozen=True)
 class SequentialParams:
@@ -90,21 +95,29 @@ class SequentialRules:
     def fit(
         cls, rows: np.ndarray, cols: np.ndarray, n_items: int, params: SequentialParams
     ) -> SequentialRules:
-        """Rules from a timeline (see :func:`timelines`) over ``n_items`` columns."""
+        """Rules from a timeline (see :func:`timelines`) over ``n_items`` columns.
+
+        The pairs are summed for one block of earlier items at a time, and each block's rows
+        pruned to ``max_rules`` before the next: the pairs of the whole timeline (``window``
+        per step) never exist at once. Each row's sum runs over the gaps in the same order as
+        in one pass, so the rules do not depend on the blocks."""
         rows, cols = rows.astype(np.int32, copy=False), cols.astype(np.int32, copy=False)
         shape = (n_items, n_items)
-        matrix = sp.csr_matrix(shape, dtype=np.float32)
-        # One gap at a time, summed as it comes: the pairs of every gap at once (window x
-        # the timeline) were the peak of a whole training run.
-        for gap in range(1, params.window + 1):
-            same = rows[:-gap] == rows[gap:]
-            a, b = cols[:-gap][same], cols[gap:][same]
-            distinct = a != b
-            a, b = a[distinct], b[distinct]
-            weight = np.full(len(a), 1.0 / gap, dtype=np.float32)
-            # COO -> CSR sums the duplicate pairs.
-            matrix = matrix + sp.csr_matrix((weight, (a, b)), shape=shape, dtype=np.float32)
-        return cls(_strongest_per_row(matrix.tocsr(), params.max_rules), params)
+        blocks = max(1, -(-params.window * len(rows) // PAIRS_PER_BLOCK))
+        bounds = np.linspace(0, n_items, blocks + 1).astype(np.int64)
+        kept = []
+        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            matrix = sp.csr_matrix(shape, dtype=np.float32)
+            for gap in range(1, params.window + 1):
+                a = cols[:-gap]
+                pick = (rows[:-gap] == rows[gap:]) & (a != cols[gap:]) & (a >= lo) & (a < hi)
+                a, b = a[pick], cols[gap:][pick]
+                weight = np.full(len(a), 1.0 / gap, dtype=np.float32)
+                # COO -> CSR sums the duplicate pairs.
+                matrix = matrix + sp.csr_matrix((weight, (a, b)), shape=shape, dtype=np.float32)
+            kept.append(_strongest_per_row(matrix.tocsr(), params.max_rules)[lo:hi])
+        rules = sp.vstack(kept, format="csr") if kept else sp.csr_matrix(shape, dtype=np.float32)
+        return cls(rules, params)
 
     def scores(self, recent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(item columns, scores) reached from a user's recent items (newest last, -1 padded)."""

@@ -26,6 +26,7 @@ from drape.recsys.interactions import InteractionMatrix
 from drape.recsys.ranking import EXCLUDE_AFTER, excluded_by_user
 from drape.recsys.repurchase import RepurchaseStats
 from drape.recsys.sequential import SequentialParams
+from drape.services.runtime.memory import release_free_memory
 
 log = logging.getLogger("drape.train")
 
@@ -113,6 +114,8 @@ def train(
         finally:
             faiss.omp_set_num_threads(threads)
         params = replace(params, weights=weights)
+        del past, recent, matrix, model, als
+        release_free_memory()  # the tuning copies' pages, before the full fit allocates its own
         timings["tune"] = time.perf_counter() - started
         progress(f"tuned blend on {len(users)} validation users: ndcg@10 {validation_ndcg:.4f}")
     t = time.perf_counter()

@@ -10,7 +10,11 @@ time order) in a fresh event store and measures:
   refreshes that each find ``--new-events`` new events (time of each, memory after);
 - the recommend service (its configured workers): time from start to serving, resident
   memory per worker, the pod's memory (proportional: pages its processes share, like the
-  mapped trained factors, count once), and Recommend latency with 8 concurrent clients.
+  mapped trained factors, count once), and Recommend latency with 8 concurrent clients;
+- ingestion into the full store: acknowledged (committed) events per second, 4 writers
+  appending batches of 100.
+
+``--postgres`` runs the same on a local PostgreSQL server (fsync on) instead of SQLite.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="events stored before each measured refresh")  # fmt: skip
     parser.add_argument("--refreshes", type=int, default=3, help="measured refreshes per size")
     parser.add_argument("--no-tune", action="store_true", help="train without blend tuning")
+    parser.add_argument("--postgres", action="store_true",
+                        help="a local PostgreSQL server (initdb from the OS packages) instead of SQLite")  # fmt: skip
 
 
 def generated_events(
@@ -92,6 +98,65 @@ def _fill(path: Path, n: int, n_users: int, garment_ids: np.ndarray, end_us: int
         db.executemany(insert, rows)
         db.commit()
     db.close()
+
+
+def _fill_postgres(url: str, n: int, n_users: int, garment_ids: np.ndarray, end_us: int) -> None:
+    """The same log in PostgreSQL, through COPY."""
+    import psycopg
+
+    from drape.services.events.store import COLUMNS, open_event_store
+
+    open_event_store(url).close()  # the schema
+    begin = end_us - 180 * US_PER_DAY
+    with psycopg.connect(url) as conn:
+        for part, start in enumerate(range(0, n, 1_000_000)):
+            count = min(1_000_000, n - start)
+            span = (
+                begin + (end_us - begin) * start // n,
+                begin + (end_us - begin) * (start + count) // n,
+            )
+            rows = generated_events(count, n_users, garment_ids, span, seed=part, first_id=start)
+            with (
+                conn.cursor() as cursor,
+                cursor.copy(f"COPY events ({', '.join(COLUMNS)}) FROM STDIN") as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+            conn.commit()
+        conn.execute("ANALYZE events")
+
+
+def _ingest(url: str, garments: np.ndarray, n_users: int, seconds: float) -> float:
+    """Acknowledged events per second: 4 writers, batches of 100, into the full store."""
+    import threading
+
+    from drape.services.events.store import StoredEvent, open_event_store
+
+    store = open_event_store(url)
+    done = [0] * 4
+    stop_at = time.monotonic() + seconds
+
+    def writer(slot: int) -> None:
+        rng = np.random.default_rng(slot)
+        first = 2 * 10**10 + slot * 10**9
+        while time.monotonic() < stop_at:
+            now_us = int(time.time() * 1e6)
+            users, picks = rng.integers(0, n_users, 100), rng.integers(0, len(garments), 100)
+            batch = [StoredEvent(f"s{first + i:011d}", "view", f"u{u:08d}", str(garments[g]),
+                                 now_us, now_us, "", "", 0, "", 0)
+                     for i, (u, g) in enumerate(zip(users.tolist(), picks.tolist(), strict=True))]  # fmt: skip
+            first += 100
+            done[slot] += sum(store.append(batch))
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    store.close()
+    return sum(done) / elapsed
 
 
 def _peak_mb() -> float:
@@ -182,7 +247,10 @@ def _serve(config: Any, users: list[str], seconds: float) -> dict[str, Any]:
     from drape.cli.stack import Stack
 
     started = time.perf_counter()
-    with Stack(config, services=["events", "recommend"], run_dir=config.data_dir / "run") as stack:
+    stack = Stack(config, services=["events", "recommend"], run_dir=config.data_dir / "run")
+    try:
+        # Every worker reads the whole log at start: minutes at tens of millions of events.
+        stack.start(timeout=1800)
         serving_s = time.perf_counter() - started
         address, pid = stack.address("recommend"), stack.process("recommend").pid
         _grpc_load(address, users, 2, 2.0)  # warm-up
@@ -190,6 +258,8 @@ def _serve(config: Any, users: list[str], seconds: float) -> dict[str, Any]:
         workers = _children(pid)
         worker_rss = max((_rss_mb(w) for w in workers), default=float("nan"))
         pod = sum(_pss_mb(p) for p in (pid, *workers))
+    finally:
+        stack.stop()
     return {"stack_start_s": serving_s, "worker_rss_mb": worker_rss, "pod_pss_mb": pod,
             "workers": len(workers),
             "qps_8": load["qps"], "p99_8_ms": load["p99_ms"], "errors": load["errors"]}  # fmt: skip
@@ -204,10 +274,22 @@ def run(args: argparse.Namespace) -> int:
     catalog = generate_catalog(args.garments, seed=1)
     garments = np.asarray(catalog.ids, dtype=object)
     rows = []
+    postgres = None
+    if args.postgres:
+        from drape.cli.local_postgres import LocalPostgres, postgres_bin
+
+        bindir = postgres_bin()
+        if bindir is None:
+            print("drape bench scale: PostgreSQL is not installed (scripts/install.sh installs it)")
+            return 2
     for n in sizes:
         n_users = max(n // args.events_per_user, 100)
+        if args.postgres:
+            postgres = LocalPostgres(bindir, "-c fsync=on -c shared_buffers=512MB").start()
         with tempfile.TemporaryDirectory(prefix="drape-bench-scale-") as tmp:
             config = ephemeral(DrapeConfig(data_dir=Path(tmp)))
+            if postgres is not None:
+                config.events.store_url = postgres.url
             config.recommend.refresh_s = 3600.0  # refreshes only where measured
             exp = Path(tmp) / "exp.yaml"
             exp.write_text(
@@ -216,8 +298,12 @@ def run(args: argparse.Namespace) -> int:
             config.recommend.experiments_path = str(exp)
             catalog.save(config.catalog_path())
             started = time.perf_counter()
-            _fill(Path(config.events_store_url().removeprefix("sqlite:///")), n, n_users,
-                  garments, int(time.time() * 1e6) - 3_600_000_000)  # fmt: skip
+            end_us = int(time.time() * 1e6) - 3_600_000_000
+            if postgres is not None:
+                _fill_postgres(postgres.url, n, n_users, garments, end_us)
+            else:
+                _fill(Path(config.events_store_url().removeprefix("sqlite:///")), n, n_users,
+                      garments, end_us)  # fmt: skip
             row: dict[str, Any] = {"events": n, "users": n_users,
                                    "store_s": time.perf_counter() - started}  # fmt: skip
             print(f"{n:,} events stored in {row['store_s']:.0f} s", flush=True)
@@ -231,15 +317,21 @@ def run(args: argparse.Namespace) -> int:
                   flush=True)  # fmt: skip
             users = [f"u{u:08d}" for u in np.random.default_rng(0).integers(0, n_users, 5000)]
             row |= _serve(config, users, args.seconds)
+            row["ingest_per_s"] = _ingest(
+                config.events_store_url(), garments, n_users, args.seconds
+            )
+        if postgres is not None:
+            postgres.stop()
         rows.append(row)
         print(format_table([row], list(row)), flush=True)
     columns = ["events", "users", "train_s", "train_peak_mb", "full_read_s", "state_mb",
                "refresh_median_ms", "refresh_max_ms", "state_after_mb", "stack_start_s",
-               "worker_rss_mb", "pod_pss_mb", "p99_8_ms", "qps_8", "errors"]  # fmt: skip
+               "worker_rss_mb", "pod_pss_mb", "p99_8_ms", "qps_8", "errors", "ingest_per_s"]  # fmt: skip
+    store = "PostgreSQL" if args.postgres else "SQLite"
     print(f"scale: {args.garments:,} garments, one shopper per {args.events_per_user} events, "
-          f"refreshes after {args.new_events:,} new events each (SQLite)")  # fmt: skip
+          f"refreshes after {args.new_events:,} new events each ({store})")  # fmt: skip
     print(format_table(rows, columns))
     out = write_report("scale", rows, args.out, {"garments": args.garments,
-                       "new_events": args.new_events, "store": "sqlite"})  # fmt: skip
+                       "new_events": args.new_events, "store": store.lower()})  # fmt: skip
     print(f"wrote {out}")
     return 0

@@ -34,7 +34,7 @@ def train_recsys(
     from drape.recsys.catalog import Catalog
     from drape.recsys.index import EmbeddingIndex
     from drape.recsys.training import TrainSettings, train
-    from drape.services.events.store import INTERACTION_COLUMNS, open_event_store
+    from drape.services.events.store import RANKING_COLUMNS, open_event_store
     from drape.services.runtime.storage import ObjectStorage
 
     als = als or ALSParams()
@@ -61,7 +61,7 @@ def train_recsys(
     else:
         store = open_event_store(config.recommend.events_store_url or config.events_store_url())
         try:
-            events = store.read_frame(columns=INTERACTION_COLUMNS)
+            events = store.read_frame(columns=RANKING_COLUMNS)
         finally:
             store.close()
         if events.empty:

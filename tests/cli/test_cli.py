@@ -81,16 +81,21 @@ def test_bench_events_writes_json(tmp_path: Path):
     assert "events_per_s" in result.stdout
 
 
-def test_bench_scale_small(tmp_path: Path):
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_bench_scale_small(tmp_path: Path, store: str):
     # The scale benchmark's small version: two log sizes, every stage measured.
     out = tmp_path / "scale.json"
-    result = _drape("bench", "scale", "--sizes", "3000,6000", "--garments", "400", "--no-tune",
+    sizes = "3000,6000" if store == "sqlite" else "4000"
+    result = _drape("bench", "scale", "--sizes", sizes, "--garments", "400", "--no-tune",
                     "--new-events", "500", "--refreshes", "2", "--seconds", "0.5",
+                    *(["--postgres"] if store == "postgres" else []),
                     "--out", str(out), timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text())["results"]
-    assert [r["events"] for r in rows] == [3000, 6000]
+    assert [r["events"] for r in rows] == [int(s) for s in sizes.split(",")]
+    assert json.loads(out.read_text())["store"] == store.replace("postgres", "postgresql")
     for row in rows:
+        assert row["ingest_per_s"] > 0
         assert row["errors"] == 0 and row["workers"] >= 1 and row["qps_8"] > 0
         assert row["train_peak_mb"] > 0 and row["refresh_max_ms"] >= row["refresh_median_ms"] > 0
         assert row["pod_pss_mb"] > 0 and row["worker_rss_mb"] > 0

@@ -60,7 +60,7 @@ def _same_ranking(a, b, tolerance=1e-4) -> bool:
 def test_reads_added_one_by_one_equal_a_full_build(store, monkeypatch, compact_every):
     data, events, cut, trained, als, vectors = store
     if compact_every:  # merge the added entries into the base several times on the way
-        monkeypatch.setattr(live, "COMPACT_MIN", compact_every)
+        monkeypatch.setattr(live, "COMPACT_AT", compact_every)
     t0 = int(events["occurred_at_us"].iloc[cut])
     incremental = _build(data, events.iloc[:cut], t0, trained)
     bases = {id(incremental.base)}

@@ -205,19 +205,19 @@ def test_incremental_reads_return_each_event_once(store: EventStore, monkeypatch
     from drape.services.events import store as module
 
     monkeypatch.setattr(module, "READ_CHUNK_ROWS", 4)
-    first, mark = store.read_new(None)
+    first, mark = store.read_new(None, module.INTERACTION_COLUMNS)
     assert first.empty
     store.append([_event(f"a{i}", at=1_000 + i) for i in range(10)])
-    frame, mark = store.read_new(mark)
+    frame, mark = store.read_new(mark, module.INTERACTION_COLUMNS)
     assert list(frame["event_id"]) == [f"a{i}" for i in range(10)]  # storage order
     assert frame["occurred_at_us"].dtype == "int64"
     again, mark = store.read_new(mark)
     assert again.empty
     store.append([_event("b0"), _event("a3")])  # a3 is a duplicate: not stored again
-    frame, mark = store.read_new(mark)
+    frame, mark = store.read_new(mark, ("event_id", "user_id"))
     assert list(frame["event_id"]) == ["b0"]
     whole, _ = store.read_new(None)
-    assert len(whole) == 11 and list(whole.columns) == list(module.INTERACTION_COLUMNS)
+    assert len(whole) == 11 and list(whole.columns) == list(module.RANKING_COLUMNS)
 
 
 def test_an_event_committed_late_is_not_skipped(event_store: EventStore):
@@ -232,7 +232,7 @@ def test_an_event_committed_late_is_not_skipped(event_store: EventStore):
     try:
         slow.execute("SELECT pg_current_xact_id()")  # takes its transaction id now
         event_store.append([_event("after")])
-        frame, mark = event_store.read_new(None)
+        frame, mark = event_store.read_new(None, ("event_id",))
         assert sorted(frame["event_id"]) == ["after", "before"]
         slow.execute(
             f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES "
@@ -241,7 +241,7 @@ def test_an_event_committed_late_is_not_skipped(event_store: EventStore):
         slow.commit()
     finally:
         slow.close()
-    frame, mark = event_store.read_new(mark)
+    frame, mark = event_store.read_new(mark, ("event_id",))
     assert list(frame["event_id"]) == ["late"]
     frame, _ = event_store.read_new(mark)
-    assert frame.empty
+    assert frame.empty and "event_id" not in frame.columns
