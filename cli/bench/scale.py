@@ -26,6 +26,7 @@ import sqlite3
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,16 @@ def _fill(path: Path, n: int, n_users: int, garment_ids: np.ndarray, end_us: int
     db = sqlite3.connect(path)
     db.execute("PRAGMA synchronous=OFF")
     insert = f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+    for rows in _parts(n, n_users, garment_ids, end_us):
+        db.executemany(insert, rows)
+        db.commit()
+    db.close()
+
+
+def _parts(
+    n: int, n_users: int, garment_ids: np.ndarray, end_us: int
+) -> Iterator[list[tuple[object, ...]]]:
+    """The generated log a million rows at a time, each part a slice of the 180 days."""
     begin = end_us - 180 * US_PER_DAY
     for part, start in enumerate(range(0, n, 1_000_000)):
         count = min(1_000_000, n - start)
@@ -94,10 +105,7 @@ def _fill(path: Path, n: int, n_users: int, garment_ids: np.ndarray, end_us: int
             begin + (end_us - begin) * start // n,
             begin + (end_us - begin) * (start + count) // n,
         )
-        rows = generated_events(count, n_users, garment_ids, span, seed=part, first_id=start)
-        db.executemany(insert, rows)
-        db.commit()
-    db.close()
+        yield generated_events(count, n_users, garment_ids, span, seed=part, first_id=start)
 
 
 def _fill_postgres(url: str, n: int, n_users: int, garment_ids: np.ndarray, end_us: int) -> None:
@@ -107,15 +115,8 @@ def _fill_postgres(url: str, n: int, n_users: int, garment_ids: np.ndarray, end_
     from drape.services.events.store import COLUMNS, open_event_store
 
     open_event_store(url).close()  # the schema
-    begin = end_us - 180 * US_PER_DAY
     with psycopg.connect(url) as conn:
-        for part, start in enumerate(range(0, n, 1_000_000)):
-            count = min(1_000_000, n - start)
-            span = (
-                begin + (end_us - begin) * start // n,
-                begin + (end_us - begin) * (start + count) // n,
-            )
-            rows = generated_events(count, n_users, garment_ids, span, seed=part, first_id=start)
+        for rows in _parts(n, n_users, garment_ids, end_us):
             with (
                 conn.cursor() as cursor,
                 cursor.copy(f"COPY events ({', '.join(COLUMNS)}) FROM STDIN") as copy,

@@ -592,10 +592,7 @@ class PostgresEventStore(_Reads):
     @contextlib.contextmanager
     def _old_events(self, before_us: int) -> Iterator[tuple[int, Iterator[pd.DataFrame]]]:
         with self._pool.connection() as conn:
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            horizon = int(conn.execute(
-                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()[0]
-            )  # fmt: skip
+            horizon = _snapshot_horizon(conn)
             # Only rows of finished transactions: exactly those the deletion will find.
             with conn.cursor(name="drape_old_events") as cursor:
                 cursor.execute(f"SELECT {', '.join(COLUMNS)} FROM events "
@@ -628,10 +625,7 @@ class PostgresEventStore(_Reads):
         full, after = after is None, after or Watermark()
         with self._pool.connection() as conn:
             # One snapshot for the horizon and the rows.
-            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-            horizon = int(conn.execute(
-                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()[0]
-            )  # fmt: skip
+            horizon = _snapshot_horizon(conn)
             with conn.cursor(name="drape_read_new") as cursor:
                 cursor.execute(
                     query.replace(" FROM events", ", xact FROM events", 1)
@@ -692,6 +686,15 @@ class PostgresEventStore(_Reads):
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _snapshot_horizon(conn: Any) -> int:
+    """Starts a repeatable-read transaction (one snapshot for what follows) and returns its
+    oldest open transaction: every row written by an older one is committed and visible."""
+    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+    return int(conn.execute(
+        "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()[0]
+    )  # fmt: skip
 
 
 def _add_write_order(conn: Any) -> None:
