@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,8 +88,17 @@ def test_torch_and_numpy_loaders_refuse_pickles(tmp_path: Path):
         np.array([_Payload(marker)], dtype=object),
         allow_pickle=True,
     )
-    with pytest.raises(ValueError, match="allow_pickle=False"):
+    # The factors are memory-mapped: an array of objects cannot be, and is refused unread.
+    with pytest.raises(ValueError, match=r"Python objects|allow_pickle=False"):
         ALSModel.load(tmp_path / "als")
+    # The sequential rules too (mapped the same way).
+    from drape.recsys.sequential import SequentialParams, SequentialRules
+
+    SequentialRules(sp.identity(3, format="csr"), SequentialParams()).save(tmp_path / "rules")
+    np.save(tmp_path / "rules" / "rules.data.npy", np.array([_Payload(marker)], dtype=object),
+            allow_pickle=True)  # fmt: skip
+    with pytest.raises(ValueError, match=r"Python objects|allow_pickle=False"):
+        SequentialRules.load(tmp_path / "rules")
     with pytest.raises(pickle.UnpicklingError):
         torch.load(weights, weights_only=True)
     assert not marker.exists()
