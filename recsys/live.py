@@ -65,9 +65,6 @@ class LayeredIds:
     def __len__(self) -> int:
         return len(self.base) + len(self.extra)
 
-    def __contains__(self, external_id: object) -> bool:
-        return external_id in self.base or external_id in self.extra
-
     @property
     def ids(self) -> np.ndarray:
         return np.concatenate([self.base.ids, self.extra.ids]) if len(self.extra) else self.base.ids

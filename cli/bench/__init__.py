@@ -106,11 +106,30 @@ def process_tree_cpu_s(pid: int) -> float | None:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def peak_resident_mb(pid: int) -> float:
-    """The most resident memory process ``pid`` has used so far, in MB (Linux's VmHWM)."""
+def resident_mb(pid: int | str = "self", field: str = "VmRSS") -> float:
+    """A memory figure of process ``pid`` from Linux's ``/proc/PID/status``, in MB: VmRSS
+    (resident now) or VmHWM (the most resident so far)."""
     with open(f"/proc/{pid}/status") as status:
-        line = next(line for line in status if line.startswith("VmHWM:"))
+        line = next(line for line in status if line.startswith(f"{field}:"))
     return int(line.split()[1]) / 1024
+
+
+def peak_resident_mb(pid: int | str = "self") -> float:
+    """The most resident memory process ``pid`` has used so far, in MB (Linux's VmHWM)."""
+    return resident_mb(pid, "VmHWM")
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (a service's workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # the process ended while we looked
+            continue
+        if fields[1] == str(pid):
+            found.append(int(stat.parent.name))
+    return found
 
 
 def run_clients(client: Callable[[int], None], clients: int) -> float:

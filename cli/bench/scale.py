@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
-import resource
 import sqlite3
 import statistics
 import tempfile
@@ -32,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from drape.cli.bench import format_table, write_report
+from drape.cli.bench import children, format_table, peak_resident_mb, resident_mb, write_report
 
 US_PER_DAY = 86_400 * 1_000_000
 TYPES = ("view", "tryon_view", "add_to_cart", "purchase")
@@ -160,16 +159,6 @@ def _ingest(url: str, garments: np.ndarray, n_users: int, seconds: float) -> flo
     return sum(done) / elapsed
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _rss_mb(pid: int | str = "self") -> float:
-    with open(f"/proc/{pid}/status") as status:
-        line = next(line for line in status if line.startswith("VmRSS:"))
-    return int(line.split()[1]) / 1024
-
-
 def _pss_mb(pid: int) -> float:
     """Proportional resident memory: pages shared with other processes (the mapped trained
     factors) count in part, so the sum over a pod's processes is what the pod uses."""
@@ -183,7 +172,7 @@ def _train(config: Any, tune: bool, out: Any) -> None:
 
     started = time.perf_counter()
     train_recsys(config, tune=tune, quiet=True)
-    out.put({"train_s": time.perf_counter() - started, "train_peak_mb": _peak_mb()})
+    out.put({"train_s": time.perf_counter() - started, "train_peak_mb": peak_resident_mb()})
 
 
 def _refreshes(config: Any, n_users: int, garments: np.ndarray, args: Any, out: Any) -> None:
@@ -199,7 +188,7 @@ def _refreshes(config: Any, n_users: int, garments: np.ndarray, args: Any, out: 
     if not state.refresh():
         raise RuntimeError(state.last_error)
     result: dict[str, Any] = {"full_read_s": time.perf_counter() - started,
-                              "state_mb": _rss_mb(), "state_peak_mb": _peak_mb()}  # fmt: skip
+                              "state_mb": resident_mb(), "state_peak_mb": peak_resident_mb()}  # fmt: skip
     seconds = []
     first_id = 10**10
     for i in range(args.refreshes):
@@ -215,7 +204,7 @@ def _refreshes(config: Any, n_users: int, garments: np.ndarray, args: Any, out: 
         seconds.append(time.perf_counter() - started)
     result |= {"refresh_median_ms": 1e3 * statistics.median(seconds),
                "refresh_max_ms": 1e3 * max(seconds),
-               "state_after_mb": _rss_mb()}  # fmt: skip
+               "state_after_mb": resident_mb()}  # fmt: skip
     store.close()
     out.put(result)
 
@@ -231,18 +220,6 @@ def _in_child(target: Any, *args: Any) -> dict[str, Any]:
         process.join(60)
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if fields[1] == str(pid):
-            found.append(int(stat.parent.name))
-    return found
-
-
 def _serve(config: Any, users: list[str], seconds: float) -> dict[str, Any]:
     from drape.cli.bench.recommend import _grpc_load
     from drape.cli.stack import Stack
@@ -256,8 +233,8 @@ def _serve(config: Any, users: list[str], seconds: float) -> dict[str, Any]:
         address, pid = stack.address("recommend"), stack.process("recommend").pid
         _grpc_load(address, users, 2, 2.0)  # warm-up
         load = _grpc_load(address, users, 8, seconds, pid)
-        workers = _children(pid)
-        worker_rss = max((_rss_mb(w) for w in workers), default=float("nan"))
+        workers = children(pid)
+        worker_rss = max((resident_mb(w) for w in workers), default=float("nan"))
         pod = sum(_pss_mb(p) for p in (pid, *workers))
     finally:
         stack.stop()

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from drape.cli.bench import format_table, run_clients, storefront_stack, write_report
+from drape.cli.bench import children, format_table, run_clients, storefront_stack, write_report
 
 MIX = (("recommend", 0.7), ("previews", 0.1), ("track", 0.2))
 ANSWERED = ("OK", "MARKED")  # MARKED: a list answered with its previews marked as not shown
@@ -42,9 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def usage(pid: int) -> dict[str, int]:
     """RSS (MB), open files and threads of a process and its children (worker processes)."""
-    pids = [pid] + [
-        int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _parent(p) == pid
-    ]
+    pids = [pid, *children(pid)]
     total = {"rss_mb": 0, "fds": 0, "threads": 0}
     for one in pids:
         try:
@@ -56,13 +54,6 @@ def usage(pid: int) -> dict[str, int]:
         except (OSError, KeyError):
             continue
     return total
-
-
-def _parent(proc: Path) -> int:
-    try:
-        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return -1
 
 
 class Storefront:

@@ -96,16 +96,19 @@ def _merge(frame: pd.DataFrame, half_life_days: float) -> pd.DataFrame:
 def as_events(aggregates: pd.DataFrame, columns: Iterable[str]) -> pd.DataFrame:
     """Aggregate rows in the shape of an event read (the asked ``columns``), each carrying its
     ``strength`` and dated at its last event."""
+    last = aggregates["last_us"].to_numpy(dtype=np.int64)
+    made = {
+        "event_id": lambda: ("aggregate:" + aggregates["user_id"].astype(str) + "/"
+                             + aggregates["garment_id"].astype(str) + "/"
+                             + aggregates["type"].astype(str)),
+        "occurred_at_us": lambda: last,
+        "received_at_us": lambda: last,
+    }  # fmt: skip
     frame = pd.DataFrame({
-        "event_id": "aggregate:" + aggregates["user_id"].astype(str) + "/"
-        + aggregates["garment_id"].astype(str) + "/" + aggregates["type"].astype(str),
-        "type": aggregates["type"], "user_id": aggregates["user_id"],
-        "garment_id": aggregates["garment_id"],
-        "occurred_at_us": aggregates["last_us"].to_numpy(dtype=np.int64),
-        "received_at_us": aggregates["last_us"].to_numpy(dtype=np.int64),
+        c: made[c]() if c in made else aggregates[c]
+        for c in columns if c in made or c in ("type", "user_id", "garment_id")
     })  # fmt: skip
-    kept = [c for c in columns if c in frame.columns]
-    return frame[kept].assign(strength=aggregates["strength"].to_numpy(dtype=np.float64))
+    return frame.assign(strength=aggregates["strength"].to_numpy(dtype=np.float64))
 
 
 def with_aggregates(events: pd.DataFrame, aggregates: pd.DataFrame) -> pd.DataFrame:

@@ -618,20 +618,24 @@ class PostgresEventStore(_Reads):
     def read_new(
         self, after: Watermark | None, columns: Sequence[str] = RANKING_COLUMNS
     ) -> tuple[pd.DataFrame, Watermark]:
-        # The event ids are read for the rows a next read may see again (``seen``).
         wanted = list(columns)
-        columns = wanted if "event_id" in wanted else [*wanted, "event_id"]
-        query, _ = _select(columns, None, "%s")
+        _select(wanted, None, "%s")  # checks the columns
+        others = [c for c in wanted if c != "event_id"]
         full, after = after is None, after or Watermark()
         with self._pool.connection() as conn:
             # One snapshot for the horizon and the rows.
             horizon = _snapshot_horizon(conn)
+            # Event ids only where needed: for the rows a next read may see again (at or past
+            # the horizon) and for skipping what the last read returned; a full read of
+            # millions of rows needs a handful.
+            ids_from = 0 if "event_id" in wanted or after.seen else horizon
             with conn.cursor(name="drape_read_new") as cursor:
                 cursor.execute(
-                    query.replace(" FROM events", ", xact FROM events", 1)
-                    + " WHERE xact >= %s ORDER BY xact", (after.position,),
+                    f"SELECT {', '.join(others)}{', ' if others else ''}"
+                    "CASE WHEN xact >= %s THEN event_id ELSE '' END, xact FROM events "
+                    "WHERE xact >= %s ORDER BY xact", (ids_from, after.position),
                 )  # fmt: skip
-                frame = _frame_in_chunks(cursor, (*columns, "xact"))
+                frame = _frame_in_chunks(cursor, (*others, "event_id", "xact"))
         xact = frame.pop("xact").to_numpy(dtype=np.int64)
         # Rows at or past the horizon may yet be joined by transactions still open: the next
         # read starts at the horizon again and skips these (returned now or before).
