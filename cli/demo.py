@@ -293,6 +293,7 @@ def _previews_page(gateway: gateway_pb2_grpc.GatewayServiceStub, experiment, pro
     request = gateway_pb2.GatewayServiceRecommendRequest(
         user_id=next(u for u in (f"visitor-{i}" for i in range(100)) if experiment.assign(u).previews),
         k=8, photo=common_pb2.Image(data=encode_jpeg(photo)), previews=True,
+        delivery=common_pb2.PREVIEW_DELIVERY_INLINE,
     )  # fmt: skip
     started = time.perf_counter()
     reply = gateway.Recommend(request, timeout=60)

@@ -31,6 +31,7 @@ from drape.services.runtime.config import ConfigError
 # Module of drape.cli per command, in the order `drape --help` lists them.
 COMMAND_MODULES = (
     "up",
+    "web",
     "serve",
     "demo",
     "ingest",

@@ -8,7 +8,6 @@ breached, a definition change, no exposures), so a scheduled job cannot miss it.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -50,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from drape.recsys.report import ReportSettings, experiment_report
+    from drape.recsys.report import ReportSettings, experiment_report, report_json
     from drape.recsys.report_html import render
     from drape.services.events.store import open_event_store
     from drape.services.runtime.config import load_config
@@ -70,17 +69,13 @@ def run(args: argparse.Namespace) -> int:
     print(format_report(report))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2, default=_json_safe) + "\n")
+        args.json.write_text(report_json(report, indent=2) + "\n")
         print(f"wrote {args.json}")
     if args.html:
         args.html.parent.mkdir(parents=True, exist_ok=True)
         args.html.write_text(render(report))
         print(f"wrote {args.html}")
     return 3 if report["warnings"] else 0
-
-
-def _json_safe(value: object) -> object:
-    return str(value)
 
 
 def _pct(value: float) -> str:

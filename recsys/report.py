@@ -316,6 +316,25 @@ def _finite(p: float) -> float:
     return p if np.isfinite(p) else 1.0
 
 
+def _plain(value: object) -> object:
+    """``value`` with numpy scalars as Python numbers and NaN or infinity (a statistic that
+    does not exist yet, such as a lift over a control with no conversions) as None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value if value is None or isinstance(value, bool | int | float | str) else str(value)
+
+
+def report_json(report: dict[str, object], indent: int | None = None) -> str:
+    """The report as standard JSON (what a browser's JSON.parse and every other reader take)."""
+    return json.dumps(_plain(report), indent=indent, allow_nan=False)
+
+
 def experiment_report(store, settings: ReportSettings) -> dict[str, object]:
     """Queries the store and analyses: the whole report, as a JSON-ready dictionary."""
     table, mixed = user_table(store, settings)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Drape needs on a fresh Debian machine into ./.venv:
 # system packages (PostgreSQL for the event-store tests, Prometheus/promtool, Alertmanager's
-# amtool, Chromium to
-# render the HTML reports in their tests),
+# amtool, Chromium and its driver to
+# render the HTML reports and drive the storefront in their tests),
 # the CPU build of torch first (so nothing pulls a multi-GB CUDA build), then
 # Drape itself with its pinned dependency set, and generates the API stubs.
 set -euo pipefail
@@ -19,6 +19,7 @@ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/n
 command -v prometheus >/dev/null 2>&1 || apt_packages+=(prometheus)
 command -v amtool >/dev/null 2>&1 || apt_packages+=(prometheus-alertmanager)
 command -v chromium >/dev/null 2>&1 || apt_packages+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || apt_packages+=(chromium-driver)
 if ((${#apt_packages[@]})); then
   if [ "$(id -u)" = 0 ]; then
     apt-get update -qq

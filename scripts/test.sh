@@ -11,7 +11,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 export PATH="$PWD/$VENV/bin:$PATH" OPENBLAS_NUM_THREADS=1
 
-echo "== API stubs";  python tools/protogen.py --check
+echo "== API stubs";  python tools/protogen.py --check && python tools/openapi.py --check
 echo "== buf lint";   buf lint && echo "clean"
 echo "== ruff";       ruff check . && ruff format --check .
 echo "== pip check";  python -m pip check

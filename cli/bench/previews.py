@@ -75,7 +75,11 @@ def run(args: argparse.Namespace) -> int:
         def recommend(photo: bytes) -> int:
             reply = gateway.Recommend(
                 gateway_pb2.GatewayServiceRecommendRequest(
-                    user_id="bench-shopper", k=K, photo=common_pb2.Image(data=photo), previews=True
+                    user_id="bench-shopper",
+                    k=K,
+                    photo=common_pb2.Image(data=photo),
+                    previews=True,
+                    delivery=common_pb2.PREVIEW_DELIVERY_INLINE,
                 ),
                 timeout=30,
             )

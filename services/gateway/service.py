@@ -42,7 +42,9 @@ from drape.services.runtime.cache import TtlCache
 from drape.services.runtime.config import GatewayConfig
 from drape.services.runtime.errors import DrapeError
 from drape.services.runtime.images import decode_field
+from drape.services.runtime.preview_store import PreviewStore, UrlSigner
 from drape.services.runtime.previews import preview_status_name
+from drape.services.runtime.storage import StorageError
 from drape.v1 import (
     common_pb2,
     events_pb2,
@@ -121,13 +123,18 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         splice: splice_pb2_grpc.SpliceServiceStub,
         settings: GatewayConfig,
         registry: CollectorRegistry,
+        preview_store: PreviewStore | None = None,
+        signer: UrlSigner | None = None,
     ) -> None:
+        """``preview_store`` and ``signer``: where URL delivery puts previews and how it signs
+        their URLs (without them every preview goes inline)."""
         self.recommend = recommend
         self.events = events
         self.features = features
         self.tryon = tryon
         self.splice = splice
         self.settings = settings
+        self.preview_store, self.signer = preview_store, signer
         self.max_photo_bytes = settings.max_photo_mb * 2**20
         self.photo_limits = ImageLimits(
             max_bytes=self.max_photo_bytes,
@@ -325,6 +332,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             threshold = request.min_preview_quality or self.settings.min_preview_quality
             for item in items:
                 self._gate(item.preview, threshold)
+            self._deliver([item.preview for item in items], request.delivery)
             self._fit_in_reply(response, items)
         for arm in response.assignments or [assignment]:
             for item in items:
@@ -387,6 +395,35 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             f"below {threshold:.2f}; weakest: {weakest.replace('_', ' ')})"
             + (f": {quality.advice}" if quality.advice else "")
         )
+
+    def _deliver(self, previews: list[common_pb2.Preview], delivery: int) -> None:
+        """URL delivery: each image goes to the preview store and the reply carries a signed
+        URL to it (its size and type stay; its bytes go). A store that cannot be written makes
+        that preview UNAVAILABLE, never the call fail."""
+        if delivery == common_pb2.PREVIEW_DELIVERY_UNSPECIFIED:
+            by_url = self.settings.preview_delivery == "url" and self.preview_store is not None
+            delivery = (common_pb2.PREVIEW_DELIVERY_URL if by_url
+                        else common_pb2.PREVIEW_DELIVERY_INLINE)  # fmt: skip
+        if delivery != common_pb2.PREVIEW_DELIVERY_URL:
+            return
+        for preview in previews:
+            if not preview.image.data:
+                continue
+            if self.preview_store is None or self.signer is None:
+                raise InvalidArgument("delivery", "this gateway has no preview store: ask INLINE")
+            try:
+                digest = self.preview_store.put(preview.image.data)
+            except (OSError, StorageError) as exc:
+                log.error("preview store: %s", exc)
+                preview.CopyFrom(common_pb2.Preview(
+                    status=common_pb2.PREVIEW_STATUS_UNAVAILABLE, model_version=preview.model_version,
+                    reason="the preview store is unavailable; retry later, or ask for INLINE delivery",
+                ))  # fmt: skip
+                continue
+            signed = self.signer.sign(digest)
+            preview.url = signed.url
+            preview.url_expires_at.FromSeconds(signed.expires)
+            preview.image.ClearField("data")
 
     def _fit_in_reply(self, response: gateway_pb2.GatewayServiceRecommendResponse,
                       items: list[common_pb2.RecommendedGarment]) -> None:  # fmt: skip
@@ -463,6 +500,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         if preview.status == common_pb2.PREVIEW_STATUS_OK:
             self.tryon_version = preview.model_version
         self._gate(preview, request.min_preview_quality or self.settings.min_preview_quality)
+        self._deliver([preview], request.delivery)
         return gateway_pb2.TryOnResponse(request_id=request.request_id, preview=preview)
 
     def _preview(self, photos: _PreviewPhotos, garment: dict[str, object], deadline: float,
@@ -565,6 +603,8 @@ def build(config: DrapeConfig) -> ServiceSpec:
         splice_pb2_grpc.SpliceServiceStub(splice_channel),
         cfg,
         registry,
+        PreviewStore.from_config(config),
+        UrlSigner.from_config(config),
     )
 
     def stop() -> None:

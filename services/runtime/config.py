@@ -297,6 +297,10 @@ class GatewayConfig(_Strict):
     authentication (the local default: loopback only). Re-read when it changes."""
     api_keys_reload_s: float = Field(5.0, gt=0, le=3600)
     """How often the keys file is checked for changes."""
+    preview_delivery: Literal["url", "inline"] = "url"
+    """How replies carry previews when a request does not say (its ``delivery``): ``url``
+    stores each composite in the preview store and sends a signed link (see ``previews``);
+    ``inline`` sends the encoded image in the reply."""
 
 
 class EncoderConfig(_Strict):
@@ -393,6 +397,56 @@ class FeaturesConfig(_ImageLimits):
     """Half-life, in items, of the weights of a shopper's history (most recent first)."""
 
 
+class PreviewsConfig(_Strict):
+    """The preview store and its signed URLs, shared by the gateway (which stores previews and
+    signs their URLs) and the web front (which checks the signatures and serves them)."""
+
+    public_url: str = "http://127.0.0.1:8080"
+    """Where shoppers' browsers reach the web front's /v1/previews (or a CDN in front of it):
+    the start of every preview URL."""
+    url_ttl_s: float = Field(86_400.0, ge=60, le=30 * 86_400)
+    """How long a preview URL works (at least; expiries are rounded up to an eighth of it
+    so that repeated asks get the same, cacheable URL)."""
+    signing_keys_path: str = ""
+    """HMAC keys of the preview URLs, one per line (at least 32 characters; the first signs,
+    all verify); re-read when it changes. Empty = <data_dir>/preview-signing.keys, made with
+    a random key on first use (one machine; in a cluster, mount a Secret)."""
+    sizes: list[int] = Field(default_factory=lambda: [512])
+    """Sizes (long side, pixels) the preview endpoint serves besides the full one (?size=)."""
+    variant_cache_mb: int = Field(64, ge=1, le=65_536)
+    """Memory for resized and re-encoded previews (each made once per size and format)."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, value: list[int]) -> list[int]:
+        if any(not 16 <= size <= 8192 for size in value):
+            raise ValueError(f"sizes must be within 16..8192 pixels, got {value}")
+        return sorted(set(value))
+
+
+class WebConfig(_Strict):
+    """`drape web`: the JSON/HTTP front of the gateway, the preview endpoint and the
+    storefront and analyst pages, on one HTTP server."""
+
+    address: str = "127.0.0.1:8080"
+    """Where it listens (host:port)."""
+    gateway_address: str = local_address("gateway")
+    """The gateway it calls (host:port), over TLS when client_tls.ca is set."""
+    call_timeout_s: float = Field(30.0, gt=0, le=600)
+    """Deadline of a JSON call that sets none (a request sets its own with the
+    ``X-Request-Timeout-Ms`` header)."""
+    pages: bool = True
+    """Serve the storefront (/) and analyst (/analyst) pages; off leaves the JSON API and the
+    previews only."""
+
+
 class DrapeConfig(_Strict):
     data_dir: Path = Path(".drape")
     """Where the catalog, images, embeddings, trained versions and the default SQLite event
@@ -411,6 +465,8 @@ class DrapeConfig(_Strict):
     splice: SpliceConfig = Field(default_factory=SpliceConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    previews: PreviewsConfig = Field(default_factory=PreviewsConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
 
     @field_validator("data_dir")
     @classmethod
@@ -451,6 +507,10 @@ class DrapeConfig(_Strict):
     def images_path(self) -> Path:
         """Content-addressed garment image store."""
         return self.data_dir / "images"
+
+    def previews_path(self) -> Path:
+        """Content-addressed try-on previews served by URL."""
+        return self.data_dir / "previews"
 
     def catalog_path(self) -> Path:
         path = self.recommend.catalog_path

@@ -11,6 +11,7 @@ that reads local files stays as it is:
     <url>/artifacts/recsys/<version>/... a trained version (written once)
     <url>/artifacts/recsys/CURRENT       the version to serve (written last: the publication)
     <url>/feeds/...                      catalog feeds for `drape ingest` (put there by you)
+    <url>/previews/ab/<hash>.jpg         try-on previews served by URL (content-addressed, written once)
 
 Writers (`drape ingest`, `drape train recsys`) write locally as always, then push. Readers
 pull: `drape storage pull` before a pod starts, the recommend service at every refresh (a
@@ -39,6 +40,7 @@ log = logging.getLogger("drape.storage")
 
 CATALOG_KEY, EMBEDDINGS_KEY, IMAGES_KEY = "catalog.db", "embeddings", "images"
 ARTIFACTS_KEY = "artifacts/recsys"
+PREVIEWS_KEY = "previews"
 FEEDS_KEY = "feeds"
 
 
@@ -222,13 +224,20 @@ class ObjectStorage:
                 _write_atomically(local, version + "\n")
         return version
 
-    def pull_image(self, relative: str, local: Path) -> bool:
-        """Fetches one image; False if the bucket does not hold it."""
+    def _pull_object(self, relative: str, local: Path) -> bool:
         try:
-            self._get_file(f"{IMAGES_KEY}/{relative}", local)
+            self._get_file(relative, local)
         except FileNotFoundError:
             return False
         return True
+
+    def pull_image(self, relative: str, local: Path) -> bool:
+        """Fetches one image; False if the bucket does not hold it."""
+        return self._pull_object(f"{IMAGES_KEY}/{relative}", local)
+
+    def pull_preview(self, relative: str, local: Path) -> bool:
+        """Fetches one stored preview; False if the bucket does not hold it."""
+        return self._pull_object(f"{PREVIEWS_KEY}/{relative}", local)
 
     def pull_feeds(self, local: Path) -> int:
         """Copies the bucket's ``feeds/`` (catalog feeds and their images) to ``local``."""

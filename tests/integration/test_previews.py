@@ -65,7 +65,7 @@ def _recommend(gateway, photo: bytes, k: int = 8, timeout: float = 60, previews:
             k=k,
             photo=common_pb2.Image(data=photo),
             previews=previews,
-            **extra,
+            **{"delivery": common_pb2.PREVIEW_DELIVERY_INLINE, **extra},
         ),
         timeout=timeout,
     )

@@ -315,6 +315,7 @@ def test_try_on_previews_one_garment_on_the_shoppers_photo(gateway):
             user_id="u",
             photo=common_pb2.Image(data=encode_jpeg(data.astronaut())),
             garment_image=garment,
+            delivery=common_pb2.PREVIEW_DELIVERY_INLINE,
         ),
         timeout=60,
     )

@@ -56,7 +56,7 @@ def test_the_metric_list_is_read_from_the_code(tmp_path):
     assert rpc.services == ("*",) and rpc.series == ("drape_rpc_handled_total",)
     latency = by_name["drape_rpc_duration_seconds"]
     assert 0.3 in latency.buckets  # the Recommend latency objective is a bucket boundary
-    assert by_name["drape_cache_lookups"].services == ("gateway", "tryon")
+    assert by_name["drape_cache_lookups"].services == ("gateway", "tryon", "web")
     assert by_name["drape_experiment_reload_failures"].services == ("events", "recommend")
     module = tmp_path / "m.py"
     module.write_text('from prometheus_client import Counter\nname = "x"\n'

@@ -12,9 +12,10 @@ from google.protobuf.internal import builder as _builder
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x64rape/v1/common.proto\x12\x08\x64rape.v1\"H\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\"\xf4\x01\n\x07Garment\x12\x12\n\ngarment_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x13\n\x0bprice_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x10\n\x08in_stock\x18\x06 \x01(\x08\x12\x35\n\nattributes\x18\x07 \x03(\x0b\x32!.drape.v1.Garment.AttributesEntry\x12\x11\n\timage_uri\x18\x08 \x01(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\x0c\x43hannelScore\x12\"\n\x07\x63hannel\x18\x01 \x01(\x0e\x32\x11.drape.v1.Channel\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04rank\x18\x03 \x01(\x05\"x\n\x14\x45xperimentAssignment\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12\x18\n\x10previews_enabled\x18\x04 \x01(\x08\x12\x0f\n\x07version\x18\x05 \x01(\t\"\xda\x01\n\x0ePreviewQuality\x12\r\n\x05score\x18\x01 \x01(\x02\x12\x10\n\x08\x63overage\x18\x02 \x01(\x02\x12\x15\n\rconnectedness\x18\x03 \x01(\x02\x12\x16\n\x0e\x63olour_delta_e\x18\x04 \x01(\x02\x12\x14\n\x0cpattern_ssim\x18\x05 \x01(\x02\x12\x11\n\tsharpness\x18\x06 \x01(\x02\x12\r\n\x05short\x18\x07 \x03(\t\x12\x0e\n\x06\x61\x64vice\x18\x08 \x01(\t\x12\x11\n\tface_ssim\x18\t \x01(\x02\x12\x1d\n\x15\x62\x61\x63kground_difference\x18\n \x01(\x02\"\xb8\x01\n\x07Preview\x12\'\n\x06status\x18\x01 \x01(\x0e\x32\x17.drape.v1.PreviewStatus\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x1e\n\x05image\x18\x03 \x01(\x0b\x32\x0f.drape.v1.Image\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\x12)\n\x07quality\x18\x06 \x01(\x0b\x32\x18.drape.v1.PreviewQuality\"\xa3\x01\n\x12RecommendedGarment\x12\"\n\x07garment\x18\x01 \x01(\x0b\x32\x11.drape.v1.Garment\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12(\n\x08\x63hannels\x18\x04 \x03(\x0b\x32\x16.drape.v1.ChannelScore\x12\"\n\x07preview\x18\x05 \x01(\x0b\x32\x11.drape.v1.Preview\"\x8e\x01\n\x10RecommendContext\x12\x12\n\ncategories\x18\x01 \x03(\t\x12\x1a\n\x12\x65xclude_categories\x18\x02 \x03(\t\x12\x1b\n\x13\x65xclude_garment_ids\x18\x03 \x03(\t\x12\x1c\n\x14include_out_of_stock\x18\x04 \x01(\x08\x12\x0f\n\x07surface\x18\x05 \x01(\t\"I\n\x0b\x42oundingBox\x12\r\n\x05x_min\x18\x01 \x01(\x02\x12\r\n\x05y_min\x18\x02 \x01(\x02\x12\r\n\x05x_max\x18\x03 \x01(\x02\x12\r\n\x05y_max\x18\x04 \x01(\x02\"2\n\x0bStageTiming\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x14\n\x0cmilliseconds\x18\x02 \x01(\x01*\xfa\x01\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43HANNEL_POPULARITY\x10\x01\x12\x1f\n\x1b\x43HANNEL_CATEGORY_POPULARITY\x10\x02\x12\x19\n\x15\x43HANNEL_COLLABORATIVE\x10\x03\x12\x12\n\x0e\x43HANNEL_VISUAL\x10\x04\x12\x11\n\rCHANNEL_PHOTO\x10\x05\x12\x13\n\x0f\x43HANNEL_SIMILAR\x10\x06\x12\x16\n\x12\x43HANNEL_SEQUENTIAL\x10\x07\x12\x16\n\x12\x43HANNEL_ENGAGEMENT\x10\x08\x12\x16\n\x12\x43HANNEL_REPURCHASE\x10\t*\xf6\x01\n\rPreviewStatus\x12\x1e\n\x1aPREVIEW_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11PREVIEW_STATUS_OK\x10\x01\x12\x19\n\x15PREVIEW_STATUS_CACHED\x10\x02\x12\x1c\n\x18PREVIEW_STATUS_TIMED_OUT\x10\x03\x12\x1e\n\x1aPREVIEW_STATUS_UNAVAILABLE\x10\x04\x12\x19\n\x15PREVIEW_STATUS_FAILED\x10\x05\x12\x1a\n\x16PREVIEW_STATUS_SKIPPED\x10\x06\x12\x1e\n\x1aPREVIEW_STATUS_UNSUPPORTED\x10\x07\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x64rape/v1/common.proto\x12\x08\x64rape.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"H\n\x05Image\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\x05\x12\x0e\n\x06height\x18\x04 \x01(\x05\"\xf4\x01\n\x07Garment\x12\x12\n\ngarment_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x13\n\x0bprice_minor\x18\x04 \x01(\x03\x12\x10\n\x08\x63urrency\x18\x05 \x01(\t\x12\x10\n\x08in_stock\x18\x06 \x01(\x08\x12\x35\n\nattributes\x18\x07 \x03(\x0b\x32!.drape.v1.Garment.AttributesEntry\x12\x11\n\timage_uri\x18\x08 \x01(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"O\n\x0c\x43hannelScore\x12\"\n\x07\x63hannel\x18\x01 \x01(\x0e\x32\x11.drape.v1.Channel\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04rank\x18\x03 \x01(\x05\"x\n\x14\x45xperimentAssignment\x12\x12\n\nexperiment\x18\x01 \x01(\t\x12\x0f\n\x07variant\x18\x02 \x01(\t\x12\x10\n\x08strategy\x18\x03 \x01(\t\x12\x18\n\x10previews_enabled\x18\x04 \x01(\x08\x12\x0f\n\x07version\x18\x05 \x01(\t\"\xda\x01\n\x0ePreviewQuality\x12\r\n\x05score\x18\x01 \x01(\x02\x12\x10\n\x08\x63overage\x18\x02 \x01(\x02\x12\x15\n\rconnectedness\x18\x03 \x01(\x02\x12\x16\n\x0e\x63olour_delta_e\x18\x04 \x01(\x02\x12\x14\n\x0cpattern_ssim\x18\x05 \x01(\x02\x12\x11\n\tsharpness\x18\x06 \x01(\x02\x12\r\n\x05short\x18\x07 \x03(\t\x12\x0e\n\x06\x61\x64vice\x18\x08 \x01(\t\x12\x11\n\tface_ssim\x18\t \x01(\x02\x12\x1d\n\x15\x62\x61\x63kground_difference\x18\n \x01(\x02\"\xf9\x01\n\x07Preview\x12\'\n\x06status\x18\x01 \x01(\x0e\x32\x17.drape.v1.PreviewStatus\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x1e\n\x05image\x18\x03 \x01(\x0b\x32\x0f.drape.v1.Image\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x12\n\nlatency_ms\x18\x05 \x01(\x01\x12)\n\x07quality\x18\x06 \x01(\x0b\x32\x18.drape.v1.PreviewQuality\x12\x0b\n\x03url\x18\x07 \x01(\t\x12\x32\n\x0eurl_expires_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa3\x01\n\x12RecommendedGarment\x12\"\n\x07garment\x18\x01 \x01(\x0b\x32\x11.drape.v1.Garment\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x0c\n\x04rank\x18\x03 \x01(\x05\x12(\n\x08\x63hannels\x18\x04 \x03(\x0b\x32\x16.drape.v1.ChannelScore\x12\"\n\x07preview\x18\x05 \x01(\x0b\x32\x11.drape.v1.Preview\"\x8e\x01\n\x10RecommendContext\x12\x12\n\ncategories\x18\x01 \x03(\t\x12\x1a\n\x12\x65xclude_categories\x18\x02 \x03(\t\x12\x1b\n\x13\x65xclude_garment_ids\x18\x03 \x03(\t\x12\x1c\n\x14include_out_of_stock\x18\x04 \x01(\x08\x12\x0f\n\x07surface\x18\x05 \x01(\t\"I\n\x0b\x42oundingBox\x12\r\n\x05x_min\x18\x01 \x01(\x02\x12\r\n\x05y_min\x18\x02 \x01(\x02\x12\r\n\x05x_max\x18\x03 \x01(\x02\x12\r\n\x05y_max\x18\x04 \x01(\x02\"2\n\x0bStageTiming\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x14\n\x0cmilliseconds\x18\x02 \x01(\x01*\xfa\x01\n\x07\x43hannel\x12\x17\n\x13\x43HANNEL_UNSPECIFIED\x10\x00\x12\x16\n\x12\x43HANNEL_POPULARITY\x10\x01\x12\x1f\n\x1b\x43HANNEL_CATEGORY_POPULARITY\x10\x02\x12\x19\n\x15\x43HANNEL_COLLABORATIVE\x10\x03\x12\x12\n\x0e\x43HANNEL_VISUAL\x10\x04\x12\x11\n\rCHANNEL_PHOTO\x10\x05\x12\x13\n\x0f\x43HANNEL_SIMILAR\x10\x06\x12\x16\n\x12\x43HANNEL_SEQUENTIAL\x10\x07\x12\x16\n\x12\x43HANNEL_ENGAGEMENT\x10\x08\x12\x16\n\x12\x43HANNEL_REPURCHASE\x10\t*\xf6\x01\n\rPreviewStatus\x12\x1e\n\x1aPREVIEW_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11PREVIEW_STATUS_OK\x10\x01\x12\x19\n\x15PREVIEW_STATUS_CACHED\x10\x02\x12\x1c\n\x18PREVIEW_STATUS_TIMED_OUT\x10\x03\x12\x1e\n\x1aPREVIEW_STATUS_UNAVAILABLE\x10\x04\x12\x19\n\x15PREVIEW_STATUS_FAILED\x10\x05\x12\x1a\n\x16PREVIEW_STATUS_SKIPPED\x10\x06\x12\x1e\n\x1aPREVIEW_STATUS_UNSUPPORTED\x10\x07*j\n\x0fPreviewDelivery\x12 \n\x1cPREVIEW_DELIVERY_UNSPECIFIED\x10\x00\x12\x18\n\x14PREVIEW_DELIVERY_URL\x10\x01\x12\x1b\n\x17PREVIEW_DELIVERY_INLINE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -23,30 +24,32 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   _globals['_GARMENT_ATTRIBUTESENTRY']._options = None
   _globals['_GARMENT_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_CHANNEL']._serialized_start=1406
-  _globals['_CHANNEL']._serialized_end=1656
-  _globals['_PREVIEWSTATUS']._serialized_start=1659
-  _globals['_PREVIEWSTATUS']._serialized_end=1905
-  _globals['_IMAGE']._serialized_start=35
-  _globals['_IMAGE']._serialized_end=107
-  _globals['_GARMENT']._serialized_start=110
-  _globals['_GARMENT']._serialized_end=354
-  _globals['_GARMENT_ATTRIBUTESENTRY']._serialized_start=305
-  _globals['_GARMENT_ATTRIBUTESENTRY']._serialized_end=354
-  _globals['_CHANNELSCORE']._serialized_start=356
-  _globals['_CHANNELSCORE']._serialized_end=435
-  _globals['_EXPERIMENTASSIGNMENT']._serialized_start=437
-  _globals['_EXPERIMENTASSIGNMENT']._serialized_end=557
-  _globals['_PREVIEWQUALITY']._serialized_start=560
-  _globals['_PREVIEWQUALITY']._serialized_end=778
-  _globals['_PREVIEW']._serialized_start=781
-  _globals['_PREVIEW']._serialized_end=965
-  _globals['_RECOMMENDEDGARMENT']._serialized_start=968
-  _globals['_RECOMMENDEDGARMENT']._serialized_end=1131
-  _globals['_RECOMMENDCONTEXT']._serialized_start=1134
-  _globals['_RECOMMENDCONTEXT']._serialized_end=1276
-  _globals['_BOUNDINGBOX']._serialized_start=1278
-  _globals['_BOUNDINGBOX']._serialized_end=1351
-  _globals['_STAGETIMING']._serialized_start=1353
-  _globals['_STAGETIMING']._serialized_end=1403
+  _globals['_CHANNEL']._serialized_start=1504
+  _globals['_CHANNEL']._serialized_end=1754
+  _globals['_PREVIEWSTATUS']._serialized_start=1757
+  _globals['_PREVIEWSTATUS']._serialized_end=2003
+  _globals['_PREVIEWDELIVERY']._serialized_start=2005
+  _globals['_PREVIEWDELIVERY']._serialized_end=2111
+  _globals['_IMAGE']._serialized_start=68
+  _globals['_IMAGE']._serialized_end=140
+  _globals['_GARMENT']._serialized_start=143
+  _globals['_GARMENT']._serialized_end=387
+  _globals['_GARMENT_ATTRIBUTESENTRY']._serialized_start=338
+  _globals['_GARMENT_ATTRIBUTESENTRY']._serialized_end=387
+  _globals['_CHANNELSCORE']._serialized_start=389
+  _globals['_CHANNELSCORE']._serialized_end=468
+  _globals['_EXPERIMENTASSIGNMENT']._serialized_start=470
+  _globals['_EXPERIMENTASSIGNMENT']._serialized_end=590
+  _globals['_PREVIEWQUALITY']._serialized_start=593
+  _globals['_PREVIEWQUALITY']._serialized_end=811
+  _globals['_PREVIEW']._serialized_start=814
+  _globals['_PREVIEW']._serialized_end=1063
+  _globals['_RECOMMENDEDGARMENT']._serialized_start=1066
+  _globals['_RECOMMENDEDGARMENT']._serialized_end=1229
+  _globals['_RECOMMENDCONTEXT']._serialized_start=1232
+  _globals['_RECOMMENDCONTEXT']._serialized_end=1374
+  _globals['_BOUNDINGBOX']._serialized_start=1376
+  _globals['_BOUNDINGBOX']._serialized_end=1449
+  _globals['_STAGETIMING']._serialized_start=1451
+  _globals['_STAGETIMING']._serialized_end=1501
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -29,6 +30,12 @@ class PreviewStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PREVIEW_STATUS_FAILED: _ClassVar[PreviewStatus]
     PREVIEW_STATUS_SKIPPED: _ClassVar[PreviewStatus]
     PREVIEW_STATUS_UNSUPPORTED: _ClassVar[PreviewStatus]
+
+class PreviewDelivery(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PREVIEW_DELIVERY_UNSPECIFIED: _ClassVar[PreviewDelivery]
+    PREVIEW_DELIVERY_URL: _ClassVar[PreviewDelivery]
+    PREVIEW_DELIVERY_INLINE: _ClassVar[PreviewDelivery]
 CHANNEL_UNSPECIFIED: Channel
 CHANNEL_POPULARITY: Channel
 CHANNEL_CATEGORY_POPULARITY: Channel
@@ -47,6 +54,9 @@ PREVIEW_STATUS_UNAVAILABLE: PreviewStatus
 PREVIEW_STATUS_FAILED: PreviewStatus
 PREVIEW_STATUS_SKIPPED: PreviewStatus
 PREVIEW_STATUS_UNSUPPORTED: PreviewStatus
+PREVIEW_DELIVERY_UNSPECIFIED: PreviewDelivery
+PREVIEW_DELIVERY_URL: PreviewDelivery
+PREVIEW_DELIVERY_INLINE: PreviewDelivery
 
 class Image(_message.Message):
     __slots__ = ("data", "media_type", "width", "height")
@@ -136,20 +146,24 @@ class PreviewQuality(_message.Message):
     def __init__(self, score: _Optional[float] = ..., coverage: _Optional[float] = ..., connectedness: _Optional[float] = ..., colour_delta_e: _Optional[float] = ..., pattern_ssim: _Optional[float] = ..., sharpness: _Optional[float] = ..., short: _Optional[_Iterable[str]] = ..., advice: _Optional[str] = ..., face_ssim: _Optional[float] = ..., background_difference: _Optional[float] = ...) -> None: ...
 
 class Preview(_message.Message):
-    __slots__ = ("status", "reason", "image", "model_version", "latency_ms", "quality")
+    __slots__ = ("status", "reason", "image", "model_version", "latency_ms", "quality", "url", "url_expires_at")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     LATENCY_MS_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    URL_EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     status: PreviewStatus
     reason: str
     image: Image
     model_version: str
     latency_ms: float
     quality: PreviewQuality
-    def __init__(self, status: _Optional[_Union[PreviewStatus, str]] = ..., reason: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., model_version: _Optional[str] = ..., latency_ms: _Optional[float] = ..., quality: _Optional[_Union[PreviewQuality, _Mapping]] = ...) -> None: ...
+    url: str
+    url_expires_at: _timestamp_pb2.Timestamp
+    def __init__(self, status: _Optional[_Union[PreviewStatus, str]] = ..., reason: _Optional[str] = ..., image: _Optional[_Union[Image, _Mapping]] = ..., model_version: _Optional[str] = ..., latency_ms: _Optional[float] = ..., quality: _Optional[_Union[PreviewQuality, _Mapping]] = ..., url: _Optional[str] = ..., url_expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RecommendedGarment(_message.Message):
     __slots__ = ("garment", "score", "rank", "channels", "preview")

@@ -16,7 +16,7 @@ from drape.v1 import common_pb2 as drape_dot_v1_dot_common__pb2
 from drape.v1 import events_pb2 as drape_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x64rape/v1/gateway.proto\x12\x08\x64rape.v1\x1a\x15\x64rape/v1/common.proto\x1a\x15\x64rape/v1/events.proto\"\xff\x01\n\x1eGatewayServiceRecommendRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12+\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x1a.drape.v1.RecommendContext\x12\x1e\n\x05photo\x18\x05 \x01(\x0b\x32\x0f.drape.v1.Image\x12\x10\n\x08previews\x18\x06 \x01(\x08\x12\x15\n\rpreview_limit\x18\x07 \x01(\x05\x12\x1a\n\x12\x66ull_size_previews\x18\x08 \x01(\x08\x12\x1b\n\x13min_preview_quality\x18\t \x01(\x02\"\xa0\x02\n\x1fGatewayServiceRecommendResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x19\n\x11recommendation_id\x18\x02 \x01(\t\x12\x32\n\nassignment\x18\x03 \x01(\x0b\x32\x1e.drape.v1.ExperimentAssignment\x12+\n\x05items\x18\x04 \x03(\x0b\x32\x1c.drape.v1.RecommendedGarment\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12!\n\x05photo\x18\x06 \x01(\x0b\x32\x12.drape.v1.PhotoUse\x12\x33\n\x0b\x61ssignments\x18\x07 \x03(\x0b\x32\x1e.drape.v1.ExperimentAssignment\"?\n\x08PhotoUse\x12\x0c\n\x04used\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"\xce\x01\n\x0cTryOnRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x1e\n\x05photo\x18\x03 \x01(\x0b\x32\x0f.drape.v1.Image\x12\x14\n\ngarment_id\x18\x04 \x01(\tH\x00\x12(\n\rgarment_image\x18\x05 \x01(\x0b\x32\x0f.drape.v1.ImageH\x00\x12\x11\n\tfull_size\x18\x06 \x01(\x08\x12\x1b\n\x13min_preview_quality\x18\x07 \x01(\x02\x42\t\n\x07garment\"G\n\rTryOnResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\"\n\x07preview\x18\x02 \x01(\x0b\x32\x11.drape.v1.Preview\"Z\n\x0cTrackRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1f\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x0f.drape.v1.Event\x12\x15\n\rallow_partial\x18\x03 \x01(\x08\"\x81\x01\n\rTrackResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06stored\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\x12\x10\n\x08rejected\x18\x04 \x01(\x05\x12&\n\x07results\x18\x05 \x03(\x0b\x32\x15.drape.v1.EventResult2\xe6\x01\n\x0eGatewayService\x12`\n\tRecommend\x12(.drape.v1.GatewayServiceRecommendRequest\x1a).drape.v1.GatewayServiceRecommendResponse\x12\x38\n\x05TryOn\x12\x16.drape.v1.TryOnRequest\x1a\x17.drape.v1.TryOnResponse\x12\x38\n\x05Track\x12\x16.drape.v1.TrackRequest\x1a\x17.drape.v1.TrackResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x64rape/v1/gateway.proto\x12\x08\x64rape.v1\x1a\x15\x64rape/v1/common.proto\x1a\x15\x64rape/v1/events.proto\"\xac\x02\n\x1eGatewayServiceRecommendRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\t\n\x01k\x18\x03 \x01(\x05\x12+\n\x07\x63ontext\x18\x04 \x01(\x0b\x32\x1a.drape.v1.RecommendContext\x12\x1e\n\x05photo\x18\x05 \x01(\x0b\x32\x0f.drape.v1.Image\x12\x10\n\x08previews\x18\x06 \x01(\x08\x12\x15\n\rpreview_limit\x18\x07 \x01(\x05\x12\x1a\n\x12\x66ull_size_previews\x18\x08 \x01(\x08\x12\x1b\n\x13min_preview_quality\x18\t \x01(\x02\x12+\n\x08\x64\x65livery\x18\n \x01(\x0e\x32\x19.drape.v1.PreviewDelivery\"\xa0\x02\n\x1fGatewayServiceRecommendResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x19\n\x11recommendation_id\x18\x02 \x01(\t\x12\x32\n\nassignment\x18\x03 \x01(\x0b\x32\x1e.drape.v1.ExperimentAssignment\x12+\n\x05items\x18\x04 \x03(\x0b\x32\x1c.drape.v1.RecommendedGarment\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12!\n\x05photo\x18\x06 \x01(\x0b\x32\x12.drape.v1.PhotoUse\x12\x33\n\x0b\x61ssignments\x18\x07 \x03(\x0b\x32\x1e.drape.v1.ExperimentAssignment\"?\n\x08PhotoUse\x12\x0c\n\x04used\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\"\xfb\x01\n\x0cTryOnRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x1e\n\x05photo\x18\x03 \x01(\x0b\x32\x0f.drape.v1.Image\x12\x14\n\ngarment_id\x18\x04 \x01(\tH\x00\x12(\n\rgarment_image\x18\x05 \x01(\x0b\x32\x0f.drape.v1.ImageH\x00\x12\x11\n\tfull_size\x18\x06 \x01(\x08\x12\x1b\n\x13min_preview_quality\x18\x07 \x01(\x02\x12+\n\x08\x64\x65livery\x18\x08 \x01(\x0e\x32\x19.drape.v1.PreviewDeliveryB\t\n\x07garment\"G\n\rTryOnResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\"\n\x07preview\x18\x02 \x01(\x0b\x32\x11.drape.v1.Preview\"Z\n\x0cTrackRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x1f\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x0f.drape.v1.Event\x12\x15\n\rallow_partial\x18\x03 \x01(\x08\"\x81\x01\n\rTrackResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06stored\x18\x02 \x01(\x05\x12\x12\n\nduplicates\x18\x03 \x01(\x05\x12\x10\n\x08rejected\x18\x04 \x01(\x05\x12&\n\x07results\x18\x05 \x03(\x0b\x32\x15.drape.v1.EventResult2\xe6\x01\n\x0eGatewayService\x12`\n\tRecommend\x12(.drape.v1.GatewayServiceRecommendRequest\x1a).drape.v1.GatewayServiceRecommendResponse\x12\x38\n\x05TryOn\x12\x16.drape.v1.TryOnRequest\x1a\x17.drape.v1.TryOnResponse\x12\x38\n\x05Track\x12\x16.drape.v1.TrackRequest\x1a\x17.drape.v1.TrackResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -24,19 +24,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'drape.v1.gateway_pb2', _glo
 if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   _globals['_GATEWAYSERVICERECOMMENDREQUEST']._serialized_start=83
-  _globals['_GATEWAYSERVICERECOMMENDREQUEST']._serialized_end=338
-  _globals['_GATEWAYSERVICERECOMMENDRESPONSE']._serialized_start=341
-  _globals['_GATEWAYSERVICERECOMMENDRESPONSE']._serialized_end=629
-  _globals['_PHOTOUSE']._serialized_start=631
-  _globals['_PHOTOUSE']._serialized_end=694
-  _globals['_TRYONREQUEST']._serialized_start=697
-  _globals['_TRYONREQUEST']._serialized_end=903
-  _globals['_TRYONRESPONSE']._serialized_start=905
-  _globals['_TRYONRESPONSE']._serialized_end=976
-  _globals['_TRACKREQUEST']._serialized_start=978
-  _globals['_TRACKREQUEST']._serialized_end=1068
-  _globals['_TRACKRESPONSE']._serialized_start=1071
-  _globals['_TRACKRESPONSE']._serialized_end=1200
-  _globals['_GATEWAYSERVICE']._serialized_start=1203
-  _globals['_GATEWAYSERVICE']._serialized_end=1433
+  _globals['_GATEWAYSERVICERECOMMENDREQUEST']._serialized_end=383
+  _globals['_GATEWAYSERVICERECOMMENDRESPONSE']._serialized_start=386
+  _globals['_GATEWAYSERVICERECOMMENDRESPONSE']._serialized_end=674
+  _globals['_PHOTOUSE']._serialized_start=676
+  _globals['_PHOTOUSE']._serialized_end=739
+  _globals['_TRYONREQUEST']._serialized_start=742
+  _globals['_TRYONREQUEST']._serialized_end=993
+  _globals['_TRYONRESPONSE']._serialized_start=995
+  _globals['_TRYONRESPONSE']._serialized_end=1066
+  _globals['_TRACKREQUEST']._serialized_start=1068
+  _globals['_TRACKREQUEST']._serialized_end=1158
+  _globals['_TRACKRESPONSE']._serialized_start=1161
+  _globals['_TRACKRESPONSE']._serialized_end=1290
+  _globals['_GATEWAYSERVICE']._serialized_start=1293
+  _globals['_GATEWAYSERVICE']._serialized_end=1523
 # @@protoc_insertion_point(module_scope)

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class GatewayServiceRecommendRequest(_message.Message):
-    __slots__ = ("request_id", "user_id", "k", "context", "photo", "previews", "preview_limit", "full_size_previews", "min_preview_quality")
+    __slots__ = ("request_id", "user_id", "k", "context", "photo", "previews", "preview_limit", "full_size_previews", "min_preview_quality", "delivery")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class GatewayServiceRecommendRequest(_message.Message):
     PREVIEW_LIMIT_FIELD_NUMBER: _ClassVar[int]
     FULL_SIZE_PREVIEWS_FIELD_NUMBER: _ClassVar[int]
     MIN_PREVIEW_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     user_id: str
     k: int
@@ -27,7 +28,8 @@ class GatewayServiceRecommendRequest(_message.Message):
     preview_limit: int
     full_size_previews: bool
     min_preview_quality: float
-    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., k: _Optional[int] = ..., context: _Optional[_Union[_common_pb2.RecommendContext, _Mapping]] = ..., photo: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., previews: bool = ..., preview_limit: _Optional[int] = ..., full_size_previews: bool = ..., min_preview_quality: _Optional[float] = ...) -> None: ...
+    delivery: _common_pb2.PreviewDelivery
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., k: _Optional[int] = ..., context: _Optional[_Union[_common_pb2.RecommendContext, _Mapping]] = ..., photo: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., previews: bool = ..., preview_limit: _Optional[int] = ..., full_size_previews: bool = ..., min_preview_quality: _Optional[float] = ..., delivery: _Optional[_Union[_common_pb2.PreviewDelivery, str]] = ...) -> None: ...
 
 class GatewayServiceRecommendResponse(_message.Message):
     __slots__ = ("request_id", "recommendation_id", "assignment", "items", "model_version", "photo", "assignments")
@@ -58,7 +60,7 @@ class PhotoUse(_message.Message):
     def __init__(self, used: bool = ..., reason: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class TryOnRequest(_message.Message):
-    __slots__ = ("request_id", "user_id", "photo", "garment_id", "garment_image", "full_size", "min_preview_quality")
+    __slots__ = ("request_id", "user_id", "photo", "garment_id", "garment_image", "full_size", "min_preview_quality", "delivery")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     PHOTO_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +68,7 @@ class TryOnRequest(_message.Message):
     GARMENT_IMAGE_FIELD_NUMBER: _ClassVar[int]
     FULL_SIZE_FIELD_NUMBER: _ClassVar[int]
     MIN_PREVIEW_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     user_id: str
     photo: _common_pb2.Image
@@ -73,7 +76,8 @@ class TryOnRequest(_message.Message):
     garment_image: _common_pb2.Image
     full_size: bool
     min_preview_quality: float
-    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., photo: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., garment_id: _Optional[str] = ..., garment_image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., full_size: bool = ..., min_preview_quality: _Optional[float] = ...) -> None: ...
+    delivery: _common_pb2.PreviewDelivery
+    def __init__(self, request_id: _Optional[str] = ..., user_id: _Optional[str] = ..., photo: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., garment_id: _Optional[str] = ..., garment_image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., full_size: bool = ..., min_preview_quality: _Optional[float] = ..., delivery: _Optional[_Union[_common_pb2.PreviewDelivery, str]] = ...) -> None: ...
 
 class TryOnResponse(_message.Message):
     __slots__ = ("request_id", "preview")
