@@ -26,6 +26,7 @@ import numpy as np
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from drape.cli.stack import Stack, ephemeral
+from drape.cli.web import point_previews_here
 from drape.services.runtime import connect
 from drape.services.runtime.config import DrapeConfig
 from drape.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
@@ -33,12 +34,13 @@ from drape.v1 import common_pb2, events_pb2, gateway_pb2, gateway_pb2_grpc
 if TYPE_CHECKING:
     import pandas as pd
 
-EXPERIMENT_YAML = """\
-name: demo-previews
+EXPERIMENT_NAME = "demo-previews"
+EXPERIMENT_YAML = f"""\
+name: {EXPERIMENT_NAME}
 salt: demo
 variants:
-  - {name: control, share: 50, strategy: popularity, previews: false}
-  - {name: treatment, share: 50, strategy: hybrid, previews: true}
+  - {{name: control, share: 50, strategy: popularity, previews: false}}
+  - {{name: treatment, share: 50, strategy: hybrid, previews: true}}
 """
 _TYPES = {
     "impression": events_pb2.EVENT_TYPE_IMPRESSION,
@@ -164,7 +166,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=Path("demo-output"),
         help="where the previews page and its images go (default: demo-output)",
     )
+    demo.add_argument("--web", nargs="?", const="127.0.0.1:8080", metavar="HOST:PORT",
+                      help="then keep everything running and serve the storefront and analyst "
+                      "pages there (`drape web`; default 127.0.0.1:8080) until Ctrl-C")  # fmt: skip
     demo.set_defaults(func=run)
+
+
+def _serve_web(config: DrapeConfig, gateway: str) -> None:
+    """`drape demo --web`: the pages on the demo's stack and data, until Ctrl-C."""
+    from drape.services.web.server import WebServer
+
+    config.web.gateway_address = gateway
+    server = WebServer(config).start()
+    print(f"\nstorefront {server.url}/  analyst {server.url}/analyst?experiment="
+          f"{EXPERIMENT_NAME}  API {server.url}/openapi.json; Ctrl-C to stop", flush=True)  # fmt: skip
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        print("stopping...", flush=True)
+    finally:
+        server.stop()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -182,6 +203,9 @@ def run(args: argparse.Namespace) -> int:
     experiments = data_dir / "experiments.yaml"
     experiments.write_text(EXPERIMENT_YAML)
     config.recommend.experiments_path = str(experiments)
+    if args.web:
+        config.web.address = args.web
+        point_previews_here(config, f"http://{args.web}")
 
     started = time.perf_counter()
     feed = write_generated_feed(args.garments, data_dir / "feed", seed=args.seed)
@@ -232,6 +256,8 @@ def run(args: argparse.Namespace) -> int:
         for line in _metric_lines(stack.endpoints["gateway"].metrics_port, "drape_previews_total"):
             print(f"  {line}")
         channel.close()
+        if args.web:
+            _serve_web(config, stack.address("gateway"))
     finally:
         stack.stop()
         if own_dir:

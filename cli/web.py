@@ -1,6 +1,6 @@
 """`drape web`: the storefront and analyst pages, the JSON API and the preview endpoint on one
-local HTTP server; with every service started on localhost as `drape up` does, or in front of
-a gateway already running (--gateway)."""
+HTTP server; with every service started on localhost as `drape up` does, or in front of a
+gateway already running (--gateway ADDR, or --no-stack for web.gateway_address)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="where to listen (default web.address, 127.0.0.1:8080)")  # fmt: skip
     web.add_argument("--gateway", metavar="HOST:PORT",
                      help="call this running gateway instead of starting the services")  # fmt: skip
+    web.add_argument("--no-stack", action="store_true",
+                     help="start no services: call the gateway at web.gateway_address (what a "
+                     "Kubernetes pod runs)")  # fmt: skip
     web.set_defaults(func=run)
 
 
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.gateway:
             config.web.gateway_address = args.gateway
-        else:
+        elif not args.no_stack:
             stack = Stack(config, log_to_files=False).start()
             config.web.gateway_address = stack.address("gateway")
         server = WebServer(config).start()

@@ -36,6 +36,19 @@ class ModelServer:
 MODEL_SERVER = ModelServer("triton", grpc_port=8001, http_port=8000, metrics_port=8002)
 
 
+@dataclass(frozen=True)
+class WebFront:
+    """`drape web`: HTTP (the JSON API, the preview URLs, the pages and /metrics on one
+    port) in front of the gateway; reads the event store for the analyst page."""
+
+    name: str
+    http_port: int
+    calls: tuple[str, ...]
+
+
+WEB = WebFront("web", http_port=8080, calls=("gateway",))
+
+
 def _calls(**fields: str) -> MappingProxyType[str, str]:
     return MappingProxyType(fields)
 
@@ -64,4 +77,5 @@ def grpc_port(name: str) -> int:
 
 def local_address(name: str) -> str:
     """Where ``name`` listens when every service runs on this machine (the defaults)."""
-    return f"127.0.0.1:{grpc_port(name)}"
+    port = WEB.http_port if name == WEB.name else grpc_port(name)
+    return f"127.0.0.1:{port}"

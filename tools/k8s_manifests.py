@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from drape.services.table import MODEL_SERVER, SERVICE_NAMES, SERVICES, grpc_port
+from drape.services.table import MODEL_SERVER, SERVICE_NAMES, SERVICES, WEB, grpc_port
 
 BASE = Path(__file__).resolve().parents[1] / "k8s" / "base"
 # name: (replicas, cpu request, memory request, memory limit, autoscale to)
@@ -27,6 +27,7 @@ SIZING = {
     "tryon": (1, "250m", "512Mi", "2Gi", 4),
     "splice": (1, "250m", "512Mi", "2Gi", 4),
     "events": (2, "250m", "256Mi", "1Gi", 0),
+    "web": (2, "250m", "256Mi", "1Gi", 10),
 }
 # Settings of the shared config file beyond ports and addresses, by config section.
 SETTINGS = {
@@ -43,6 +44,15 @@ SETTINGS = {
     "*.server": {"reflection": False},
     "features": {"runner": "triton"},
     "triton": {"max_batch": 32, "max_queue_delay_us": 2000},
+    # Preview URLs lead to the web front through your ingress or CDN: set its public URL.
+    "previews": {"public_url": "https://drape.example.com"},
+    # The JSON API and the preview URLs; the demo storefront and the analyst page (which reads
+    # the event store) stay off in a cluster.
+    "web": {
+        "address": f"0.0.0.0:{WEB.http_port}",
+        "gateway_address": f"gateway:{SERVICES['gateway'].grpc_port}",
+        "pages": False,
+    },
 }
 # The image every Drape container runs: kustomize's `images` sets it in the base and in every
 # overlay (an overlay's patches come after the base's transformers), from here.
@@ -52,10 +62,14 @@ IMAGE = {"name": IMAGE_NAME, "newName": "ghcr.io/drape-platform/drape", "newTag"
 # files in its own folder of the pods that use it:
 #   kubectl -n drape create secret generic drape-events --from-literal=store-url=postgresql://...
 #   kubectl -n drape create secret generic drape-api-keys --from-file=api-keys.yaml
+#   kubectl -n drape create secret generic drape-preview-keys \
+#     --from-literal=signing.keys="$(openssl rand -base64 48)"
 SECRETS_DIR = "/var/run/secrets/drape"
 SECRETS = {
     "event-store": {"name": "drape-events", "key": "store-url"},
     "api-keys": {"name": "drape-api-keys", "key": "api-keys.yaml"},
+    # The preview URLs' HMAC keys, shared by the gateway (signs) and the web front (checks).
+    "preview-keys": {"name": "drape-preview-keys", "key": "signing.keys"},
 }
 EVENT_STORE_SECRET = SECRETS["event-store"]
 
@@ -65,6 +79,7 @@ def secret_file(volume: str) -> str:
 
 
 SETTINGS["gateway"]["api_keys_path"] = secret_file("api-keys")
+SETTINGS["previews"]["signing_keys_path"] = secret_file("preview-keys")
 # checkov's findings that do not apply, each with its reason, as the annotations it reads.
 CHECKOV_SKIPS = {
     "CKV_K8S_11": "no CPU limits on purpose: CFS throttling adds tail latency to gRPC calls; requests size "
@@ -164,8 +179,7 @@ def _pod_template(labels: dict, metrics_port: int, container: dict) -> dict:
 
 def service_manifests(name: str) -> list[dict]:
     grpc_port, metrics_port = SERVICES[name].grpc_port, SERVICES[name].metrics_port
-    replicas, cpu, memory, memory_limit, autoscale = SIZING[name]
-    labels = {"app.kubernetes.io/name": name}
+    _, cpu, memory, memory_limit, _ = SIZING[name]
     # The kubelet's gRPC probes speak plaintext only: they ask the health-only port, which
     # stays plaintext when the service port serves TLS (k8s/components/tls).
     probe = {"grpc": {"port": health_port(name)}, "periodSeconds": 5, "failureThreshold": 3}
@@ -179,8 +193,21 @@ def service_manifests(name: str) -> list[dict]:
         ],
         {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}},
         event_store=SERVICES[name].event_store,
-        secrets=("api-keys",) if name == "gateway" else (),
+        secrets=("api-keys", "preview-keys") if name == "gateway" else (),
     )
+    ports = [
+        {"name": "grpc", "port": grpc_port, "targetPort": "grpc", "appProtocol": "grpc"},
+        {"name": "metrics", "port": metrics_port, "targetPort": "metrics"},
+    ]
+    return _workload(name, container, probe, ports, metrics_port)
+
+
+def _workload(name: str, container: dict, probe: dict, ports: list[dict],
+              metrics_port: int) -> list[dict]:  # fmt: skip
+    """A Deployment of ``container`` (probed with ``probe``) behind a Service on ``ports``,
+    with its disruption budget and, where SIZING says so, an autoscaler."""
+    replicas, _, _, _, autoscale = SIZING[name]
+    labels = {"app.kubernetes.io/name": name}
     container["readinessProbe"] = probe
     container["livenessProbe"] = {**probe, "periodSeconds": 10, "failureThreshold": 6}
     container["startupProbe"] = {**probe, "failureThreshold": 60}
@@ -202,13 +229,7 @@ def service_manifests(name: str) -> list[dict]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "labels": labels},
-        "spec": {
-            "selector": labels,
-            "ports": [
-                {"name": "grpc", "port": grpc_port, "targetPort": "grpc", "appProtocol": "grpc"},
-                {"name": "metrics", "port": metrics_port, "targetPort": "metrics"},
-            ],
-        },
+        "spec": {"selector": labels, "ports": ports},
     }
     budget = {
         "apiVersion": "policy/v1",
@@ -240,6 +261,26 @@ def service_manifests(name: str) -> list[dict]:
             }
         )
     return manifests
+
+
+def web_manifests() -> list[dict]:
+    """The web front (`drape web`): the JSON API and the preview URLs over HTTP, probed on
+    /healthz, scraped on its one port."""
+    port = WEB.http_port
+    _, cpu, memory, memory_limit, _ = SIZING[WEB.name]
+    container = _container(
+        WEB.name, ["drape", "web", "--no-stack"], [{"name": WEB.name, "containerPort": port}],
+        {"requests": {"cpu": cpu, "memory": memory}, "limits": {"memory": memory_limit}},
+        event_store=True, secrets=("preview-keys",),
+    )  # fmt: skip
+    probe = {
+        "httpGet": {"path": "/healthz", "port": WEB.name},
+        "periodSeconds": 5,
+        "failureThreshold": 3,
+    }
+    return _workload(
+        WEB.name, container, probe, [{"name": "http", "port": port, "targetPort": WEB.name}], port
+    )
 
 
 def triton_manifests() -> list[dict]:
@@ -365,6 +406,10 @@ def config_toml() -> str:
                   "health_port": health_port(name), "drain_delay_s": DRAIN_DELAY_S, **SETTINGS["*.server"],
                   **SETTINGS.get(f"{name}.server", {})}  # fmt: skip
         sections.append(_toml_section(f"{name}.server", server))
+    sections += [
+        _toml_section("previews", SETTINGS["previews"]),
+        _toml_section("web", SETTINGS["web"]),
+    ]
     triton = {"host": "0.0.0.0", "grpc_port": MODEL_SERVER.grpc_port,
               "http_port": MODEL_SERVER.http_port, "metrics_port": MODEL_SERVER.metrics_port,
               **SETTINGS["triton"]}  # fmt: skip
@@ -441,6 +486,7 @@ def network_policies() -> list[dict]:
     callers: dict[str, set[str]] = {}
     calls: dict[str, tuple[str, ...]] = {
         **{n: tuple(e.calls) for n, e in SERVICES.items()},
+        WEB.name: WEB.calls,
         **JOB_CALLS,
     }
     for caller, callees in calls.items():
@@ -465,6 +511,9 @@ def network_policies() -> list[dict]:
         ingress = [{"ports": [{"protocol": "TCP", "port": port}], **({"from": sources} if sources else {})},
                    {"from": [monitoring], "ports": [{"protocol": "TCP", "port": metrics}]}]  # fmt: skip
         policies.append(_policy(f"{name}-ingress", _pods(name)["podSelector"], ingress=ingress))
+    # The web front: from anywhere (narrow it to your ingress controller), Prometheus included.
+    policies.append(_policy(f"{WEB.name}-ingress", _pods(WEB.name)["podSelector"],
+                            ingress=[{"ports": [{"protocol": "TCP", "port": WEB.http_port}]}]))  # fmt: skip
     for caller, callees in calls.items():
         egress = [{"to": [_pods(callee)], "ports": [{"protocol": "TCP", "port": grpc_port(callee)}]}
                   for callee in callees]  # fmt: skip
@@ -472,7 +521,7 @@ def network_policies() -> list[dict]:
             policies.append(
                 _policy(f"{caller}-egress", _pods(caller)["podSelector"], egress=egress)
             )
-    store_users = [n for n, e in SERVICES.items() if e.event_store] + list(JOB_EVENT_STORE)
+    store_users = [n for n, e in SERVICES.items() if e.event_store] + [WEB.name, *JOB_EVENT_STORE]
     policies.append(_policy("event-store-egress", _pods(*store_users)["podSelector"],
                             egress=[{"ports": [{"protocol": "TCP", "port": POSTGRES_PORT}]}]))  # fmt: skip
     return policies
@@ -484,6 +533,8 @@ BASE_KUSTOMIZATION = """\
 # server (Triton through pytriton), and the ingest and training jobs. The `gpu` overlay swaps
 # the model server for NVIDIA's Triton container on a GPU node.
 #   kubectl -n drape create secret generic drape-events --from-literal=store-url=postgresql://...
+#   kubectl -n drape create secret generic drape-preview-keys \
+#     --from-literal=signing.keys="$(openssl rand -base64 48)"
 #   kubectl apply -k k8s/base            # CPU
 #   kubectl apply -k k8s/overlays/gpu    # GPU Triton
 apiVersion: kustomize.config.k8s.io/v1beta1
@@ -621,6 +672,12 @@ def tls_patches() -> list[dict]:
                     "spec": {"template": {"spec": {"volumes": [volume], "containers": [
                         {"name": MODEL_SERVER.name, "env": _tls_env("DRAPE_TRITON__TLS", server=True, mutual=True),
                          "volumeMounts": [mount]}]}}}})  # fmt: skip
+    # The web front calls the gateway as a client: it verifies the gateway against the CA.
+    volume, mount = _tls_mount("client")
+    patches.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": WEB.name},
+                    "spec": {"template": {"spec": {"volumes": [volume], "containers": [
+                        {"name": WEB.name, "env": _tls_env("DRAPE_CLIENT_TLS", server=False, mutual=False),
+                         "volumeMounts": [mount]}]}}}})  # fmt: skip
     for job in JOB_CALLS:
         volume, mount = _tls_mount("client")
         env = _tls_env("DRAPE_CLIENT_TLS", server=False, mutual=False)
@@ -653,6 +710,8 @@ STORAGE_SECRET = {"name": "drape-object-storage", "key": "credentials"}
 # Workloads that read or write the shared data, and so reach the bucket; the services among
 # them pull before they start.
 STORAGE_SERVICES = ("recommend", "features", "tryon")
+# The gateway writes the previews it serves by URL there, and the web front reads them.
+STORAGE_PREVIEWS = ("gateway", WEB.name)
 STORAGE_JOBS = ("drape-ingest", "drape-train-recsys", "drape-compact-events")
 
 
@@ -677,11 +736,13 @@ def object_storage_patches() -> list[dict]:
         container["volumeMounts"].append(mount)
         return container
 
-    for name in (*SERVICE_NAMES, MODEL_SERVER.name):
+    for name in (*SERVICE_NAMES, MODEL_SERVER.name, WEB.name):
         pod: dict = {"volumes": [cache]}
-        if name in STORAGE_SERVICES:
-            pod = {"volumes": [cache, secret], "initContainers": [pull()],
+        if name in STORAGE_SERVICES or name in STORAGE_PREVIEWS:
+            pod = {"volumes": [cache, secret],
                    "containers": [{"name": name, "env": env, "volumeMounts": [mount]}]}  # fmt: skip
+        if name in STORAGE_SERVICES:
+            pod["initContainers"] = [pull()]
         patches.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
                         "spec": {"template": {"spec": pod}}})  # fmt: skip
     for job in STORAGE_JOBS:
@@ -697,7 +758,7 @@ def object_storage_patches() -> list[dict]:
 
 
 def object_storage_egress() -> dict:
-    pods = _pods(*STORAGE_SERVICES, *STORAGE_JOBS)["podSelector"]
+    pods = _pods(*STORAGE_SERVICES, *STORAGE_PREVIEWS, *STORAGE_JOBS)["podSelector"]
     return _policy("object-storage-egress", pods,
                    egress=[{"ports": [{"protocol": "TCP", "port": 443}]}])  # fmt: skip
 
@@ -714,6 +775,7 @@ kind: Kustomization
 
 def rendered() -> dict[Path, str]:
     files = {BASE / f"{name}.yaml": service_manifests(name) for name in SERVICE_NAMES}
+    files[BASE / "web.yaml"] = web_manifests()
     files[BASE / "triton.yaml"] = triton_manifests()
     files[BASE / "jobs.yaml"] = job_manifests()
     files[BASE / "network-policies.yaml"] = network_policies()
@@ -732,7 +794,7 @@ def rendered() -> dict[Path, str]:
     }
     texts[BASE / "config.yaml"] = header + config_map()
     resources = ["namespace.yaml", "config.yaml", "data.yaml", "triton.yaml",
-                 *(f"{n}.yaml" for n in SERVICE_NAMES), "jobs.yaml", "network-policies.yaml"]  # fmt: skip
+                 *(f"{n}.yaml" for n in SERVICE_NAMES), "web.yaml", "jobs.yaml", "network-policies.yaml"]  # fmt: skip
     texts[BASE / "kustomization.yaml"] = _kustomization(BASE_KUSTOMIZATION, resources)
     texts[GPU / "kustomization.yaml"] = _kustomization(GPU_HEADER, ["../../base"],
                                                        patches=[{"path": "triton-gpu.yaml"}])  # fmt: skip

@@ -203,20 +203,24 @@ def triton_autoscaler() -> dict:
 
 def k8s_objects() -> dict[str, dict]:
     """The monitoring overlay's objects, from the same rules and dashboards as above."""
-    from drape.services.table import MODEL_SERVER, SERVICE_NAMES
+    from drape.services.table import MODEL_SERVER, SERVICE_NAMES, WEB
 
-    jobs = [*SERVICE_NAMES, MODEL_SERVER.name]
+    jobs = [*SERVICE_NAMES, MODEL_SERVER.name, WEB.name]
+    job = [
+        {
+            "sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"],
+            "targetLabel": "job",
+        }
+    ]
     pod_monitor = {
         "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
         "metadata": {"name": "drape", "labels": {"app.kubernetes.io/part-of": "drape"}},
         "spec": {
             "selector": {"matchExpressions": [
                 {"key": "app.kubernetes.io/name", "operator": "In", "values": jobs}]},
-            "podMetricsEndpoints": [{
-                "port": "metrics", "interval": "15s",
-                "relabelings": [{"sourceLabels": ["__meta_kubernetes_pod_label_app_kubernetes_io_name"],
-                                 "targetLabel": "job"}],
-            }],
+            # The services' metrics ports; the web front serves /metrics on its one HTTP port.
+            "podMetricsEndpoints": [{"port": "metrics", "interval": "15s", "relabelings": job},
+                                    {"port": WEB.name, "path": "/metrics", "interval": "15s", "relabelings": job}],
         },
     }  # fmt: skip
     groups = [g for data in rule_files().values() for g in data["groups"]]

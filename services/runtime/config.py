@@ -401,7 +401,7 @@ class PreviewsConfig(_Strict):
     """The preview store and its signed URLs, shared by the gateway (which stores previews and
     signs their URLs) and the web front (which checks the signatures and serves them)."""
 
-    public_url: str = "http://127.0.0.1:8080"
+    public_url: str = f"http://{local_address('web')}"
     """Where shoppers' browsers reach the web front's /v1/previews (or a CDN in front of it):
     the start of every preview URL."""
     url_ttl_s: float = Field(86_400.0, ge=60, le=30 * 86_400)
@@ -435,7 +435,7 @@ class WebConfig(_Strict):
     """`drape web`: the JSON/HTTP front of the gateway, the preview endpoint and the
     storefront and analyst pages, on one HTTP server."""
 
-    address: str = "127.0.0.1:8080"
+    address: str = local_address("web")
     """Where it listens (host:port)."""
     gateway_address: str = local_address("gateway")
     """The gateway it calls (host:port), over TLS when client_tls.ca is set."""

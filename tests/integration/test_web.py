@@ -261,3 +261,36 @@ def test_a_shopper_buys_and_rates_then_the_analyst_sees_it(site, browser, tmp_pa
         "f.contentDocument.querySelectorAll('svg').length"), timeout=30)  # fmt: skip
     _shot(driver, "5-analyst")
     _no_console_errors(driver)
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
+
+
+def test_the_client_examples_in_the_docs_run(site, tmp_path: Path):
+    import subprocess
+    import sys
+
+    stack, web = site
+    photo = tmp_path / "astronaut.jpg"
+    photo.write_bytes(encode_jpeg(images.astronaut(), quality=92))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "GATEWAY": stack.address("gateway"), "WEB": web.url}  # fmt: skip
+
+    def run(*command: str) -> str:
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    out = run(
+        sys.executable, str(EXAMPLES / "grpc_client.py"), stack.address("gateway"), str(photo)
+    )
+    assert "purchase tracked: stored=1" in out and f"{web.url}/v1/previews/" in out
+    out = run("bash", str(EXAMPLES / "grpcurl.sh"), str(photo))
+    assert "drape.v1.GatewayService.Recommend" in out and '"recommendationId"' in out
+    out = run("bash", str(EXAMPLES / "curl.sh"), str(photo))
+    assert "immutable" in out and "image/webp" in out and "user_id: is required" in out
+    assert '"stored": 1' in out
+    with Image.open(tmp_path / "preview.webp") as image:
+        assert image.format == "WEBP" and max(image.size) == 512

@@ -40,7 +40,12 @@ OVERLAYS = [
     "k8s/overlays/object-storage",
 ]
 # The CLI commands that open the event store (the services say so in their table).
-STORE_COMMANDS = {("train", "recsys"), ("report", "experiment"), ("events", "compact")}
+STORE_COMMANDS = {
+    ("train", "recsys"),
+    ("report", "experiment"),
+    ("events", "compact"),
+    ("web", "--no-stack"),
+}
 # registry host (with a dot or a port) / path : tag, or @digest
 FULL_IMAGE = re.compile(
     r"^[a-z0-9-]+(\.[a-z0-9-]+)+(:\d+)?/[a-z0-9._/-]+(:[\w.-]+|@sha256:[0-9a-f]{64})$"
@@ -183,6 +188,8 @@ def test_every_container_is_configured_as_its_pod_would_load_it(overlay: str, tm
             }
         addresses |= {arg: value for arg, value in itertools.pairwise(command)
                       if arg in ("--features", "--address")}  # fmt: skip
+        if command[0] == "web":  # the web front calls the gateway as a client
+            addresses["web.gateway_address"] = config.web.gateway_address
         for setting, address in addresses.items():
             assert _resolves(address, services), (
                 f"{container.where}: {setting} = {address} is no rendered Service"
@@ -254,12 +261,17 @@ def test_every_container_is_configured_as_its_pod_would_load_it(overlay: str, tm
 # The config sections each job's command reads (a service reads its own).
 JOB_SECTIONS = {("ingest",): {"features"}, ("train", "recsys"): {"recommend"},
                 ("export", "models"): {"features", "tryon", "triton"}, ("storage",): set(),
-                ("events", "compact"): {"recommend"}}  # fmt: skip
+                ("events", "compact"): {"recommend"}, ("web",): {"web", "previews"}}  # fmt: skip
+# Sections only some containers read, besides the services' own.
+READ_BY = {"previews": {"gateway", "web"}, "web": {"web"}}
 
 
 def _sections(command: list[str]) -> set[str]:
     if command[0] == "serve":
-        return {command[1]}
+        return {
+            command[1],
+            *(section for section, readers in READ_BY.items() if command[1] in readers),
+        }
     return next(
         sections
         for prefix, sections in JOB_SECTIONS.items()
@@ -290,7 +302,7 @@ def _configured_paths(config: DrapeConfig, sections: set[str]) -> list[str]:
         elif isinstance(value, str) and value.startswith("/"):
             found.append(value)
 
-    every = {*SERVICES, "triton"}
+    every = {*SERVICES, "triton", *READ_BY}
     walk(
         {k: v for k, v in config.model_dump(mode="json").items() if k not in every or k in sections}
     )
@@ -327,7 +339,7 @@ def test_gpu_triton_loads_exactly_the_models_the_services_call():
 def test_the_object_storage_overlay_needs_no_shared_volume(tmp_path: Path):
     """No claim and no claimed volume anywhere; every pod that reads or writes the shared data
     is configured with the bucket, and the services pull before they start."""
-    from tools.k8s_manifests import STORAGE_JOBS, STORAGE_SERVICES, STORAGE_URL
+    from tools.k8s_manifests import STORAGE_JOBS, STORAGE_PREVIEWS, STORAGE_SERVICES, STORAGE_URL
 
     docs = _render("k8s/overlays/object-storage")
     assert not [d for d in docs if d["kind"] == "PersistentVolumeClaim"]
@@ -335,7 +347,10 @@ def test_the_object_storage_overlay_needs_no_shared_volume(tmp_path: Path):
     for container in containers:
         volumes = {v["name"]: v for v in container.pod["volumes"]}
         assert "persistentVolumeClaim" not in volumes["data"], container.where
-    users = {f"Deployment/{n}" for n in STORAGE_SERVICES} | {f"CronJob/{n}" for n in STORAGE_JOBS}
+    # The preview store too: the gateway writes previews there and every web pod reads them.
+    assert set(STORAGE_PREVIEWS) == {"gateway", "web"}
+    users = {f"Deployment/{n}" for n in (*STORAGE_SERVICES, *STORAGE_PREVIEWS)}
+    users |= {f"CronJob/{n}" for n in STORAGE_JOBS}
     pulled = set()
     for container in containers:
         if container.workload not in users or container.drape_command is None:
@@ -347,4 +362,4 @@ def test_the_object_storage_overlay_needs_no_shared_volume(tmp_path: Path):
     assert pulled == {f"Deployment/{n}" for n in STORAGE_SERVICES} | {"CronJob/drape-ingest"}
     egress = next(d for d in docs if d["metadata"]["name"] == "object-storage-egress")
     selected = egress["spec"]["podSelector"]["matchExpressions"][0]["values"]
-    assert sorted(selected) == sorted([*STORAGE_SERVICES, *STORAGE_JOBS])
+    assert sorted(selected) == sorted([*STORAGE_SERVICES, *STORAGE_PREVIEWS, *STORAGE_JOBS])

@@ -130,8 +130,8 @@ def test_the_monitoring_overlay_scrapes_every_pod_and_carries_the_rules(tmp_path
             kubernetes_validate.validate(doc, "1.32", strict=True)
     monitor = next(d for d in docs if d["kind"] == "PodMonitor")
     selected = set(monitor["spec"]["selector"]["matchExpressions"][0]["values"])
-    endpoint = monitor["spec"]["podMetricsEndpoints"][0]
-    assert endpoint["relabelings"][0]["targetLabel"] == "job"
+    endpoints = monitor["spec"]["podMetricsEndpoints"]
+    assert all(e["relabelings"][0]["targetLabel"] == "job" for e in endpoints)
     for d in docs:
         if d["kind"] == "Deployment":
             pod = d["spec"]["template"]
@@ -139,7 +139,8 @@ def test_the_monitoring_overlay_scrapes_every_pod_and_carries_the_rules(tmp_path
                 "name"
             ]
             ports = {p.get("name") for c in pod["spec"]["containers"] for p in c.get("ports", [])}
-            assert endpoint["port"] in ports, d["metadata"]["name"]
+            # Exactly one endpoint scrapes each pod (no series twice).
+            assert sum(e["port"] in ports for e in endpoints) == 1, d["metadata"]["name"]
     rule = next(d for d in docs if d["kind"] == "PrometheusRule")
     assert rule["metadata"]["namespace"] == "drape"
     assert rule["spec"]["groups"] == [g for data in rule_files().values() for g in data["groups"]]

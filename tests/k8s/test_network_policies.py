@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from drape.services.table import MODEL_SERVER, SERVICES, grpc_port
+from drape.services.table import MODEL_SERVER, SERVICES, WEB, grpc_port
 from tests.k8s.test_manifests import _render
 from tools.k8s_manifests import JOB_CALLS, JOB_EVENT_STORE, MONITORING_NAMESPACE, POSTGRES_PORT
 
@@ -102,6 +102,7 @@ def test_exactly_the_service_graph_is_open_inside_the_namespace():
     assert set(pods) >= {*SERVICES, MODEL_SERVER.name, *JOB_CALLS, *JOB_EVENT_STORE}
     edges = {(caller, callee) for caller, e in SERVICES.items() for callee in e.calls}
     edges |= {(job, callee) for job, callees in JOB_CALLS.items() for callee in callees}
+    edges |= {(WEB.name, callee) for callee in WEB.calls}
     rogue = Pod("drape", {"app.kubernetes.io/name": "rogue"}, "a pod nobody declared")
     for target in [*SERVICES, MODEL_SERVER.name]:
         port = grpc_port(target)
@@ -132,6 +133,10 @@ def test_from_outside_the_namespace_only_the_gateway_metrics_and_the_database():
         if name != "gateway":
             assert not allowed(policies, storefront, pods[name], entry.grpc_port), name
     assert allowed(policies, prometheus, pods[MODEL_SERVER.name], MODEL_SERVER.metrics_port)
-    store_users = {n for n, e in SERVICES.items() if e.event_store} | set(JOB_EVENT_STORE)
+    # The web front (JSON API, preview URLs, its /metrics) on its one port, from anywhere.
+    assert allowed(policies, storefront, pods[WEB.name], WEB.http_port)
+    assert allowed(policies, prometheus, pods[WEB.name], WEB.http_port)
+    assert not allowed(policies, storefront, pods[WEB.name], grpc_port("gateway"))
+    store_users = {n for n, e in SERVICES.items() if e.event_store} | {WEB.name, *JOB_EVENT_STORE}
     for name, pod in pods.items():
         assert allowed(policies, pod, OUTSIDE, POSTGRES_PORT) == (name in store_users), name

@@ -452,3 +452,71 @@ def test_a_full_queue_drops_exposures_instead_of_holding_the_call():
     finally:
         gateway.close()
     assert dropped >= 3 and len(events.exposures) + dropped <= 6
+
+
+def test_url_delivery_stores_each_preview_once_and_replies_with_a_signed_link(tmp_path):
+    from urllib.parse import parse_qs, urlsplit
+
+    from drape.services.runtime.preview_store import PreviewStore, UrlSigner, ensure_key_file
+
+    store = PreviewStore(tmp_path / "previews")
+    signer = UrlSigner(ensure_key_file(tmp_path / "keys"), "https://cdn.example", 3600)
+    config = GatewayConfig(preview_reply_margin_ms=50)
+    gateway = GatewayServicer(Recommend(["ok-1", "ok-2", "gone-1"]), Events(), Features(), TryOn(),
+                              Splice(), config, CollectorRegistry(), store, signer)  # fmt: skip
+    try:
+        reply = _ask(gateway, k=3)  # the gateway's default: URL
+        assert _statuses(reply) == ["OK", "OK", "FAILED"]
+        for item in reply.items[:2]:
+            preview = item.preview
+            assert not preview.image.data
+            parts = urlsplit(preview.url)
+            digest = parts.path.rsplit("/", 1)[1]
+            assert (
+                parts.netloc == "cdn.example"
+                and store.get(digest) == f"{item.garment.garment_id}@tryon_gan-a".encode()
+            )
+            query = parse_qs(parts.query)
+            assert (
+                signer.verify(digest, query["expires"][0], query["sig"][0])
+                == preview.url_expires_at.seconds
+            )
+        assert not reply.items[2].preview.url  # nothing to link to
+        again = _ask(gateway, k=3)  # from the cache: the same stored object, the same URL
+        assert [i.preview.url for i in again.items] == [i.preview.url for i in reply.items]
+        assert len(list((tmp_path / "previews").rglob("*.jpg"))) == 2
+        inline = gateway_pb2.GatewayServiceRecommendRequest(user_id="u", k=3, photo=_photo(), previews=True,
+                                                             delivery=common_pb2.PREVIEW_DELIVERY_INLINE)  # fmt: skip
+        with scopes.request_scope("req", timeout=5):
+            kept = gateway.Recommend(inline, None)
+        assert (
+            kept.items[0].preview.image.data == b"ok-1@tryon_gan-a"
+            and not kept.items[0].preview.url
+        )
+    finally:
+        gateway.close()
+
+
+def test_a_preview_store_that_cannot_be_written_makes_previews_unavailable_not_the_call(tmp_path):
+    from drape.services.runtime.preview_store import PreviewStore, UrlSigner, ensure_key_file
+
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the store's folder should be")
+    signer = UrlSigner(ensure_key_file(tmp_path / "keys"), "https://cdn.example", 3600)
+    gateway = GatewayServicer(Recommend(["ok-1"]), Events(), Features(), TryOn(), Splice(),
+                              GatewayConfig(preview_reply_margin_ms=50), CollectorRegistry(),
+                              PreviewStore(blocked), signer)  # fmt: skip
+    try:
+        reply = _ask(gateway, k=1)
+        preview = reply.items[0].preview
+        assert _statuses(reply) == ["UNAVAILABLE"] and "preview store" in preview.reason
+        assert not preview.image.data and not preview.url
+        # Without a store, asking for URLs is the caller's error, said plainly.
+        bare = _gateway(Recommend(["ok-1"]), TryOn())
+        request = gateway_pb2.GatewayServiceRecommendRequest(user_id="u", k=1, photo=_photo(), previews=True,
+                                                             delivery=common_pb2.PREVIEW_DELIVERY_URL)  # fmt: skip
+        with scopes.request_scope("req", timeout=5), pytest.raises(InvalidArgument, match="INLINE"):
+            bare.Recommend(request, None)
+        bare.close()
+    finally:
+        gateway.close()
