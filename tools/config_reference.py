@@ -8,7 +8,6 @@ cannot drift from the code.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import typing
 from pathlib import Path
@@ -18,6 +17,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from drape.services.runtime.config import ENV_PREFIX, DrapeConfig, ServerConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from generated import write_or_check
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 HEADER = """# Configuration reference
@@ -110,18 +112,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if the page is stale")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if not OUT.exists() or OUT.read_text() != text:
-            print(f"{OUT.name} is stale: run python tools/config_reference.py", file=sys.stderr)
-            return 1
-        return 0
-    OUT.write_text(text)
-    print(f"wrote {OUT}")
-    return 0
+    return write_or_check(OUT, render, "tools/config_reference.py", __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ comments. The preview endpoint is added by hand below, as the web front serves i
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import tempfile
@@ -22,6 +21,7 @@ from google.protobuf import descriptor_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
+from generated import write_or_check  # noqa: E402
 from protogen import PROTO_ROOT, proto_files  # noqa: E402
 
 from drape.services.web.app import path_of  # noqa: E402
@@ -271,19 +271,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="fail if the document is stale")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        if not OUT.exists() or OUT.read_text() != text:
-            print(f"stale {OUT.relative_to(ROOT)} (run `python tools/openapi.py`)")
-            return 1
-        print(f"{OUT.relative_to(ROOT)} up to date")
-        return 0
-    OUT.write_text(text)
-    print(f"wrote {OUT.relative_to(ROOT)}")
-    return 0
+    return write_or_check(OUT, render, "tools/openapi.py", __doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":

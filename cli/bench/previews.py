@@ -28,7 +28,17 @@ from drape.cli.stack import Stack, ephemeral
 from drape.services.runtime.config import load_config
 from drape.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
 
-COLUMNS = ("phase", "clients", "requests/s", "p50_ms", "p90_ms", "p99_ms", "calls", "previews")
+COLUMNS = (
+    "phase",
+    "clients",
+    "requests/s",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "reply_kb",
+    "calls",
+    "previews",
+)
 K = 8
 GARMENTS = 64
 
@@ -70,21 +80,20 @@ def run(args: argparse.Namespace) -> int:
         channel = grpc.insecure_channel(stack.address("gateway"))
         gateway = gateway_pb2_grpc.GatewayServiceStub(channel)
         statuses: Counter[str] = Counter()
+        sizes: list[int] = []
         lock = threading.Lock()
 
-        def recommend(photo: bytes) -> int:
+        def recommend(photo: bytes, delivery: int = common_pb2.PREVIEW_DELIVERY_INLINE) -> int:
             reply = gateway.Recommend(
                 gateway_pb2.GatewayServiceRecommendRequest(
-                    user_id="bench-shopper",
-                    k=K,
-                    photo=common_pb2.Image(data=photo),
-                    previews=True,
-                    delivery=common_pb2.PREVIEW_DELIVERY_INLINE,
+                    user_id="bench-shopper", k=K, photo=common_pb2.Image(data=photo),
+                    previews=True, delivery=delivery,
                 ),
                 timeout=30,
-            )
+            )  # fmt: skip
             with lock:
                 statuses.update(preview_status_name(i.preview.status) for i in reply.items)
+                sizes.append(reply.ByteSize())
             return 1
 
         deadline = time.monotonic() + 60
@@ -117,11 +126,18 @@ def run(args: argparse.Namespace) -> int:
             rows.append(row)
         warm = new_photo()
         recommend(warm)
-        for clients in (1, 4):
+        # Warm, inline and by URL (stored once, then signed per reply), alternated twice.
+        deliveries = {
+            "inline": common_pb2.PREVIEW_DELIVERY_INLINE,
+            "url": common_pb2.PREVIEW_DELIVERY_URL,
+        }
+        for clients, (name, delivery) in itertools.product((1, 4), [*deliveries.items()] * 2):
             statuses.clear()
-            row = timed_phase("warm cache (same photo)", lambda: recommend(warm), 1, clients,
-                              args.seconds, rate="requests/s")  # fmt: skip
+            sizes.clear()
+            row = timed_phase(f"warm cache (same photo), {name}", lambda d=delivery: recommend(warm, d),
+                              1, clients, args.seconds, rate="requests/s")  # fmt: skip
             row["previews"] = dict(statuses)
+            row["reply_kb"] = sum(sizes) / len(sizes) / 1024
             rows.append(row)
         rows.append(_huge_photos_phase(recommend, stack))
         channel.close()

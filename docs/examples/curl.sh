@@ -12,7 +12,11 @@ printf '{"userId": "shopper-42", "k": 4, "previews": true, "photo": {"data": "%s
 # Recommend with previews: each item's preview.url is a signed link to the image.
 reply=$(curl -sS --fail-with-body -H 'content-type: application/json' \
   -H 'x-request-timeout-ms: 30000' --data-binary @"$body" "$WEB/v1/recommend")
-echo "$reply" | python3 -m json.tool | head -40
+echo "$reply" | python3 -c 'import json, sys
+reply = json.load(sys.stdin)
+for item in reply["items"]:
+    preview = item.get("preview", {})
+    print(item["rank"], item["garment"]["title"], preview.get("status"), preview.get("url") or preview.get("reason"))'
 url=$(echo "$reply" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(next(i["preview"]["url"] for i in r["items"] if i.get("preview",{}).get("url")))')
 garment=$(echo "$reply" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["garment"]["garmentId"])')
 # The first preview, 512 px WebP (what a storefront page puts in <img src>):

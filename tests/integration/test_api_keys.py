@@ -5,6 +5,7 @@ effect without a restart; and no key reaches a log line or a metric."""
 
 from __future__ import annotations
 
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -99,6 +100,51 @@ def test_keys_scopes_and_limits(keyed):
             health_pb2.HealthCheckRequest(), timeout=5
         )
     assert health.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_the_json_front_takes_the_same_keys_with_the_same_refusals(keyed):
+    import json
+
+    from drape.services.web.server import WebServer
+
+    stack, _, issued = keyed
+    config = stack.config.model_copy(deep=True)
+    config.web.address = "127.0.0.1:0"
+    config.web.gateway_address = stack.address("gateway")
+    web = WebServer(config).start()
+
+    def post(path: str, body: dict, key: str | None) -> tuple[int, dict, dict]:
+        headers = {"content-type": "application/json"}
+        if key is not None:
+            headers["authorization"] = f"Bearer {key}"
+        request = urllib.request.Request(web.url + path, json.dumps(body).encode(), headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                return reply.status, dict(reply.headers), json.load(reply)
+        except urllib.error.HTTPError as refused:
+            return refused.code, dict(refused.headers), json.load(refused)
+
+    try:
+        status, _, reply = post("/v1/recommend", {"userId": "u1", "k": 3}, issued["shop"])
+        assert status == 200 and len(reply["items"]) == 3
+        status, _, reply = post("/v1/recommend", {"userId": "u1", "k": 3}, None)
+        assert status == 401 and "missing API key" in reply["error"]["message"]
+        status, _, reply = post("/v1/recommend", {"userId": "u1"}, issued["shop"][:-4] + "AAAA")
+        assert status == 401 and reply["error"]["status"] == "UNAUTHENTICATED"
+        status, _, reply = post("/v1/track", {"events": []}, issued["reader"])
+        assert status == 403
+        assert (
+            reply["error"]["message"]
+            == "API key 'reader' is not allowed to track (its scopes: recommend)"
+        )
+        for _ in range(5):  # burst 2, then one every two seconds
+            status, headers, reply = post("/v1/recommend", {"userId": "u1", "k": 1}, issued["slow"])
+            if status != 200:
+                break
+        assert status == 429 and reply["error"]["status"] == "RESOURCE_EXHAUSTED"
+        assert 1 <= int(headers["retry-after"]) <= 2 and 0 < int(headers["retry-after-ms"]) <= 2000
+    finally:
+        web.stop()
 
 
 def test_a_key_added_or_revoked_takes_effect_without_a_restart(keyed):

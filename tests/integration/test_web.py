@@ -33,7 +33,7 @@ PLAN = f"""name: {EXPERIMENT}
 salt: s-web
 variants:
   - {{name: control, share: 50, previews: true, strategy: popularity}}
-  - {{name: treatment, share: 50, previews: true, strategy: hybrid}}
+  - {{name: treatment, share: 50, previews: true, strategy: popularity}}
 """
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "browser"
 OK = (common_pb2.PREVIEW_STATUS_OK, common_pb2.PREVIEW_STATUS_CACHED)
@@ -288,9 +288,9 @@ def test_the_client_examples_in_the_docs_run(site, tmp_path: Path):
     )
     assert "purchase tracked: stored=1" in out and f"{web.url}/v1/previews/" in out
     out = run("bash", str(EXAMPLES / "grpcurl.sh"), str(photo))
-    assert "drape.v1.GatewayService.Recommend" in out and '"recommendationId"' in out
+    assert "drape.v1.GatewayService.Recommend" in out and '"recommendation_id"' in out
     out = run("bash", str(EXAMPLES / "curl.sh"), str(photo))
     assert "immutable" in out and "image/webp" in out and "user_id: is required" in out
-    assert '"stored": 1' in out
+    assert '"stored":1' in out
     with Image.open(tmp_path / "preview.webp") as image:
         assert image.format == "WEBP" and max(image.size) == 512

@@ -165,6 +165,8 @@ function card(item, previewsShown) {
     });
   }
   if (!previewsShown) {
+    // The shopper's experiment arm shows no previews: no try-on either, or the arm is spoilt.
+    node.querySelector('[data-action="tryon"]').hidden = true;
     node.querySelector(".frame").replaceChildren(Object.assign(document.createElement("span"),
       { className: "pending", textContent: "previews are off for you" }));
   } else if (!showPreview(node, item.preview || {})) {
