@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every check Drape's CI runs: stale API stubs, buf lint, ruff, and the
+# Runs every check Drape's CI runs: stale API stubs and OpenAPI document, buf lint, ruff, and the
 # test suite (unit, real PostgreSQL, the whole stack on loopback, grpcurl, kill -9).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k events`.
 set -euo pipefail
