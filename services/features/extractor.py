@@ -94,6 +94,10 @@ class FeatureExtractor:
             return np.zeros((0, self.encoder.spec.embedding_dim), np.float32)
         return self.encoder.embed(np.stack(inputs))
 
+    def warm(self) -> None:
+        """Readies the person analysis before the first call (see :meth:`AnalyzerPool.warm`)."""
+        self._analyzers.warm()
+
     def analyze(self, rgb: np.ndarray) -> PersonAnalysis:
         return self._analyzers.analyze(rgb)
 

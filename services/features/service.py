@@ -224,6 +224,7 @@ def build(config: DrapeConfig) -> ServiceSpec:
         history_half_life=cfg.history_half_life,
         sync=_embeddings_sync(config),
     )
+    extractor.warm()
     registry = CollectorRegistry()
     servicer = FeaturesServicer(extractor, cfg.batch_size, registry)
     return ServiceSpec(

@@ -26,7 +26,7 @@ from drape.services.runtime.metrics import MethodMetrics, RpcMetrics
 log = logging.getLogger("drape.rpc")
 
 # A caller's request id is kept if it is a plain token (what metadata and logs can carry).
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 # Downstream calls get this much less time than the caller has left, so that a
 # timed-out dependency is reported before our own caller gives up.
 DEADLINE_MARGIN_S = 0.005
@@ -142,7 +142,7 @@ class ServerInterceptor(grpc.ServerInterceptor):
         request_id = getattr(request, "request_id", "") or _header(
             context, scopes.REQUEST_ID_HEADER
         )
-        if request_id and not _REQUEST_ID.fullmatch(request_id):
+        if request_id and not REQUEST_ID.fullmatch(request_id):
             # Echoed in metadata and logs: a caller's id that is not a plain token (unicode,
             # control characters, kilobytes) is replaced, never a reason to fail the call.
             request_id = ""

@@ -231,6 +231,7 @@ def build(config: DrapeConfig) -> ServiceSpec:
     remote = ObjectStorage.from_config(config)
     runner = TritonTryOn(cfg.triton_url, timeout_s=cfg.triton_timeout_s, tls=cfg.server.tls)
     analyzers = AnalyzerPool(cfg.analyzers)
+    analyzers.warm()
     registry = CollectorRegistry()
     analyses = TtlCache("tryon_analysis", cfg.analysis_cache_entries, cfg.analysis_cache_mb * 2**20,
                         cfg.analysis_ttl_s, _analysed_bytes, registry).start_sweeper()  # fmt: skip

@@ -47,6 +47,7 @@ from starlette.staticfiles import StaticFiles
 from drape.services.runtime.cache import TtlCache
 from drape.services.runtime.client import connect
 from drape.services.runtime.config import DrapeConfig, ServerConfig
+from drape.services.runtime.interceptors import REQUEST_ID
 from drape.services.runtime.preview_store import (
     DIGEST,
     FORMATS,
@@ -71,7 +72,6 @@ HTTP_STATUS = {
     grpc.StatusCode.UNAVAILABLE: 503, grpc.StatusCode.DATA_LOSS: 500,
 }  # fmt: skip
 _BEARER = re.compile(r"Bearer [\x21-\x7e]{1,512}")
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:/+=-]{1,128}")
 _EXPERIMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # Same-origin pages; previews may come from the configured public URL (a CDN).
 _PAGE_HEADERS = {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer",
@@ -200,7 +200,7 @@ class WebFront:
             metadata.append(("authorization", authorization))
         request_id = request.headers.get("x-request-id")
         if request_id is not None:
-            if not _REQUEST_ID.fullmatch(request_id):
+            if not REQUEST_ID.fullmatch(request_id):
                 return [], 0, error(400, grpc.StatusCode.INVALID_ARGUMENT,
                                     "X-Request-Id: 1-128 letters, digits or ._:/+=-")  # fmt: skip
             metadata.append(("x-request-id", request_id))

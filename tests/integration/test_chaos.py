@@ -32,4 +32,8 @@ def test_outages_under_load_degrade_and_recover(tmp_path: Path):
         "track:DEADLINE_EXCEEDED",
     }, events
     for row in rows:
-        assert row["as_expected"], row
+        seen = ", ".join(f"{k}={v}" for k, v in row.items())  # all of it, untruncated
+        assert row["past_deadline"] == 0, seen
+        assert row["recovery_s"] is not None and row["recovery_s"] <= 5.0, seen
+        assert not row["others_restarted"], seen
+        assert row["as_expected"], seen

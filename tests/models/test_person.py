@@ -176,3 +176,20 @@ def test_pose_problems_are_told_apart_with_what_to_do():
     unseen = crossed.copy()
     unseen[[15, 16], 3] = 0.1
     assert _pose_problem(unseen, 200, 200, t) is None
+
+
+def test_a_warmed_pool_has_one_analyzer_ready_and_makes_no_more_than_its_size(astronaut):
+    # A service warms its pool before it says it is ready: the first call finds an analyzer
+    # that has already run once, and warming never makes more analyzers than the pool's size.
+    from drape.models.person import AnalyzerPool
+
+    pool = AnalyzerPool(size=1)
+    try:
+        pool.warm()
+        assert pool._idle.qsize() == 1 and pool._budget == 0
+        pool.warm()  # nothing left to make
+        assert pool._idle.qsize() == 1
+        assert pool.analyze(astronaut).status is PersonStatus.OK
+        assert pool._idle.qsize() == 1
+    finally:
+        pool.close()
