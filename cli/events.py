@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         done = store.compact(before_us, half_life, archive)
     finally:
         store.close()
+    dropped = f", {done.dropped:,} of them by dropping whole partitions" if done.dropped else ""
     print(f"compacted {done.events:,} events older than {days:g} days into aggregates "
-          f"({done.groups:,} (user, garment, type) rows kept); "
+          f"({done.groups:,} (user, garment, type) rows kept{dropped}); "
           f"archive: {done.archive or 'none'}")  # fmt: skip
     return 0

@@ -12,7 +12,9 @@ time order) in a fresh event store and measures:
   memory per worker, the pod's memory (proportional: pages its processes share, like the
   mapped trained factors, count once), and Recommend latency with 8 concurrent clients;
 - ingestion into the full store: acknowledged (committed) events per second, 4 writers
-  appending batches of 100.
+  appending batches of 100;
+- retention: compacting the older half of the log (events over 90 days old) into
+  aggregates, and how many of those events went with whole partitions (PostgreSQL).
 
 ``--postgres`` runs the same on a local PostgreSQL server (fsync on) instead of SQLite.
 """
@@ -108,22 +110,28 @@ def _parts(
 
 
 def _fill_postgres(url: str, n: int, n_users: int, garment_ids: np.ndarray, end_us: int) -> None:
-    """The same log in PostgreSQL, through COPY."""
+    """The same log in PostgreSQL, through COPY (its weekly partitions made first)."""
     import psycopg
 
-    from drape.services.events.store import COLUMNS, open_event_store
+    from drape.services.events.partitions import PERIOD_US
+    from drape.services.events.store import COLUMNS, PostgresEventStore
 
-    open_event_store(url).close()  # the schema
+    store = PostgresEventStore(url)  # the schema
+    store.partitions.ensure(range(end_us - 180 * US_PER_DAY, end_us + PERIOD_US, PERIOD_US))
+    store.close()
+    when = COLUMNS.index("occurred_at_us")
     with psycopg.connect(url) as conn:
         for rows in _parts(n, n_users, garment_ids, end_us):
-            with (
-                conn.cursor() as cursor,
-                cursor.copy(f"COPY events ({', '.join(COLUMNS)}) FROM STDIN") as copy,
-            ):
-                for row in rows:
-                    copy.write_row(row)
+            with conn.cursor() as cursor:
+                with cursor.copy(f"COPY events ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                with cursor.copy("COPY event_ids (event_id, occurred_at_us) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row((row[0], row[when]))
             conn.commit()
         conn.execute("ANALYZE events")
+        conn.execute("ANALYZE event_ids")
 
 
 def _ingest(url: str, garments: np.ndarray, n_users: int, seconds: float) -> float:
@@ -157,6 +165,21 @@ def _ingest(url: str, garments: np.ndarray, n_users: int, seconds: float) -> flo
     elapsed = time.perf_counter() - started
     store.close()
     return sum(done) / elapsed
+
+
+def _compact(url: str, before_us: int) -> dict[str, Any]:
+    """Retention of the events older than ``before_us`` (no archive): its time, how many
+    events, and how many of them went with whole partitions (PostgreSQL)."""
+    from drape.services.events.store import open_event_store
+
+    store = open_event_store(url)
+    try:
+        started = time.perf_counter()
+        done = store.compact(before_us, 14.0)
+        elapsed = time.perf_counter() - started
+    finally:
+        store.close()
+    return {"compact_s": elapsed, "compacted": done.events, "dropped": done.dropped}
 
 
 def _pss_mb(pid: int) -> float:
@@ -298,13 +321,18 @@ def run(args: argparse.Namespace) -> int:
             row["ingest_per_s"] = _ingest(
                 config.events_store_url(), garments, n_users, args.seconds
             )
+            row |= _compact(config.events_store_url(), end_us - 90 * US_PER_DAY)
+            print(f"  compaction of the older half: {row['compact_s']:.1f} s, "
+                  f"{row['compacted']:,} events ({row['dropped']:,} in dropped partitions)",
+                  flush=True)  # fmt: skip
         if postgres is not None:
             postgres.stop()
         rows.append(row)
         print(format_table([row], list(row)), flush=True)
     columns = ["events", "users", "train_s", "train_peak_mb", "full_read_s", "state_mb",
                "refresh_median_ms", "refresh_max_ms", "state_after_mb", "stack_start_s",
-               "worker_rss_mb", "pod_pss_mb", "p99_8_ms", "qps_8", "errors", "ingest_per_s"]  # fmt: skip
+               "worker_rss_mb", "pod_pss_mb", "p99_8_ms", "qps_8", "errors", "ingest_per_s",
+               "compact_s", "compacted", "dropped"]  # fmt: skip
     store = "PostgreSQL" if args.postgres else "SQLite"
     print(f"scale: {args.garments:,} garments, one shopper per {args.events_per_user} events, "
           f"refreshes after {args.new_events:,} new events each ({store})")  # fmt: skip

@@ -52,6 +52,9 @@ class Compaction:
     events: int  # events turned into aggregates (and deleted)
     groups: int  # aggregate rows afterwards
     archive: str | None  # where the events went, if archived
+    # Of ``events``, those removed by dropping whole partitions (PostgreSQL) rather than
+    # deleted row by row.
+    dropped: int = 0
 
 
 def aggregate(chunks: Iterable[pd.DataFrame], half_life_days: float) -> pd.DataFrame:

@@ -27,6 +27,7 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import pandas as pd
 
+from drape.services.events import partitions
 from drape.services.events.retention import (
     AGGREGATE_COLUMNS,
     AGGREGATE_SCHEMA,
@@ -64,9 +65,8 @@ class StoredEvent:
 
 
 COLUMNS = tuple(f.name for f in fields(StoredEvent))
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    event_id          TEXT PRIMARY KEY,
+EVENT_COLUMNS_SQL = """
+    event_id          TEXT NOT NULL,
     type              TEXT NOT NULL,
     user_id           TEXT NOT NULL,
     garment_id        TEXT NOT NULL,
@@ -76,7 +76,11 @@ CREATE TABLE IF NOT EXISTS events (
     variant           TEXT NOT NULL,
     rating            INTEGER NOT NULL,
     recommendation_id TEXT NOT NULL,
-    value_minor       BIGINT NOT NULL
+    value_minor       BIGINT NOT NULL"""
+# SQLite's events; PostgreSQL's are partitioned by time (see partitions.py).
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS events ({EVENT_COLUMNS_SQL},
+    PRIMARY KEY (event_id)
 )"""
 _EXPOSURE_SCHEMA = (
     """CREATE TABLE IF NOT EXISTS exposures (
@@ -333,8 +337,8 @@ class _Reads:
         if not read[0]:
             return Compaction(before_us, 0, len(self.read_aggregates()), where)
         merged = merge(self.read_aggregates(), new, half_life_days)
-        self._replace_old(before_us, bound, merged, read[0])
-        return Compaction(before_us, read[0], len(merged), where)
+        dropped = self._replace_old(before_us, bound, merged, read[0])
+        return Compaction(before_us, read[0], len(merged), where, dropped)
 
     def _old_events(
         self, before_us: int
@@ -343,7 +347,7 @@ class _Reads:
 
     def _replace_old(
         self, before_us: int, bound: int, aggregates: pd.DataFrame, expected: int
-    ) -> None:
+    ) -> int:
         raise NotImplementedError
 
     def count(self) -> int:
@@ -438,7 +442,7 @@ class SqliteEventStore(_Reads):
 
     def _replace_old(
         self, before_us: int, bound: int, aggregates: pd.DataFrame, expected: int
-    ) -> None:
+    ) -> int:
         def work(db: sqlite3.Connection) -> None:
             deleted = db.execute("DELETE FROM events WHERE occurred_at_us < ? AND rowid <= ?",
                                  (before_us, bound)).rowcount  # fmt: skip
@@ -452,6 +456,7 @@ class SqliteEventStore(_Reads):
             )
 
         self._write(work)
+        return 0
 
     def read_new(
         self, after: Watermark | None, columns: Sequence[str] = RANKING_COLUMNS
@@ -536,7 +541,9 @@ class SqliteEventStore(_Reads):
 
 
 class PostgresEventStore(_Reads):
-    """PostgreSQL through a psycopg connection pool; one statement per batch."""
+    """PostgreSQL through a psycopg connection pool; one statement per batch. The events
+    table is partitioned by week of occurrence (see :mod:`drape.services.events.partitions`);
+    a plain one, as stored before, is moved into partitions the first time it is opened."""
 
     def __init__(self, url: str, pool_size: int = 8) -> None:
         from psycopg_pool import ConnectionPool
@@ -544,9 +551,18 @@ class PostgresEventStore(_Reads):
         self.url = url
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True, timeout=10)
         with self._pool.connection() as conn:
-            for statement in (_SCHEMA, *_EXPOSURE_SCHEMA, *_INDEXES):
+            # One process at a time sets up (or moves) the schema.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (partitions.SCHEMA_LOCK,))
+            kind = partitions.kind_of_events(conn)
+            if kind is None:
+                partitions.create_schema(conn, EVENT_COLUMNS_SQL)
+            elif kind != "p":
+                _add_write_order(conn)
+                partitions.partition_plain_table(conn, COLUMNS, EVENT_COLUMNS_SQL)
+            for statement in (*_EXPOSURE_SCHEMA, *_INDEXES):
                 conn.execute(statement)
-            _add_write_order(conn)
+        self.partitions = partitions.Partitions(self._pool)
+        self.partitions.ensure_around(time.time_ns() // 1000)
         casts = (
             "text",
             "text",
@@ -561,9 +577,16 @@ class PostgresEventStore(_Reads):
             "bigint",
         )
         arrays = ", ".join(f"%s::{cast}[]" for cast in casts)
+        names = ", ".join(COLUMNS)
+        # The batch's new ids claimed in event_ids, and the events of exactly those stored,
+        # in one statement.
         self._insert = (
-            f"INSERT INTO events ({', '.join(COLUMNS)}) SELECT * FROM unnest({arrays}) "
-            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+            f"WITH batch ({names}) AS (SELECT * FROM unnest({arrays})), "
+            "fresh AS (INSERT INTO event_ids (event_id, occurred_at_us) "
+            "SELECT event_id, occurred_at_us FROM batch "
+            "ON CONFLICT (event_id) DO NOTHING RETURNING event_id) "
+            f"INSERT INTO events ({names}) SELECT {', '.join(f'b.{c}' for c in COLUMNS)} "
+            "FROM batch b JOIN fresh f ON f.event_id = b.event_id RETURNING event_id"
         )
 
     def append(self, events: Sequence[StoredEvent]) -> list[bool]:
@@ -572,6 +595,7 @@ class PostgresEventStore(_Reads):
         # Within a batch only the first occurrence of an id is sent.
         flags, fresh = _flags(events, set())
         columns = [list(col) for col in zip(*(astuple(e) for e in fresh), strict=True)]
+        self.partitions.ensure(columns[COLUMNS.index("occurred_at_us")])
         with self._pool.connection() as conn:
             inserted = {row[0] for row in conn.execute(self._insert, columns).fetchall()}
         # A first occurrence that the database already had is a duplicate too.
@@ -601,12 +625,8 @@ class PostgresEventStore(_Reads):
 
     def _replace_old(
         self, before_us: int, bound: int, aggregates: pd.DataFrame, expected: int
-    ) -> None:
+    ) -> int:
         with self._pool.connection() as conn, conn.transaction():
-            deleted = conn.execute("DELETE FROM events WHERE occurred_at_us < %s AND xact < %s",
-                                   (before_us, bound)).rowcount  # fmt: skip
-            if deleted != expected:
-                raise RuntimeError(f"compaction read {expected} events but would delete {deleted}")
             conn.execute("DELETE FROM event_aggregates")
             with conn.cursor() as cursor:
                 cursor.executemany(
@@ -614,6 +634,11 @@ class PostgresEventStore(_Reads):
                     f"VALUES ({', '.join(['%s'] * len(AGGREGATE_COLUMNS))})",
                     list(aggregates.itertuples(index=False, name=None)),
                 )
+            # Last: dropping a partition holds the whole table until the commit.
+            deleted, dropped = partitions.remove_compacted(conn, self.partitions, before_us, bound)
+            if deleted != expected:  # another compaction ran meanwhile: leave it all as it was
+                raise RuntimeError(f"compaction read {expected} events but would delete {deleted}")
+        return dropped
 
     def read_new(
         self, after: Watermark | None, columns: Sequence[str] = RANKING_COLUMNS
