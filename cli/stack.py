@@ -210,9 +210,10 @@ class Stack:
 
     def ingest(self, feed: Path, client: ServerConfig | None = None, timeout: float = 60.0) -> int:
         """Ingests a feed (CSV beside its ``images/``) through this stack's features service,
-        then waits (bounded) until every recommend worker serves the catalog (each reloads on
-        its own timer); asked directly, so the gateway's counters and the exposure log see
-        none of it. Returns the garments ingested."""
+        tells the recommend service to reload now (SIGHUP, as an operator would, rather than
+        wait for its refresh timer), then waits (bounded) until every recommend worker serves
+        the catalog; asked directly, so the gateway's counters and the exposure log see none
+        of it. Returns the garments ingested."""
         from drape.catalog.embedders import ingest_via_service
         from drape.v1 import recommend_pb2, recommend_pb2_grpc
 
@@ -222,6 +223,8 @@ class Stack:
             else self.config
         )
         report = ingest_via_service(feed, config, self.address("features"))
+        if "recommend" in self.endpoints:  # its supervisor passes the signal to each worker
+            os.kill(self.endpoints["recommend"].pid, signal.SIGHUP)
         channel = connect(self.address("recommend"), client, connections=16)
         stub = recommend_pb2_grpc.RecommendServiceStub(channel)
         deadline = time.monotonic() + timeout

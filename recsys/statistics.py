@@ -263,9 +263,15 @@ def msprt_p_values(differences: np.ndarray, variances: np.ndarray, tau: float) -
 
 
 def holm(p_values: list[float]) -> list[float]:
-    """Holm-adjusted p-values (statsmodels) across every metric and variant of a report."""
-    from statsmodels.stats.multitest import multipletests
-
-    if not p_values:
+    """Holm-adjusted p-values across every metric and variant of a report: the k-th smallest
+    of m is multiplied by m - k + 1, capped at 1, and made non-decreasing in that order (the
+    same values as statsmodels' ``multipletests(method="holm")``, which also runs a full
+    garbage collection on every call: most of a report's time in a large process)."""
+    p = np.asarray(p_values, dtype=np.float64)
+    if not len(p):
         return []
-    return [float(p) for p in multipletests(p_values, method="holm")[1]]
+    order = np.argsort(p, kind="stable")
+    scaled = np.minimum(1.0, (len(p) - np.arange(len(p))) * p[order])
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.maximum.accumulate(scaled)
+    return [float(v) for v in adjusted]

@@ -38,8 +38,8 @@ def _children_named(fragment: str) -> list[int]:
 
 def test_demo_runs_the_flow_and_leaves_nothing_running(tmp_path: Path):
     page = tmp_path / "page"
-    result = _drape("demo", "--data-dir", str(tmp_path / "demo"), "--users", "120", "--events", "3000",
-                    "--out", str(page))  # fmt: skip
+    result = _drape("demo", "--data-dir", str(tmp_path / "demo"), "--users", "120",
+                    "--events", "3000", "--garments", "400", "--out", str(page))  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     # The main flow: 8 garments previewed on the astronaut, on a page with its images.

@@ -110,6 +110,11 @@ def test_holm_is_statsmodels():
     p = [0.01, 0.04, 0.03, 0.2]
     assert st.holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]))
     assert st.holm([]) == []
+    rng = np.random.default_rng(3)
+    for size in (1, 2, 7, 30):
+        for draw in (rng.uniform(size=size), rng.choice([0.001, 0.02, 0.5, 1.0], size=size)):
+            want = multipletests(draw, method="holm")[1]
+            assert st.holm(draw.tolist()) == pytest.approx(list(want), abs=1e-15)
 
 
 def test_the_simulations_meet_their_targets_in_a_small_run():
