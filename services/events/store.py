@@ -628,12 +628,13 @@ class PostgresEventStore(_Reads):
     ) -> int:
         with self._pool.connection() as conn, conn.transaction():
             conn.execute("DELETE FROM event_aggregates")
-            with conn.cursor() as cursor:
-                cursor.executemany(
-                    f"INSERT INTO event_aggregates ({', '.join(AGGREGATE_COLUMNS)}) "
-                    f"VALUES ({', '.join(['%s'] * len(AGGREGATE_COLUMNS))})",
-                    list(aggregates.itertuples(index=False, name=None)),
-                )
+            # COPY: the aggregates are rewritten whole, hundreds of thousands of rows (one
+            # INSERT per row took 30 s for 600,000).
+            with conn.cursor() as cursor, cursor.copy(
+                f"COPY event_aggregates ({', '.join(AGGREGATE_COLUMNS)}) FROM STDIN"
+            ) as copy:
+                for row in aggregates.itertuples(index=False, name=None):
+                    copy.write_row(row)
             # Last: dropping a partition holds the whole table until the commit.
             deleted, dropped = partitions.remove_compacted(conn, self.partitions, before_us, bound)
             if deleted != expected:  # another compaction ran meanwhile: leave it all as it was
