@@ -630,9 +630,12 @@ class PostgresEventStore(_Reads):
             conn.execute("DELETE FROM event_aggregates")
             # COPY: the aggregates are rewritten whole, hundreds of thousands of rows (one
             # INSERT per row took 30 s for 600,000).
-            with conn.cursor() as cursor, cursor.copy(
-                f"COPY event_aggregates ({', '.join(AGGREGATE_COLUMNS)}) FROM STDIN"
-            ) as copy:
+            with (
+                conn.cursor() as cursor,
+                cursor.copy(
+                    f"COPY event_aggregates ({', '.join(AGGREGATE_COLUMNS)}) FROM STDIN"
+                ) as copy,
+            ):
                 for row in aggregates.itertuples(index=False, name=None):
                     copy.write_row(row)
             # Last: dropping a partition holds the whole table until the commit.
