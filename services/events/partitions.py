@@ -7,8 +7,9 @@
 - A unique index on a partitioned table must hold its partition key, so ``event_id`` alone
   cannot be one. Idempotency lives in ``event_ids`` (``event_id`` its primary key): one
   statement stores a batch's new ids and, for exactly those, the events.
-- Partitions are made before the rows that need them are written: the weeks around now at
-  open, and any other week the first time a batch holds it. Each is made empty and then
+- Partitions are made before the rows that need them are written: the weeks around now
+  (four ahead) at open and at each append, and any other week the first time a batch holds
+  it. A week refused one (its lock not had in time) is tried again a minute later. Each is made empty and then
   attached, which locks the parent table in SHARE UPDATE EXCLUSIVE mode (reads and writes go
   on) rather than the ACCESS EXCLUSIVE of ``CREATE TABLE ... PARTITION OF``.
 - Dropping a partition locks the parent table in ACCESS EXCLUSIVE mode, so a compaction
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -32,6 +34,7 @@ PERIOD_US = 7 * US_PER_DAY
 WEEKS_AHEAD = 4
 DROP_LOCK_TIMEOUT = "2s"
 ATTACH_LOCK_TIMEOUT = "5s"
+RETRY_REFUSED_S = 60.0
 # Serialises schema changes by several processes opening one store at once.
 SCHEMA_LOCK = 0x64726170  # "drap"
 
@@ -121,7 +124,8 @@ class Partitions:
     def __init__(self, pool: Any) -> None:
         self._pool = pool
         self._known: set[int] = set()
-        self._refused: set[int] = set()  # weeks whose rows stay in the default partition
+        # Weeks refused a partition, and when to try again (a lock not had is passing).
+        self._refused: dict[int, float] = {}
         self._lock = threading.Lock()
 
     def bounds(self, conn: Any) -> dict[str, tuple[int, int] | None]:
@@ -147,7 +151,9 @@ class Partitions:
         time) keeps its rows in the default partition."""
         import psycopg
 
-        weeks = {period_start(int(t)) for t in times_us} - self._known - self._refused
+        now = time.monotonic()
+        weeks = {period_start(int(t)) for t in times_us} - self._known
+        weeks = {w for w in weeks if self._refused.get(w, 0.0) <= now}
         if not weeks:
             return
         made, refused = set(), set()
@@ -165,7 +171,9 @@ class Partitions:
                     log.warning("events: no partition for the week of %s (%s); its rows go to "
                                 "the default partition", partition_name(start), exc)  # fmt: skip
         self._known |= known | made
-        self._refused |= refused
+        for week in made:
+            self._refused.pop(week, None)
+        self._refused.update(dict.fromkeys(refused, now + RETRY_REFUSED_S))
 
     def ensure_around(self, now_us: int) -> None:
         """This week, the last one and the next ``WEEKS_AHEAD``."""

@@ -595,6 +595,8 @@ class PostgresEventStore(_Reads):
         # Within a batch only the first occurrence of an id is sent.
         flags, fresh = _flags(events, set())
         columns = [list(col) for col in zip(*(astuple(e) for e in fresh), strict=True)]
+        # Weeks ahead of now, made long before their first row; then any other the batch holds.
+        self.partitions.ensure_around(time.time_ns() // 1000)
         self.partitions.ensure(columns[COLUMNS.index("occurred_at_us")])
         with self._pool.connection() as conn:
             inserted = {row[0] for row in conn.execute(self._insert, columns).fetchall()}
