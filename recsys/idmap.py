@@ -98,3 +98,80 @@ class IdMap:
     def load(cls, path: Path) -> IdMap:
         text = Path(path).read_text()
         return cls(text.splitlines())
+
+
+class FrozenIds:
+    """A read-only :class:`IdMap` held in two arrays: the ids as sorted UTF-8 bytes and the
+    index of each. Lookups are binary searches. Saved as ``.npy`` files and loaded memory-
+    mapped, one copy of a map of millions of ids serves every process that maps it (a pandas
+    Index of Python strings costs each process about 100 bytes an id)."""
+
+    def __init__(self, sorted_ids: np.ndarray, index: np.ndarray) -> None:
+        self._sorted = sorted_ids  # dtype S<width>, ascending
+        self._index = index  # int64: the map's index of each sorted id
+        self._ids: np.ndarray | None = None
+
+    @classmethod
+    def of(cls, ids: Iterable[str] | np.ndarray) -> FrozenIds:
+        """The map of ``ids`` (distinct, in index order)."""
+        encoded = [str(i).encode() for i in np.asarray(list(ids) if not isinstance(ids, np.ndarray)
+                                                       else ids, dtype=object)]  # fmt: skip
+        if any(e.endswith(b"\0") for e in encoded):
+            raise ValueError("an id ending in a NUL character cannot be held in a FrozenIds")
+        width = max((len(e) for e in encoded), default=1) or 1
+        raw = np.array(encoded, dtype=f"S{width}")
+        order = np.argsort(raw, kind="stable")
+        if len(raw) > 1 and bool((raw[order][1:] == raw[order][:-1]).any()):
+            raise ValueError("ids must be distinct")
+        return cls(raw[order], order.astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self._sorted)
+
+    def __contains__(self, external_id: object) -> bool:
+        return isinstance(external_id, str) and self.index_of(external_id) >= 0
+
+    @property
+    def ids(self) -> np.ndarray:
+        """The ids in index order (decoded once, then kept)."""
+        if self._ids is None:
+            ids = np.empty(len(self), dtype=object)
+            ids[self._index] = [b.decode() for b in self._sorted.tolist()]
+            self._ids = ids
+        return self._ids
+
+    def _positions(self, encoded: list[bytes]) -> np.ndarray:
+        """The index of each id (UTF-8 encoded), -1 where absent. Queries take the stored
+        ids' width: a search across two widths would convert the whole sorted array."""
+        if not len(self._sorted):
+            return np.full(len(encoded), -1, dtype=np.int64)
+        width = self._sorted.dtype.itemsize
+        fits = np.array([len(e) <= width for e in encoded], dtype=bool)
+        queries = np.array(encoded, dtype=self._sorted.dtype)  # longer ones cut: see ``fits``
+        at = np.minimum(np.searchsorted(self._sorted, queries), len(self._sorted) - 1)
+        return np.where(fits & (self._sorted[at] == queries), self._index[at], -1)
+
+    def index_of(self, external_id: str) -> int:
+        encoded = external_id.encode()
+        if not len(self._sorted) or len(encoded) > self._sorted.dtype.itemsize:
+            return -1
+        at = int(self._sorted.searchsorted(encoded))
+        return (
+            int(self._index[at]) if at < len(self._sorted) and self._sorted[at] == encoded else -1
+        )
+
+    def lookup(self, external_ids: Iterable[str] | pd.Series | np.ndarray) -> np.ndarray:
+        codes, uniques = _distinct(external_ids)
+        return _expand(codes, self._positions([str(u).encode() for u in uniques.tolist()]))
+
+    def save(self, directory: Path, name: str) -> None:
+        np.save(Path(directory) / f"{name}-sorted.npy", self._sorted)
+        np.save(Path(directory) / f"{name}-index.npy", self._index)
+
+    @classmethod
+    def load(cls, directory: Path, name: str) -> FrozenIds:
+        """Memory-mapped, read-only."""
+        return cls(
+            np.load(Path(directory) / f"{name}-sorted.npy", mmap_mode="r"),
+            np.load(Path(directory) / f"{name}-index.npy", mmap_mode="r"),
+        )

@@ -30,15 +30,17 @@ the next full build puts it there. Such events are counted (``late_events``).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from drape.recsys.catalog import Catalog
-from drape.recsys.idmap import IdMap
+from drape.recsys.idmap import FrozenIds, IdMap
 from drape.recsys.interactions import (
     RECENT_ITEMS,
     InteractionMatrix,
@@ -54,12 +56,14 @@ from drape.recsys.sequential import timelines
 COMPACT_AT = 500_000
 _EMPTY_COLS = np.empty(0, dtype=np.int32)
 _EMPTY_VALUES = np.empty(0, dtype=np.float32)
+# The layout :meth:`LiveLog.save` writes; a saved base of another layout is not read.
+SAVED_FORMAT = 1
 
 
 class LayeredIds:
     """An :class:`IdMap`'s read side over a base map and the ids appended since."""
 
-    def __init__(self, base: IdMap, extra: IdMap) -> None:
+    def __init__(self, base: IdMap | FrozenIds, extra: IdMap) -> None:
         self.base, self.extra = base, extra
 
     def __len__(self) -> int:
@@ -120,11 +124,13 @@ class RowExclusions(Mapping[str, np.ndarray]):
     array over the rows of a user map: a dict of a small array per user cost about 290 bytes
     a user, 200 MB at 700,000 buyers, in every worker."""
 
-    def __init__(self, users: IdMap, indptr: np.ndarray, positions: np.ndarray) -> None:
+    def __init__(self, users: IdMap | FrozenIds, indptr: np.ndarray, positions: np.ndarray) -> None:
         self.users, self.indptr, self.positions = users, indptr, positions
 
     @classmethod
-    def build(cls, users: IdMap, rows: np.ndarray, positions: np.ndarray) -> RowExclusions:
+    def build(
+        cls, users: IdMap | FrozenIds, rows: np.ndarray, positions: np.ndarray
+    ) -> RowExclusions:
         """From (user row, catalog position) pairs: sorted and distinct per row."""
         keep = (rows >= 0) & (positions >= 0)
         pairs = np.unique(np.stack([rows[keep], positions[keep]]).astype(np.int64), axis=1)
@@ -281,6 +287,7 @@ class LiveLog:
         self.recent: dict[int, np.ndarray] = {}
         self.latest: dict[int, int] = {}
         self.excluded_added: dict[str, np.ndarray] = {}
+        self.events_since_base = 0
 
     # -- reads -------------------------------------------------------------------------
     def add(self, events: pd.DataFrame, now_us: int) -> None:
@@ -309,6 +316,7 @@ class LiveLog:
         self._add_excluded(events)
         self.repurchase = self.repurchase.updated(self.catalog, events)
         self.events += len(events)
+        self.events_since_base += len(events)
         if len(self.added[0]) >= COMPACT_AT:
             self.compact()
 
@@ -411,6 +419,93 @@ class LiveLog:
             InteractionMatrix(merged, users, items, recent), latest, view.popularity, self.read_us
         )
         self.excluded_base = excluded
+
+    # -- a base saved for other processes -----------------------------------------------
+    def save(self, directory: Path, **about: object) -> None:
+        """Writes the base into ``directory`` (new or empty) as ``.npy`` arrays and a
+        ``manifest.json`` that also holds ``about`` (JSON values). Only a base with nothing
+        added since can be saved: right after a full build or :meth:`compact`."""
+        if len(self.added[0]) or self.recent or self.excluded_added or self.events_since_base:
+            raise ValueError("events were added since the base; compact() before saving")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        FrozenIds.of(self.base.users.ids).save(directory, "users")
+        FrozenIds.of(self.base.items.ids).save(directory, "items")
+        matrix = self.base.matrix
+        arrays = {
+            "matrix-data": matrix.data, "matrix-indices": matrix.indices,
+            "matrix-indptr": matrix.indptr, "latest": self.latest_base,
+            "column-sums": self.base_column_sums, "popularity": self.popularity,
+            "excluded-indptr": self.excluded_base.indptr,
+            "excluded-positions": self.excluded_base.positions,
+            **{f"repurchase-{k}": v for k, v in self.repurchase.arrays().items()},
+        }  # fmt: skip
+        if self.base.recent is not None:
+            arrays["recent"] = self.base.recent
+        for name, values in arrays.items():
+            np.save(directory / f"{name}.npy", np.ascontiguousarray(values))
+        manifest = {
+            "format": SAVED_FORMAT, "shape": list(matrix.shape), "catalog": len(self.catalog),
+            "weights": self.weights, "half_life_days": self.half_life_days,
+            "exclude_after": list(self.exclude_after), "anchor_us": self.anchor_us,
+            "read_us": self.read_us, "events": self.events, "late_events": self.late_events,
+            "about": about,
+        }  # fmt: skip
+        (directory / "manifest.json").write_text(json.dumps(manifest))
+
+    @staticmethod
+    def saved_about(directory: Path) -> dict[str, object]:
+        """The ``about`` a saved base was written with."""
+        return dict(json.loads((Path(directory) / "manifest.json").read_text())["about"])
+
+    @classmethod
+    def load(
+        cls,
+        directory: Path,
+        catalog: Catalog,
+        weights: Mapping[str, float],
+        half_life_days: float,
+        exclude_after: Sequence[str],
+    ) -> LiveLog:
+        """A saved base, its arrays memory-mapped read-only: every process that loads one
+        directory shares its pages. Raises ValueError when it was saved for other settings
+        or another catalog's size."""
+        directory = Path(directory)
+        manifest = json.loads((directory / "manifest.json").read_text())
+        expected = {
+            "format": SAVED_FORMAT, "catalog": len(catalog), "weights": dict(weights),
+            "half_life_days": half_life_days, "exclude_after": list(exclude_after),
+        }  # fmt: skip
+        differs = [k for k, v in expected.items() if manifest.get(k) != v]
+        if differs:
+            raise ValueError(f"the base saved in {directory} differs in {', '.join(differs)}")
+
+        def array(name: str) -> np.ndarray:
+            return np.load(directory / f"{name}.npy", mmap_mode="r")
+
+        users, items = FrozenIds.load(directory, "users"), FrozenIds.load(directory, "items")
+        shape = tuple(manifest["shape"])
+        matrix = sp.csr_matrix(
+            (array("matrix-data"), array("matrix-indices"), array("matrix-indptr")), shape=shape
+        )
+        recent = array("recent") if (directory / "recent.npy").exists() else None
+        live = cls.__new__(cls)
+        live.catalog, live.weights = catalog, dict(weights)
+        live.half_life_days, live.exclude_after = half_life_days, tuple(exclude_after)
+        live._set_base(InteractionMatrix(matrix, users, items, recent), array("latest"),
+                       array("popularity"), int(manifest["anchor_us"]))  # fmt: skip
+        live.base_column_sums = array("column-sums")
+        live.read_us = int(manifest["read_us"])
+        live.excluded_base = RowExclusions(
+            users, array("excluded-indptr"), array("excluded-positions")
+        )
+        live.repurchase = RepurchaseStats.from_arrays(catalog, {
+            name: array(f"repurchase-{name}")
+            for name in ("users", "positions", "days_indptr", "days", "last_us", "gaps")
+        })  # fmt: skip
+        live.events, live.late_events = int(manifest["events"]), int(manifest["late_events"])
+        live.events_since_base = 0
+        return live
 
 
 def _latest_by_row(

@@ -130,6 +130,37 @@ class RepurchaseStats:
                 habits[user] = tuple(sorted((*habits.get(user, ()), position)))
         return RepurchaseStats(category, len(catalog.categories), days, last_us, habits, gaps)
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """These statistics as plain arrays (see :meth:`from_arrays`): saved without pickle."""
+        keys = sorted(self._days)
+        days = [self._days[k] for k in keys]
+        gaps = [(c, gap, n) for c, counts in enumerate(self._gaps) for gap, n in counts.items()]
+        return {
+            "users": np.array([u.encode() for u, _ in keys] or [b""], dtype=np.bytes_)[: len(keys)],
+            "positions": np.array([p for _, p in keys], dtype=np.int64),
+            "days_indptr": np.cumsum([0, *map(len, days)]).astype(np.int64),
+            "days": np.concatenate(days).astype(np.int64) if days else np.empty(0, np.int64),
+            "last_us": np.array([self._last_us[k] for k in keys], dtype=np.int64),
+            "gaps": np.array(gaps, dtype=np.int64).reshape(-1, 3),
+        }
+
+    @classmethod
+    def from_arrays(cls, catalog: Catalog, arrays: dict[str, np.ndarray]) -> RepurchaseStats:
+        """The statistics :meth:`arrays` gave, for the same catalog."""
+        users = [u.decode() for u in arrays["users"].tolist()]
+        positions = arrays["positions"].tolist()
+        indptr, all_days = arrays["days_indptr"], np.asarray(arrays["days"])
+        keys = list(zip(users, positions, strict=True))
+        days = {k: all_days[indptr[i] : indptr[i + 1]].copy() for i, k in enumerate(keys)}
+        last_us = dict(zip(keys, arrays["last_us"].tolist(), strict=True))
+        habits: dict[str, tuple[int, ...]] = {}
+        for user, position in keys:  # sorted keys: each user's positions ascending
+            habits[user] = (*habits.get(user, ()), position)
+        gaps = [Counter() for _ in range(len(catalog.categories) + 1)]
+        for category, gap, count in arrays["gaps"].tolist():
+            gaps[category][gap] = count
+        return cls(catalog.category_codes, len(catalog.categories), days, last_us, habits, gaps)
+
     def scores(self, user_id: str, at_us: int) -> tuple[np.ndarray, np.ndarray]:
         """(catalog positions, scores in [0, 1]) of the shopper's habits at time ``at_us``."""
         positions = self._habits.get(user_id)

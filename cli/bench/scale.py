@@ -6,11 +6,14 @@ time order) in a fresh event store and measures:
 
 - training: `drape train recsys` (blend tuning on, as by default) in a process of its own,
   its time and peak resident memory;
-- the recommend state in a process of its own: the full read at start (time, memory), then
-  refreshes that each find ``--new-events`` new events (time of each, memory after);
-- the recommend service (its configured workers): time from start to serving, resident
-  memory per worker, the pod's memory (proportional: pages its processes share, like the
-  mapped trained factors, count once), and Recommend latency with 8 concurrent clients;
+- the recommend state in a process of its own: the full read at start (time, memory; the
+  base it builds is saved for the pod's other workers), then refreshes that each find
+  ``--new-events`` new events (time of each, memory after); then a second state, as a
+  worker started later: it maps the saved base and reads on from it (time, peak, PSS);
+- the recommend service (its configured workers): time from start to serving, each
+  worker's peak resident memory, resident memory per worker, the pod's memory
+  (proportional: pages its processes share, like the mapped trained factors and the shared
+  base, count once), and Recommend latency with 8 concurrent clients;
 - ingestion into the full store: acknowledged (committed) events per second, 4 writers
   appending batches of 100;
 - retention: compacting the older half of the log (events over 90 days old) into
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import os
 import sqlite3
 import statistics
 import tempfile
@@ -204,9 +208,8 @@ def _refreshes(config: Any, n_users: int, garments: np.ndarray, args: Any, out: 
     from drape.services.recommend.state import RecommendState
 
     store = open_event_store(config.events_store_url())
-    state = RecommendState(
-        config.catalog_path(), store, config.recommend, config.recsys_artifacts()
-    )
+    state = RecommendState(config.catalog_path(), store, config.recommend,
+                           config.recsys_artifacts(), shared=_pod(config))  # fmt: skip
     started = time.perf_counter()
     if not state.refresh():
         raise RuntimeError(state.last_error)
@@ -232,6 +235,29 @@ def _refreshes(config: Any, n_users: int, garments: np.ndarray, args: Any, out: 
     out.put(result)
 
 
+def _pod(config: Any) -> Any:
+    from drape.services.recommend.shared import SharedBases
+
+    return SharedBases(config.data_dir / "pod")
+
+
+def _mapped_start(config: Any, out: Any) -> None:
+    """A worker started after :func:`_refreshes`: it maps the base that one saved and reads
+    the events stored since."""
+    from drape.services.events.store import open_event_store
+    from drape.services.recommend.state import RecommendState
+
+    store = open_event_store(config.events_store_url())
+    state = RecommendState(config.catalog_path(), store, config.recommend,
+                           config.recsys_artifacts(), shared=_pod(config))  # fmt: skip
+    started = time.perf_counter()
+    if not state.refresh():
+        raise RuntimeError(state.last_error)
+    out.put({"mapped_start_s": time.perf_counter() - started,
+             "mapped_peak_mb": peak_resident_mb(), "mapped_pss_mb": _pss_mb(os.getpid())})  # fmt: skip
+    store.close()
+
+
 def _in_child(target: Any, *args: Any) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
@@ -250,7 +276,8 @@ def _serve(config: Any, users: list[str], seconds: float) -> dict[str, Any]:
     started = time.perf_counter()
     stack = Stack(config, services=["events", "recommend"], run_dir=config.data_dir / "run")
     try:
-        # Every worker reads the whole log at start: minutes at tens of millions of events.
+        # One worker reads the whole log at start (minutes at tens of millions of events);
+        # the others map what it saved.
         stack.start(timeout=1800)
         serving_s = time.perf_counter() - started
         address, pid = stack.address("recommend"), stack.process("recommend").pid
@@ -258,10 +285,12 @@ def _serve(config: Any, users: list[str], seconds: float) -> dict[str, Any]:
         load = _grpc_load(address, users, 8, seconds, pid)
         workers = children(pid)
         worker_rss = max((resident_mb(w) for w in workers), default=float("nan"))
+        peaks = [peak_resident_mb(w) for w in workers]
         pod = sum(_pss_mb(p) for p in (pid, *workers))
     finally:
         stack.stop()
     return {"stack_start_s": serving_s, "worker_rss_mb": worker_rss, "pod_pss_mb": pod,
+            "worker_peaks_mb": "/".join(f"{p:.0f}" for p in sorted(peaks, reverse=True)),
             "workers": len(workers),
             "qps_8": load["qps"], "p99_8_ms": load["p99_ms"], "errors": load["errors"]}  # fmt: skip
 
@@ -316,6 +345,7 @@ def run(args: argparse.Namespace) -> int:
             row |= _in_child(_refreshes, config, n_users, garments, args)
             print(f"  refresh with {args.new_events:,} new events: {row['refresh_median_ms']:.0f} ms",
                   flush=True)  # fmt: skip
+            row |= _in_child(_mapped_start, config)
             users = [f"u{u:08d}" for u in np.random.default_rng(0).integers(0, n_users, 5000)]
             row |= _serve(config, users, args.seconds)
             row["ingest_per_s"] = _ingest(
@@ -330,7 +360,8 @@ def run(args: argparse.Namespace) -> int:
         rows.append(row)
         print(format_table([row], list(row)), flush=True)
     columns = ["events", "users", "train_s", "train_peak_mb", "full_read_s", "state_mb",
-               "refresh_median_ms", "refresh_max_ms", "state_after_mb", "stack_start_s",
+               "refresh_median_ms", "refresh_max_ms", "state_after_mb", "mapped_start_s",
+               "mapped_peak_mb", "mapped_pss_mb", "stack_start_s", "worker_peaks_mb",
                "worker_rss_mb", "pod_pss_mb", "p99_8_ms", "qps_8", "errors", "ingest_per_s",
                "compact_s", "compacted", "dropped"]  # fmt: skip
     store = "PostgreSQL" if args.postgres else "SQLite"

@@ -16,6 +16,7 @@ from drape.recsys.experiments import Assignment, Plan, PlanSource
 from drape.recsys.index import configure_for_serving
 from drape.recsys.ranking import Ranked, RankRequest
 from drape.services.events.store import open_event_store
+from drape.services.recommend.shared import pod_bases
 from drape.services.recommend.state import RecommendState
 from drape.services.runtime import (
     DrapeConfig,
@@ -187,7 +188,8 @@ def build(config: DrapeConfig) -> ServiceSpec:
 
     registry = CollectorRegistry()
     state = RecommendState(config.catalog_path(), store, cfg, config.recsys_artifacts(),
-                           registry=registry, storage=ObjectStorage.from_config(config))  # fmt: skip
+                           registry=registry, storage=ObjectStorage.from_config(config),
+                           shared=pod_bases(cfg.server.shared_dir))  # fmt: skip
     servicer = RecommendServicer(state, watch_experiments(config, registry), cfg.max_k, registry)
     state.start()
 

@@ -29,6 +29,7 @@ from drape.recsys.live import LiveLog, LiveSnapshot
 from drape.recsys.popularity import PopularityRanker
 from drape.recsys.ranking import Ranked, RankRequest
 from drape.services.events.store import EventStore, Watermark
+from drape.services.recommend.shared import SharedBases
 from drape.services.runtime import FailedPrecondition
 from drape.services.runtime.config import RecommendConfig
 from drape.services.runtime.memory import release_free_memory
@@ -80,6 +81,19 @@ def _created(manifest: dict[str, object]) -> float:
         return 0.0
 
 
+@dataclass(frozen=True)
+class _Live:
+    """The log's running aggregates, what they were built for (catalog, trained version),
+    where the last read of the store stopped, and which of the pod's shared bases they
+    started from (0: none)."""
+
+    built_for: tuple[int, str | None]
+    key: str  # ``built_for`` as the pod's workers all name it
+    log: LiveLog
+    mark: Watermark
+    generation: int
+
+
 class RecommendState:
     """Holds the current :class:`ModelSet`; rebuilds it every ``refresh_s`` seconds."""
 
@@ -92,6 +106,7 @@ class RecommendState:
         clock: Callable[[], float] = time.time,
         registry: CollectorRegistry | None = None,
         storage: ObjectStorage | None = None,
+        shared: SharedBases | None = None,
     ) -> None:
         self.catalog_path = Path(catalog_path)
         self.artifacts_root = Path(artifacts_root)
@@ -105,7 +120,8 @@ class RecommendState:
         self._als_index: tuple[tuple[str, int], EmbeddingIndex | None] | None = None
         # The log's running aggregates, what they were built for (catalog, trained version)
         # and where the last read of the store stopped.
-        self._live: tuple[tuple[int, str | None], LiveLog, Watermark] | None = None
+        self._live: _Live | None = None
+        self.shared = shared  # the bases this pod's workers share (see shared.py)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -122,7 +138,8 @@ class RecommendState:
         self.refresh_seconds = Histogram(
             "drape_recommend_refresh_seconds",
             "Time a refresh took: a full read of the event log (at start, and when the catalog "
-            "or the trained version changes) or an incremental one (the events since the last).",
+            "or the trained version changes), the mapping of a full read another worker of the "
+            "pod saved (shared), or an incremental read (the events since the last).",
             ["kind"],
             buckets=(0.01, 0.03, 0.1, 0.3, 0.5, 1, 3, 10, 30, 100),
             registry=registry,
@@ -133,8 +150,9 @@ class RecommendState:
             ["kind"],
             registry=registry,
         )
-        for kind in ("full", "incremental"):
+        for kind in ("full", "shared", "incremental"):
             self.refresh_seconds.labels(kind)
+        for kind in ("full", "incremental"):
             self.events_read.labels(kind)
         self.trained_at = Gauge(
             "drape_recommend_model_trained_timestamp_seconds",
@@ -171,6 +189,74 @@ class RecommendState:
             self._catalog = (stamp, Catalog.load(self.catalog_path))
         return self._catalog[1]
 
+    def _full_build(
+        self, catalog: Catalog, trained: recsys_artifacts.ArtifactSet | None, now_us: int
+    ) -> tuple[LiveLog, Watermark]:
+        events, mark = self.store.read_new(None)
+        live = LiveLog(
+            catalog, events, self.config.weights.model_dump(), self.config.half_life_days,
+            self.config.exclude_after, now_us,
+            trained.users if trained else None, trained.items if trained else None,
+        )  # fmt: skip
+        self.events_read.labels("full").inc(len(events))
+        del events  # the frame of the whole log: its memory back to the system
+        release_free_memory()
+        return live, mark
+
+    def _load_shared(self, path: Path, catalog: Catalog) -> LiveLog:
+        return LiveLog.load(path, catalog, self.config.weights.model_dump(),
+                            self.config.half_life_days, self.config.exclude_after)  # fmt: skip
+
+    def _shared_build(
+        self,
+        shared: SharedBases,
+        key: str,
+        catalog: Catalog,
+        trained: recsys_artifacts.ArtifactSet | None,
+        now_us: int,
+    ) -> tuple[LiveLog, Watermark, int, str]:
+        """The pod's saved base for ``key`` mapped, or the log read, saved and mapped."""
+        with shared.locked():
+            saved = shared.latest()
+            if saved is not None and saved.key == key:
+                try:
+                    live = self._load_shared(saved.path, catalog)
+                    return live, saved.watermark, saved.generation, "shared"
+                except (OSError, ValueError, KeyError) as exc:
+                    log.warning("shared base unreadable; reading the log",
+                                extra={"path": str(saved.path), "error": str(exc)})  # fmt: skip
+            live, mark = self._full_build(catalog, trained, now_us)
+            generation = saved.generation + 1 if saved is not None else 1
+            try:
+                saved = shared.save(live, key, mark, generation)
+            except (OSError, ValueError) as exc:  # a full disk: this worker keeps its own
+                log.warning("shared base not saved", extra={"error": str(exc)})
+                return live, mark, 0, "full"
+            del live
+            release_free_memory()
+            return self._load_shared(saved.path, catalog), mark, generation, "full"
+
+    def _share_compacted(self, shared: SharedBases, held: _Live, catalog: Catalog) -> _Live:
+        """After ``held``'s added entries were merged into a new base: that base saved for the
+        pod and mapped, or a newer one another worker saved mapped and read on from."""
+        with shared.locked():
+            saved = shared.latest()
+            if saved is not None and saved.key == held.key and saved.generation > held.generation:
+                live = self._load_shared(saved.path, catalog)
+                events, mark = self.store.read_new(saved.watermark)
+                live.add(events, held.log.read_us)
+                self.events_read.labels("incremental").inc(len(events))
+                return _Live(held.built_for, held.key, live, mark, saved.generation)
+            generation = max(held.generation, saved.generation if saved else 0) + 1
+            try:
+                saved = shared.save(held.log, held.key, held.mark, generation)
+            except (OSError, ValueError) as exc:
+                log.warning("shared base not saved", extra={"error": str(exc)})
+                return held
+        live = self._load_shared(saved.path, catalog)
+        release_free_memory()
+        return _Live(held.built_for, held.key, live, held.mark, generation)
+
     def _read_log(
         self, catalog: Catalog, trained: recsys_artifacts.ArtifactSet | None, now_us: int
     ) -> LiveSnapshot:
@@ -178,27 +264,36 @@ class RecommendState:
         whole log read when the catalog or the trained version changed."""
         built_for = (id(catalog), trained.version if trained else None)
         started = time.perf_counter()
-        if self._live is not None and self._live[0] == built_for:
-            _, live, mark = self._live
-            events, mark = self.store.read_new(mark)
-            self._live = None  # a read that fails half way must not be added twice
-            live.add(events, now_us)
-            kind, count = "incremental", len(events)
+        held = self._live
+        self._live = None  # a read that fails half way must not be added twice
+        if held is not None and held.built_for == built_for:
+            events, mark = self.store.read_new(held.mark)
+            held.log.add(events, now_us)
+            self.events_read.labels("incremental").inc(len(events))
+            held = replace(held, mark=mark)
+            if self.shared is not None and len(events) and not held.log.events_since_base:
+                held = self._share_compacted(self.shared, held, catalog)  # a new base
+            kind = "incremental"
         else:
-            self._live = None
-            events, mark = self.store.read_new(None)
-            live = LiveLog(
-                catalog, events, self.config.weights.model_dump(), self.config.half_life_days,
-                self.config.exclude_after, now_us,
-                trained.users if trained else None, trained.items if trained else None,
-            )  # fmt: skip
-            kind, count = "full", len(events)
-            del events  # the frame of the whole log: its memory back to the system
-            release_free_memory()
-        self._live = (built_for, live, mark)
+            stamp = self._catalog[0] if self._catalog else (0, 0)
+            key = f"catalog-{stamp[0]}-{stamp[1]}-version-{built_for[1]}"
+            if self.shared is None:
+                (live, mark), generation, kind = (
+                    self._full_build(catalog, trained, now_us),
+                    0,
+                    "full",
+                )
+            else:
+                live, mark, generation, kind = self._shared_build(
+                    self.shared, key, catalog, trained, now_us
+                )
+                events, mark = self.store.read_new(mark)  # stored since it was saved
+                live.add(events, now_us)
+                self.events_read.labels("incremental").inc(len(events))
+            held = _Live(built_for, key, live, mark, generation)
+        self._live = held
         self.refresh_seconds.labels(kind).observe(time.perf_counter() - started)
-        self.events_read.labels(kind).inc(count)
-        return live.snapshot(now_us)
+        return held.log.snapshot(now_us)
 
     def _hybrid(
         self, catalog: Catalog, trained: recsys_artifacts.ArtifactSet, view: LiveSnapshot

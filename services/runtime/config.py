@@ -82,6 +82,11 @@ class ServerConfig(_Strict):
     """Server processes sharing the port (SO_REUSEPORT); 0 = one per CPU. Python handlers
     hold the interpreter lock, so CPU-bound services need processes, not threads, to
     use more than one core (see services/runtime/workers.py)."""
+    shared_dir: str = ""
+    """A directory on the pod's own disk where its worker processes keep what one of them
+    builds for all (recommend: one read of the event log, mapped by every worker). Empty: a
+    directory of the supervisor's, removed when it stops, when there are several processes;
+    nothing is shared by a single one."""
     max_message_mb: int = Field(16, ge=1, le=512)
     """Largest request or response message accepted."""
     grace_s: float = Field(10.0, ge=0, le=300)

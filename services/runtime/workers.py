@@ -11,7 +11,9 @@ kernel spreads incoming connections over them. (Measured with
 The supervisor (the process `drape serve` started) reserves the port, starts the
 workers, writes the ready file once every worker serves, forwards SIGTERM and
 SIGHUP to them, restarts a worker that dies, and serves one /metrics for all of
-them: each worker's series, labelled ``worker="<n>"``.
+them: each worker's series, labelled ``worker="<n>"``. Unless ``server.shared_dir`` is
+set, it gives its workers a directory of its own for what they share: recommend's workers
+keep one read of the event log there (services/recommend/shared.py).
 """
 
 from __future__ import annotations
@@ -34,13 +36,18 @@ from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from drape.services.runtime.config import ServerConfig
+from drape.services.runtime.config import ENV_PREFIX, ServerConfig
 from drape.services.runtime.metrics import MetricsEndpoint
 from drape.services.runtime.server import handling_signals, wait_for_ready_file, write_ready_file
 
 log = logging.getLogger("drape.workers")
 
 WORKER_LABEL = "worker"
+
+
+def shared_dir_variable(service: str) -> str:
+    """The environment variable that sets ``service``'s ``server.shared_dir``."""
+    return f"{ENV_PREFIX}{service.upper()}__SERVER__SHARED_DIR"
 
 
 def die_with_parent() -> None:
@@ -154,7 +161,10 @@ class Supervisor:
         command += ["--port", str(self.port), "--worker", str(index), "--ready-file", str(ready)]
         # No preexec_fn: that forces a fork() of this process, which has gRPC's threads
         # (seen to abort it); the worker asks to die with its parent itself.
-        self._procs[index] = subprocess.Popen(command)
+        env = dict(os.environ)
+        if not self.server.shared_dir:  # what the workers share: in our run directory
+            env[shared_dir_variable(self.service)] = str(self.run_dir / "shared")
+        self._procs[index] = subprocess.Popen(command, env=env)
 
     def _await(self, index: int, deadline: float) -> None:
         def check() -> None:

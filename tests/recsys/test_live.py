@@ -56,21 +56,43 @@ def _same_ranking(a, b, tolerance=1e-4) -> bool:
     )
 
 
-@pytest.mark.parametrize("compact_every", [None, 1_500])
-def test_reads_added_one_by_one_equal_a_full_build(store, monkeypatch, compact_every):
+def _through_disk(data, incremental: LiveLog, directory) -> LiveLog:
+    """``incremental`` saved and loaded back, its arrays memory-mapped read-only."""
+    incremental.save(directory, watermark=7)
+    loaded = LiveLog.load(directory, data.catalog, data.weights, data.half_life_days,
+                          ("purchase",))  # fmt: skip
+    matrix = loaded.base.matrix
+    assert not any(a.flags.writeable for a in (matrix.data, matrix.indices, matrix.indptr))
+    # ^ the mapped read-only pages themselves, not a private copy
+    assert LiveLog.saved_about(directory) == {"watermark": 7}
+    return loaded
+
+
+@pytest.mark.parametrize(
+    ("compact_every", "saved"), [(None, False), (1_500, False), (None, True), (1_500, True)]
+)
+def test_reads_added_one_by_one_equal_a_full_build(
+    store, monkeypatch, tmp_path, compact_every, saved
+):
+    """With ``saved``, each base (the first, and every compaction's) is written to disk and
+    read back mapped, as a pod's workers share it, before the reads go on."""
     data, events, cut, trained, als, vectors = store
     if compact_every:  # merge the added entries into the base several times on the way
         monkeypatch.setattr(live, "COMPACT_AT", compact_every)
     t0 = int(events["occurred_at_us"].iloc[cut])
     incremental = _build(data, events.iloc[:cut], t0, trained)
+    if saved:
+        incremental = _through_disk(data, incremental, tmp_path / "base-0")
     bases = {id(incremental.base)}
     reads = np.array_split(np.arange(cut, len(events)), 7)
-    for read in reads:  # each read a minute after its newest event
+    for number, read in enumerate(reads):  # each read a minute after its newest event
         incremental.add(
             events.iloc[read], int(events["occurred_at_us"].iloc[read[-1]]) + 60_000_000
         )
+        if saved and id(incremental.base) not in bases:
+            incremental = _through_disk(data, incremental, tmp_path / f"base-{number + 1}")
         bases.add(id(incremental.base))
-    assert (len(bases) > 1) == bool(compact_every)
+    assert (len(bases) > 1 + saved) == bool(compact_every)
     now = int(events["occurred_at_us"].iloc[-1]) + US_PER_DAY
     full = _build(data, events, now, trained).snapshot(now)
     view = incremental.snapshot(now)

@@ -3,16 +3,21 @@ holds, and what it serves equals a fresh start over the same store (SQLite and P
 
 from __future__ import annotations
 
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
 
-from drape.recsys import artifacts
+from drape.recsys import artifacts, live
 from drape.recsys.datasets import attribute_vectors
 from drape.recsys.index import EmbeddingIndex
 from drape.recsys.interactions import US_PER_DAY
 from drape.recsys.ranking import RankRequest
 from drape.recsys.training import TrainSettings, train
 from drape.services.events.store import EventStore, StoredEvent
+from drape.services.recommend.shared import SharedBases
 from drape.services.recommend.state import RecommendState
 from drape.services.runtime.config import RecommendConfig
 from drape.synthetic.catalog import generate_catalog
@@ -27,39 +32,30 @@ def _reads(state: RecommendState, kind: str) -> float:
     return state.events_read.labels(kind)._value.get()
 
 
-def test_a_refresh_reads_only_new_events_and_serves_what_a_full_read_would(
-    event_store: EventStore, tmp_path
-):
+def _trained_store(tmp_path, users=150, events=6_000):
+    """A catalog, its events in time order, the index cutting the first 70%, a version
+    trained on them, and the time of the reads: a day after the last event."""
     catalog = generate_catalog(300, seed=4)
-    catalog_path = tmp_path / "catalog.parquet"
-    catalog.save(catalog_path)
-    events = generate_shoppers(catalog, 150, 6_000, seed=4).events
-    events = events.sort_values("occurred_at_us", kind="stable").reset_index(drop=True)
-    cut = int(len(events) * 0.7)
+    catalog.save(tmp_path / "catalog.parquet")
+    log = generate_shoppers(catalog, users, events, seed=4).events
+    log = log.sort_values("occurred_at_us", kind="stable").reset_index(drop=True)
+    cut = int(len(log) * 0.7)
     config = RecommendConfig()
     settings = TrainSettings(config.weights.model_dump(), config.half_life_days, tune=False)
     vectors = EmbeddingIndex.build(catalog.ids, attribute_vectors(catalog))
-    trained, _ = train(events.iloc[:cut], catalog, vectors, settings)
-    root = tmp_path / "artifacts"
-    artifacts.save(root, trained)
-    now = int(events["occurred_at_us"].max()) + US_PER_DAY
-    _append(event_store, events.iloc[:cut])
+    trained, _ = train(log.iloc[:cut], catalog, vectors, settings)
+    artifacts.save(tmp_path / "artifacts", trained)
+    return log, cut, trained.version, int(log["occurred_at_us"].max()) + US_PER_DAY
 
-    state = RecommendState(catalog_path, event_store, config, root, clock=lambda: now / 1e6)
-    assert state.refresh()
-    assert _reads(state, "full") == cut
-    for part in np.array_split(np.arange(cut, len(events)), 3):
-        _append(event_store, events.iloc[part])
-        _append(event_store, events.iloc[part[:5]])  # duplicates: not stored, not read
-        assert state.refresh()
-    assert _reads(state, "full") == cut and _reads(state, "incremental") == len(events) - cut
 
-    fresh = RecommendState(catalog_path, event_store, config, root, clock=lambda: now / 1e6)
-    assert fresh.refresh() and _reads(fresh, "full") == len(events)
-    served, expected = state.current(), fresh.current()
-    assert served.artifact_version == expected.artifact_version == trained.version
+def _state(tmp_path, store: EventStore, now: int, **options) -> RecommendState:
+    return RecommendState(tmp_path / "catalog.parquet", store, RecommendConfig(),
+                          tmp_path / "artifacts", clock=lambda: now / 1e6, **options)  # fmt: skip
+
+
+def _assert_serve_the_same(served, expected, users) -> None:
+    """The same lists for every strategy and shopper, but for ties broken by rounding."""
     exact = 0
-    users = [*events["user_id"].unique(), "first-visit"]
     for strategy in ("hybrid", "popularity", "als"):
         for user in users:
             request = RankRequest(user, k=10)
@@ -70,6 +66,76 @@ def test_a_refresh_reads_only_new_events_and_serves_what_a_full_read_would(
                        for x, y in zip(a, b, strict=True)), (strategy, user)  # fmt: skip
             exact += [r.position for r in a] == [r.position for r in b]
     assert exact >= 0.95 * 3 * len(users)
+
+
+def test_a_refresh_reads_only_new_events_and_serves_what_a_full_read_would(
+    event_store: EventStore, tmp_path
+):
+    events, cut, version, now = _trained_store(tmp_path)
+    _append(event_store, events.iloc[:cut])
+
+    state = _state(tmp_path, event_store, now)
+    assert state.refresh()
+    assert _reads(state, "full") == cut
+    for part in np.array_split(np.arange(cut, len(events)), 3):
+        _append(event_store, events.iloc[part])
+        _append(event_store, events.iloc[part[:5]])  # duplicates: not stored, not read
+        assert state.refresh()
+    assert _reads(state, "full") == cut and _reads(state, "incremental") == len(events) - cut
+
+    fresh = _state(tmp_path, event_store, now)
+    assert fresh.refresh() and _reads(fresh, "full") == len(events)
+    served, expected = state.current(), fresh.current()
+    assert served.artifact_version == expected.artifact_version == version
+    _assert_serve_the_same(served, expected, [*events["user_id"].unique(), "first-visit"])
+
+
+def _mapped(state: RecommendState) -> float:
+    """How many times ``state`` mapped a base another worker saved."""
+    return sum(bucket.get() for bucket in state.refresh_seconds.labels("shared")._buckets)
+
+
+def test_a_pods_workers_share_one_full_read_and_serve_what_their_own_would(
+    event_store: EventStore, tmp_path, monkeypatch, caplog
+):
+    """Two workers start at once: one reads the log and saves the base, the other maps it.
+    Later reads go on from the saved watermark; when one worker merges its added entries
+    into a new base, the other maps that one. Both serve what a worker of its own serves."""
+    events, cut, _, now = _trained_store(tmp_path)
+    _append(event_store, events.iloc[:cut])
+    pod = tmp_path / "pod"
+    workers = [_state(tmp_path, event_store, now, shared=SharedBases(pod)) for _ in range(2)]
+    with ThreadPoolExecutor(2) as pool:
+        assert all(pool.map(RecommendState.refresh, workers))
+    assert sorted(_reads(w, "full") for w in workers) == [0, cut]  # one read for the pod
+    assert sorted(_mapped(w) for w in workers) == [0, 1]
+    assert [p.name for p in pod.iterdir() if p.is_dir()] == ["base-1-" + str(os.getpid())]
+
+    monkeypatch.setattr(live, "COMPACT_AT", 600)  # new bases on the way
+    for part in np.array_split(np.arange(cut, len(events)), 3):
+        _append(event_store, events.iloc[part])
+        assert all(w.refresh() for w in workers)
+    generations = [w._live.generation for w in workers]
+    assert generations[0] == generations[1] > 1  # the second adopted the first's new base
+    assert len([p for p in pod.iterdir() if p.is_dir()]) == 1  # older bases removed
+
+    late = _state(tmp_path, event_store, now, shared=SharedBases(pod))  # a restarted worker
+    assert late.refresh() and _reads(late, "full") == 0 and _mapped(late) == 1
+    fresh = _state(tmp_path, event_store, now)
+    assert fresh.refresh()
+    users = [*events["user_id"].unique(), "first-visit"]
+    for served in (*workers, late):
+        _assert_serve_the_same(served.current(), fresh.current(), users)
+
+    # A base that cannot be read is built again, with a warning, not served or crashed on.
+    current = pod / (pod / "CURRENT").read_text().strip()
+    (current / "matrix-data.npy").write_bytes(b"not an array")
+    again = _state(tmp_path, event_store, now, shared=SharedBases(pod))
+    with caplog.at_level(logging.WARNING, "drape.recommend"):
+        assert again.refresh()
+    assert _reads(again, "full") == len(events)
+    assert "shared base unreadable" in caplog.text
+    _assert_serve_the_same(again.current(), fresh.current(), users)
 
 
 def test_a_new_version_is_read_in_full(event_store: EventStore, tmp_path):

@@ -1,0 +1,112 @@
+"""One read of the whole event log per pod, shared by the pod's worker processes.
+
+Without it, every worker of a pod reads the whole log at start and whenever a new trained
+version is published, and keeps its own copy of what it built: at 20M events that read
+peaks near 4 GB in each worker. With it, the first worker to need a full build takes a file
+lock, reads the log, and saves the result (:meth:`LiveLog.save`: ``.npy`` arrays and a
+manifest, no pickle) into a directory of the pod's; every worker, the builder included,
+then maps those files read-only, so the kernel holds one copy of their pages for the pod.
+A worker that finds a saved base for its catalog and trained version maps it instead of
+reading, and reads on from the watermark saved with it. When a worker's added entries are
+merged into a new base (:meth:`LiveLog.compact`), it saves that base the same way unless
+another worker saved a newer one first, which it then maps and reads on from.
+
+The directory is private to the pod (``server.shared_dir``, by default the supervisor's
+run directory, on the pod's own disk): a worker that dies leaves nothing locked (the kernel drops its lock), and a base
+that cannot be read is logged and replaced by a fresh full read.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from drape.recsys.live import LiveLog
+from drape.services.events.store import Watermark
+
+log = logging.getLogger("drape.recommend")
+
+CURRENT = "CURRENT"
+
+
+@dataclass(frozen=True)
+class SavedBase:
+    path: Path
+    key: str  # the catalog and trained version it was built for
+    watermark: Watermark  # where the read it was built from stopped
+    generation: int  # one more than the base it replaced
+
+
+def _watermark_json(mark: Watermark) -> dict[str, object]:
+    return {"position": mark.position, "seen": sorted(mark.seen)}
+
+
+class SharedBases:
+    """The saved bases of one pod's workers, in ``directory``."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Held while a worker reads the log to build a base, or chooses and saves one."""
+        with open(self.directory / "lock", "a+b") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def latest(self) -> SavedBase | None:
+        """The newest saved base; None when there is none or it cannot be read."""
+        try:
+            name = (self.directory / CURRENT).read_text().strip()
+            about = LiveLog.saved_about(self.directory / name)
+            mark = about["watermark"]
+            assert isinstance(mark, dict)
+            return SavedBase(
+                self.directory / name,
+                str(about["key"]),
+                Watermark(int(mark["position"]), frozenset(map(str, mark["seen"]))),
+                int(str(about["generation"])),
+            )
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError, AssertionError) as exc:
+            log.warning(
+                "shared base unreadable; it will be built again",
+                extra={"directory": str(self.directory), "error": str(exc)},
+            )
+            return None
+
+    def save(self, live: LiveLog, key: str, mark: Watermark, generation: int) -> SavedBase:
+        """Saves ``live``'s base as the newest, and removes the older ones (workers that
+        still map them keep their pages until they let go)."""
+        staging = Path(tempfile.mkdtemp(dir=self.directory, prefix=".staging-"))
+        name = f"base-{generation}-{os.getpid()}"
+        try:
+            live.save(staging, key=key, watermark=_watermark_json(mark), generation=generation)
+            staging.rename(self.directory / name)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        pointer = self.directory / f".{CURRENT}.tmp"
+        pointer.write_text(name + "\n")
+        os.replace(pointer, self.directory / CURRENT)
+        for old in self.directory.iterdir():
+            if old.is_dir() and old.name != name:
+                shutil.rmtree(old, ignore_errors=True)
+        return SavedBase(self.directory / name, key, mark, generation)
+
+
+def pod_bases(shared_dir: str) -> SharedBases | None:
+    """The bases kept in ``server.shared_dir`` (none when it is empty)."""
+    return SharedBases(Path(shared_dir) / "recommend") if shared_dir else None
