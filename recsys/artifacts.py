@@ -37,8 +37,9 @@ class NoArtifacts(FileNotFoundError):
 @dataclass
 class ArtifactSet:
     version: str
-    users: IdMap
-    items: IdMap
+    # The training's id maps: rows of the factors. None when loaded without them (see load).
+    users: IdMap | None
+    items: IdMap | None
     als: ALSModel
     embeddings: EmbeddingIndex | None
     params: HybridParams
@@ -84,8 +85,16 @@ def save(root: Path, artifacts: ArtifactSet) -> Path:
     return final
 
 
-def load(root: Path, version: str | None = None) -> ArtifactSet:
-    """Loads ``version`` (default: CURRENT)."""
+def load_id_maps(root: Path, version: str) -> tuple[IdMap, IdMap]:
+    """``version``'s (users, garments) maps."""
+    directory = Path(root) / version
+    return IdMap.load(directory / "users.txt"), IdMap.load(directory / "items.txt")
+
+
+def load(root: Path, version: str | None = None, id_maps: bool = True) -> ArtifactSet:
+    """Loads ``version`` (default: CURRENT). Without ``id_maps`` the maps are left out: a
+    million shopper ids cost a process about 100 MB, and the recommend service needs them
+    only for a full read (:func:`load_id_maps`)."""
     root = Path(root)
     version = version or current_version(root)
     if not version:
@@ -99,10 +108,11 @@ def load(root: Path, version: str | None = None) -> ArtifactSet:
         if (directory / "embeddings").exists()
         else None
     )
+    users, items = load_id_maps(root, version) if id_maps else (None, None)
     return ArtifactSet(
         version=version,
-        users=IdMap.load(directory / "users.txt"),
-        items=IdMap.load(directory / "items.txt"),
+        users=users,
+        items=items,
         als=ALSModel.load(directory / "als"),
         embeddings=embeddings,
         params=params,

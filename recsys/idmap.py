@@ -172,6 +172,12 @@ class FrozenIds:
     def load(cls, directory: Path, name: str) -> FrozenIds:
         """Memory-mapped, read-only."""
         return cls(
-            np.load(Path(directory) / f"{name}-sorted.npy", mmap_mode="r"),
-            np.load(Path(directory) / f"{name}-index.npy", mmap_mode="r"),
+            mapped(Path(directory) / f"{name}-sorted.npy"),
+            mapped(Path(directory) / f"{name}-index.npy"),
         )
+
+
+def mapped(path: Path) -> np.ndarray:
+    """The array saved at ``path``, memory-mapped read-only, as a plain ndarray view: the
+    ``np.memmap`` subclass costs microseconds on every element read."""
+    return np.asarray(np.load(path, mmap_mode="r"))

@@ -40,7 +40,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from drape.recsys.catalog import Catalog
-from drape.recsys.idmap import FrozenIds, IdMap
+from drape.recsys.idmap import FrozenIds, IdMap, mapped
 from drape.recsys.interactions import (
     RECENT_ITEMS,
     InteractionMatrix,
@@ -481,7 +481,7 @@ class LiveLog:
             raise ValueError(f"the base saved in {directory} differs in {', '.join(differs)}")
 
         def array(name: str) -> np.ndarray:
-            return np.load(directory / f"{name}.npy", mmap_mode="r")
+            return mapped(directory / f"{name}.npy")
 
         users, items = FrozenIds.load(directory, "users"), FrozenIds.load(directory, "items")
         shape = tuple(manifest["shape"])

@@ -118,6 +118,24 @@ def _attach(conn: Any, start_us: int) -> str:
     return name
 
 
+def bounds(conn: Any) -> dict[str, tuple[int, int] | None]:
+    """Every partition: its range of ``occurred_at_us`` (None for the default one)."""
+    rows = conn.execute(
+        "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
+        "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
+        "JOIN pg_namespace n ON n.oid = p.relnamespace "
+        "WHERE p.relname = 'events' AND n.nspname = current_schema()"
+    ).fetchall()
+    found: dict[str, tuple[int, int] | None] = {}
+    for name, bound in rows:
+        if bound == "DEFAULT":
+            found[str(name)] = None
+        else:  # FOR VALUES FROM ('lo') TO ('hi')
+            low, high = (part.split(")")[0].strip("' ") for part in bound.split("(")[1:3])
+            found[str(name)] = (int(low), int(high))
+    return found
+
+
 class Partitions:
     """The weeks that have a partition, as this process last saw them; makes missing ones."""
 
@@ -127,23 +145,6 @@ class Partitions:
         # Weeks refused a partition, and when to try again (a lock not had is passing).
         self._refused: dict[int, float] = {}
         self._lock = threading.Lock()
-
-    def bounds(self, conn: Any) -> dict[str, tuple[int, int] | None]:
-        """Every partition: its range of ``occurred_at_us`` (None for the default one)."""
-        rows = conn.execute(
-            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i "
-            "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
-            "JOIN pg_namespace n ON n.oid = p.relnamespace "
-            "WHERE p.relname = 'events' AND n.nspname = current_schema()"
-        ).fetchall()
-        found: dict[str, tuple[int, int] | None] = {}
-        for name, bound in rows:
-            if bound == "DEFAULT":
-                found[str(name)] = None
-            else:  # FOR VALUES FROM ('lo') TO ('hi')
-                low, high = (part.split(")")[0].strip("' ") for part in bound.split("(")[1:3])
-                found[str(name)] = (int(low), int(high))
-        return found
 
     def ensure(self, times_us: Iterable[int]) -> None:
         """Makes a partition for each week of ``times_us`` that has none. A week that cannot
@@ -159,7 +160,7 @@ class Partitions:
         made, refused = set(), set()
         with self._lock, self._pool.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-            known = {b[0] for b in self.bounds(conn).values() if b is not None}
+            known = {b[0] for b in bounds(conn).values() if b is not None}
             for start in sorted(weeks - known):
                 try:
                     with conn.transaction():  # a savepoint: one refusal leaves the others
@@ -175,15 +176,14 @@ class Partitions:
             self._refused.pop(week, None)
         self._refused.update(dict.fromkeys(refused, now + RETRY_REFUSED_S))
 
-    def ensure_around(self, now_us: int) -> None:
-        """This week, the last one and the next ``WEEKS_AHEAD``."""
+    def ensure_around(self, now_us: int, times_us: Iterable[int] = ()) -> None:
+        """This week, the last one and the next ``WEEKS_AHEAD``, and the weeks of
+        ``times_us``."""
         start = period_start(now_us)
-        self.ensure(start + k * PERIOD_US for k in range(-1, WEEKS_AHEAD + 1))
+        self.ensure([*(start + k * PERIOD_US for k in range(-1, WEEKS_AHEAD + 1)), *times_us])
 
 
-def remove_compacted(
-    conn: Any, partitions: Partitions, before_us: int, bound: int
-) -> tuple[int, int]:
+def remove_compacted(conn: Any, before_us: int, bound: int) -> tuple[int, int]:
     """In the caller's transaction, removes the events that occurred before ``before_us``
     written by transactions older than ``bound`` (exactly those a compaction read) and their
     ids. Partitions wholly before ``before_us`` are dropped when nothing newer was written to
@@ -192,7 +192,7 @@ def remove_compacted(
     whole partitions)."""
     import psycopg
 
-    everything = partitions.bounds(conn)
+    everything = bounds(conn)
     whole = sorted(n for n, b in everything.items() if b is not None and b[1] <= before_us)
     partial = sorted(n for n, b in everything.items() if b is None or b[0] < before_us < b[1])
     removed = sum(_delete(conn, name, before_us, bound) for name in partial)

@@ -595,9 +595,10 @@ class PostgresEventStore(_Reads):
         # Within a batch only the first occurrence of an id is sent.
         flags, fresh = _flags(events, set())
         columns = [list(col) for col in zip(*(astuple(e) for e in fresh), strict=True)]
-        # Weeks ahead of now, made long before their first row; then any other the batch holds.
-        self.partitions.ensure_around(time.time_ns() // 1000)
-        self.partitions.ensure(columns[COLUMNS.index("occurred_at_us")])
+        # Weeks ahead of now, made long before their first row, and any other the batch holds.
+        self.partitions.ensure_around(
+            time.time_ns() // 1000, columns[COLUMNS.index("occurred_at_us")]
+        )
         with self._pool.connection() as conn:
             inserted = {row[0] for row in conn.execute(self._insert, columns).fetchall()}
         # A first occurrence that the database already had is a duplicate too.
@@ -641,7 +642,7 @@ class PostgresEventStore(_Reads):
                 for row in aggregates.itertuples(index=False, name=None):
                     copy.write_row(row)
             # Last: dropping a partition holds the whole table until the commit.
-            deleted, dropped = partitions.remove_compacted(conn, self.partitions, before_us, bound)
+            deleted, dropped = partitions.remove_compacted(conn, before_us, bound)
             if deleted != expected:  # another compaction ran meanwhile: leave it all as it was
                 raise RuntimeError(f"compaction read {expected} events but would delete {deleted}")
         return dropped

@@ -11,6 +11,7 @@ set and none is dropped during a switch.
 from __future__ import annotations
 
 import calendar
+import hashlib
 import logging
 import threading
 import time
@@ -115,7 +116,8 @@ class RecommendState:
         self.storage = storage  # where the catalog and trained versions are pulled from
         self._clock = clock
         self._current: ModelSet | None = None
-        self._catalog: tuple[tuple[int, int], Catalog] | None = None
+        # The catalog file's (mtime, size), its content's digest and what was read from it.
+        self._catalog: tuple[tuple[int, int], str, Catalog] | None = None
         self._artifacts: recsys_artifacts.ArtifactSet | None = None
         self._als_index: tuple[tuple[str, int], EmbeddingIndex | None] | None = None
         # The log's running aggregates, what they were built for (catalog, trained version)
@@ -175,7 +177,7 @@ class RecommendState:
         if version is None:
             return None
         if self._artifacts is None or self._artifacts.version != version:
-            self._artifacts = recsys_artifacts.load(self.artifacts_root, version)
+            self._artifacts = recsys_artifacts.load(self.artifacts_root, version, id_maps=False)
             log.info("loaded recommender artifacts", extra={"version": version})
         return self._artifacts
 
@@ -186,18 +188,25 @@ class RecommendState:
         stat = self.catalog_path.stat()
         stamp = (stat.st_mtime_ns, stat.st_size)
         if self._catalog is None or self._catalog[0] != stamp:
-            self._catalog = (stamp, Catalog.load(self.catalog_path))
-        return self._catalog[1]
+            digest = hashlib.sha256(self.catalog_path.read_bytes()).hexdigest()[:16]
+            self._catalog = (stamp, digest, Catalog.load(self.catalog_path))
+        return self._catalog[2]
 
     def _full_build(
         self, catalog: Catalog, trained: recsys_artifacts.ArtifactSet | None, now_us: int
     ) -> tuple[LiveLog, Watermark]:
+        # The trained rows keep their indexes; the maps are loaded for this build only.
+        users, items = (
+            recsys_artifacts.load_id_maps(self.artifacts_root, trained.version)
+            if trained is not None
+            else (None, None)
+        )
         events, mark = self.store.read_new(None)
         live = LiveLog(
             catalog, events, self.config.weights.model_dump(), self.config.half_life_days,
-            self.config.exclude_after, now_us,
-            trained.users if trained else None, trained.items if trained else None,
+            self.config.exclude_after, now_us, users, items,
         )  # fmt: skip
+        del users, items
         self.events_read.labels("full").inc(len(events))
         del events  # the frame of the whole log: its memory back to the system
         release_free_memory()
@@ -275,8 +284,8 @@ class RecommendState:
                 held = self._share_compacted(self.shared, held, catalog)  # a new base
             kind = "incremental"
         else:
-            stamp = self._catalog[0] if self._catalog else (0, 0)
-            key = f"catalog-{stamp[0]}-{stamp[1]}-version-{built_for[1]}"
+            # Named by content: each worker of a pod may have pulled its own copy of the file.
+            key = f"catalog-{self._catalog[1] if self._catalog else ''}-version-{built_for[1]}"
             if self.shared is None:
                 (live, mark), generation, kind = (
                     self._full_build(catalog, trained, now_us),
