@@ -438,12 +438,12 @@ class LiveLog:
             "column-sums": self.base_column_sums, "popularity": self.popularity,
             "excluded-indptr": self.excluded_base.indptr,
             "excluded-positions": self.excluded_base.positions,
-            **{f"repurchase-{k}": v for k, v in self.repurchase.arrays().items()},
         }  # fmt: skip
         if self.base.recent is not None:
             arrays["recent"] = self.base.recent
         for name, values in arrays.items():
             np.save(directory / f"{name}.npy", np.ascontiguousarray(values))
+        self.repurchase.save(directory)
         manifest = {
             "format": SAVED_FORMAT, "shape": list(matrix.shape), "catalog": len(self.catalog),
             "weights": self.weights, "half_life_days": self.half_life_days,
@@ -499,10 +499,7 @@ class LiveLog:
         live.excluded_base = RowExclusions(
             users, array("excluded-indptr"), array("excluded-positions")
         )
-        live.repurchase = RepurchaseStats.from_arrays(catalog, {
-            name: array(f"repurchase-{name}")
-            for name in ("users", "positions", "days_indptr", "days", "last_us", "gaps")
-        })  # fmt: skip
+        live.repurchase = RepurchaseStats.load(directory, catalog)
         live.events, live.late_events = int(manifest["events"]), int(manifest["late_events"])
         live.events_since_base = 0
         return live

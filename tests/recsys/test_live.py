@@ -13,6 +13,7 @@ from drape.recsys.index import EmbeddingIndex
 from drape.recsys.interactions import US_PER_DAY, InteractionMatrix
 from drape.recsys.live import LiveLog
 from drape.recsys.ranking import RankRequest
+from drape.recsys.repurchase import RepurchaseStats
 from drape.synthetic.catalog import generate_catalog
 
 
@@ -97,6 +98,7 @@ def test_reads_added_one_by_one_equal_a_full_build(
     full = _build(data, events, now, trained).snapshot(now)
     view = incremental.snapshot(now)
     assert incremental.late_events == 0 and view.events == full.events == len(events)
+    assert len(view.repurchase) == len(full.repurchase) > 0
 
     np.testing.assert_allclose(view.popularity, full.popularity, rtol=1e-9)
     np.testing.assert_allclose(view.interactions.column_sums(), full.interactions.column_sums(),
@@ -164,3 +166,33 @@ def test_snapshots_handed_out_do_not_change():
     assert list(before.excluded) == ["ann"] and before.popularity[1] == 0
     after = log.snapshot()
     assert sorted(after.excluded) == ["ann", "bob"] and after.popularity[1] > 0
+
+
+def test_saved_repurchase_habits_read_and_update_as_built_ones(tmp_path):
+    """Habits saved and mapped back, then updated by later purchases (of shoppers with saved
+    habits and of new ones), score as habits built from every purchase at once; and saved
+    again, the mix of mapped and updated ones reads back the same."""
+    data = datasets.replenishment(n_users=300, seed=5)
+    events = data.events.sort_values("occurred_at_us", kind="stable").reset_index(drop=True)
+    cut = len(events) // 2
+    built = RepurchaseStats.fit(data.catalog, events.iloc[:cut])
+    built.save(tmp_path / "first")
+    loaded = RepurchaseStats.load(tmp_path / "first", data.catalog)
+    updated = loaded.updated(data.catalog, events.iloc[cut:])
+    updated.save(tmp_path / "second")
+    again = RepurchaseStats.load(tmp_path / "second", data.catalog)
+    full = RepurchaseStats.fit(data.catalog, events)
+
+    at = int(events["occurred_at_us"].max()) + 5 * US_PER_DAY
+    users = events["user_id"].unique()
+    had = {u for u in users if len(built.scores(u, at)[0])}
+    bought_again = set(events.iloc[cut:].query("type == 'purchase'")["user_id"]) & had
+    assert bought_again and len(full) > len(built) > 0  # both paths are taken
+    assert len(loaded) == len(built) and len(updated) == len(again) == len(full)
+    for user in [*users, "nobody"]:
+        for stats, expected in ((loaded, built), (updated, full), (again, full)):
+            positions, scores = stats.scores(user, at)
+            expected_positions, expected_scores = expected.scores(user, at)
+            np.testing.assert_array_equal(positions, expected_positions)
+            np.testing.assert_allclose(scores, expected_scores, rtol=1e-12)
+    np.testing.assert_array_equal(again.category_cycle_days, full.category_cycle_days)
