@@ -8,9 +8,10 @@ time order) in a fresh event store and measures:
   its time and peak resident memory;
 - the recommend state in a process of its own: the full read at start (time, memory; the
   base it builds is saved for the pod's other workers), then refreshes that each find
-  ``--new-events`` new events (time of each, memory after); then a second state, as a
-  worker started later: it maps the saved base and reads on from it (the time of that read
-  and of the whole start, which also builds the ALS item index; peak, PSS);
+  ``--new-events`` new events (time of each, memory after, the saved base's size on
+  disk); then a second state, as a worker started later: it maps the saved base and reads
+  on from it (the time of that read and of the whole start, which also builds the ALS item
+  index; peak, PSS);
 - the recommend service (its configured workers): time from start to serving, each
   worker's peak resident memory, resident memory per worker, the pod's memory
   (proportional: pages its processes share, like the mapped trained factors and the shared
@@ -229,9 +230,10 @@ def _refreshes(config: Any, n_users: int, garments: np.ndarray, args: Any, out: 
         if not state.refresh():
             raise RuntimeError(state.last_error)
         seconds.append(time.perf_counter() - started)
+    saved = sum(f.stat().st_size for f in (config.data_dir / "pod").rglob("*") if f.is_file())
     result |= {"refresh_median_ms": 1e3 * statistics.median(seconds),
                "refresh_max_ms": 1e3 * max(seconds),
-               "state_after_mb": resident_mb()}  # fmt: skip
+               "state_after_mb": resident_mb(), "saved_base_mb": saved / 2**20}  # fmt: skip
     store.close()
     out.put(result)
 
@@ -362,7 +364,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append(row)
         print(format_table([row], list(row)), flush=True)
     columns = ["events", "users", "train_s", "train_peak_mb", "full_read_s", "state_mb",
-               "refresh_median_ms", "refresh_max_ms", "state_after_mb", "mapped_read_s",
+               "refresh_median_ms", "refresh_max_ms", "state_after_mb", "saved_base_mb", "mapped_read_s",
                "mapped_start_s", "mapped_peak_mb", "mapped_pss_mb", "stack_start_s", "worker_peaks_mb",
                "worker_rss_mb", "pod_pss_mb", "p99_8_ms", "qps_8", "errors", "ingest_per_s",
                "compact_s", "compacted", "dropped"]  # fmt: skip

@@ -100,6 +100,7 @@ def test_bench_scale_small(tmp_path: Path, store: str):
         assert row["train_peak_mb"] > 0 and row["refresh_max_ms"] >= row["refresh_median_ms"] > 0
         assert row["pod_pss_mb"] > 0 and row["worker_rss_mb"] > 0
         assert len(row["worker_peaks_mb"].split("/")) == row["workers"]
+        assert row["saved_base_mb"] > 0
         assert (
             row["mapped_start_s"] > row["mapped_read_s"] > 0
             and row["mapped_peak_mb"] >= row["mapped_pss_mb"] > 0
