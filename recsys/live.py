@@ -249,6 +249,7 @@ class LiveLog:
         self.half_life_days = half_life_days
         self.exclude_after = tuple(exclude_after)
         self.late_events = 0
+        self.compactions = 0  # merges of the added entries into a new base so far
         base = InteractionMatrix.build(
             events, self.weights, half_life_days, now_us,
             IdMap(users.ids if users is not None else ()),
@@ -419,6 +420,7 @@ class LiveLog:
             InteractionMatrix(merged, users, items, recent), latest, view.popularity, self.read_us
         )
         self.excluded_base = excluded
+        self.compactions += 1
 
     # -- a base saved for other processes -----------------------------------------------
     def save(self, directory: Path, **about: object) -> None:
@@ -501,7 +503,7 @@ class LiveLog:
         )
         live.repurchase = RepurchaseStats.load(directory, catalog)
         live.events, live.late_events = int(manifest["events"]), int(manifest["late_events"])
-        live.events_since_base = 0
+        live.compactions = 0
         return live
 
 

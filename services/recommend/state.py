@@ -231,7 +231,7 @@ class RecommendState:
                 try:
                     live = self._load_shared(saved.path, catalog)
                     return live, saved.watermark, saved.generation, "shared"
-                except (OSError, ValueError, KeyError) as exc:
+                except (OSError, ValueError, KeyError, EOFError) as exc:
                     log.warning("shared base unreadable; reading the log",
                                 extra={"path": str(saved.path), "error": str(exc)})  # fmt: skip
             live, mark = self._full_build(catalog, trained, now_us)
@@ -276,30 +276,26 @@ class RecommendState:
         held = self._live
         self._live = None  # a read that fails half way must not be added twice
         if held is not None and held.built_for == built_for:
-            events, mark = self.store.read_new(held.mark)
-            held.log.add(events, now_us)
-            self.events_read.labels("incremental").inc(len(events))
-            held = replace(held, mark=mark)
-            if self.shared is not None and len(events) and not held.log.events_since_base:
-                held = self._share_compacted(self.shared, held, catalog)  # a new base
             kind = "incremental"
         else:
             # Named by content: each worker of a pod may have pulled its own copy of the file.
             key = f"catalog-{self._catalog[1] if self._catalog else ''}-version-{built_for[1]}"
             if self.shared is None:
-                (live, mark), generation, kind = (
-                    self._full_build(catalog, trained, now_us),
-                    0,
-                    "full",
-                )
+                live, mark = self._full_build(catalog, trained, now_us)
+                generation, kind = 0, "full"
             else:
                 live, mark, generation, kind = self._shared_build(
                     self.shared, key, catalog, trained, now_us
                 )
-                events, mark = self.store.read_new(mark)  # stored since it was saved
-                live.add(events, now_us)
-                self.events_read.labels("incremental").inc(len(events))
             held = _Live(built_for, key, live, mark, generation)
+        if kind != "full":  # the events stored since the last read, or since the saved base
+            events, mark = self.store.read_new(held.mark)
+            merges = held.log.compactions
+            held.log.add(events, now_us)
+            self.events_read.labels("incremental").inc(len(events))
+            held = replace(held, mark=mark)
+            if self.shared is not None and held.log.compactions != merges:
+                held = self._share_compacted(self.shared, held, catalog)  # a new base
         self._live = held
         self.refresh_seconds.labels(kind).observe(time.perf_counter() - started)
         return held.log.snapshot(now_us)

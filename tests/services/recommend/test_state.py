@@ -119,8 +119,17 @@ def test_a_pods_workers_share_one_full_read_and_serve_what_their_own_would(
     assert generations[0] == generations[1] > 1  # the second adopted the first's new base
     assert len([p for p in pod.iterdir() if p.is_dir()]) == 1  # older bases removed
 
-    late = _state(tmp_path, event_store, now, shared=SharedBases(pod))  # a restarted worker
+    # A worker restarted later maps the newest base. Events stored since make it merge a new
+    # base on its first read; it saves that one, and the others map it at their next merge.
+    extra = events.iloc[-60:].assign(event_id=lambda f: f["event_id"] + "-again")
+    _append(event_store, extra)
+    monkeypatch.setattr(live, "COMPACT_AT", 10)
+    late = _state(tmp_path, event_store, now, shared=SharedBases(pod))
     assert late.refresh() and _reads(late, "full") == 0 and _mapped(late) == 1
+    assert late._live.generation == generations[0] + 1
+    assert all(w.refresh() for w in workers)
+    assert [w._live.generation for w in workers] == [generations[0] + 1] * 2
+    events = pd.concat([events, extra], ignore_index=True)
     fresh = _state(tmp_path, event_store, now)
     assert fresh.refresh()
     users = [*events["user_id"].unique(), "first-visit"]
