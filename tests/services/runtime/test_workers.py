@@ -10,13 +10,16 @@ from pathlib import Path
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.parser import text_string_to_metric_families
 
 from drape.cli.stack import Stack
+from drape.services.events.store import StoredEvent, open_event_store
 from drape.services.runtime.client import RoundRobinChannel, connect
 from drape.services.runtime.config import ServerConfig
 from drape.services.runtime.metrics import MetricsEndpoint
 from drape.services.runtime.workers import WorkerMetrics, worker_count
 from drape.synthetic.catalog import generate_catalog
+from drape.synthetic.shoppers import generate_shoppers
 from drape.v1 import recommend_pb2, recommend_pb2_grpc
 from tests.conftest import wait_until
 
@@ -69,8 +72,23 @@ def _alive(pid: int) -> bool:
     return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
 
 
+def _per_worker(metrics: bytes, name: str, kind: str) -> dict[str, float]:
+    """A recommend refresh series, per worker."""
+    return {
+        sample.labels["worker"]: sample.value
+        for family in text_string_to_metric_families(metrics.decode())
+        for sample in family.samples
+        if sample.name == name and sample.labels.get("kind") == kind
+    }
+
+
 def test_workers_share_a_port_are_restarted_and_stop_together(drape_config, tmp_path):
-    generate_catalog(40, seed=3).save(drape_config.catalog_path())
+    catalog = generate_catalog(40, seed=3)
+    catalog.save(drape_config.catalog_path())
+    events = generate_shoppers(catalog, 30, 600, seed=3).events
+    store = open_event_store(drape_config.events_store_url())
+    store.append([StoredEvent(*row) for row in events.itertuples(index=False)])
+    store.close()
     drape_config.recommend.server.processes = 2
     with Stack(drape_config, services=["recommend"], run_dir=tmp_path / "run") as stack:
         supervisor = stack.process("recommend").pid
@@ -92,6 +110,11 @@ def test_workers_share_a_port_are_restarted_and_stop_together(drape_config, tmp_
             f"http://127.0.0.1:{ready['metrics_port']}/metrics", timeout=5
         ).read()
         assert b'grpc_method="Recommend"' in metrics and b'worker="' in metrics
+        # The pod read the log once: one worker read it in full, the other mapped its base.
+        full = "drape_recommend_events_read_total"
+        mapped = "drape_recommend_refresh_seconds_count"
+        assert sorted(_per_worker(metrics, full, "full").values()) == [0, len(events)]
+        assert sorted(_per_worker(metrics, mapped, "shared").values()) == [0, 1]
 
         # A worker that dies is replaced; the service keeps answering meanwhile.
         victim = sorted(workers)[0]
@@ -105,6 +128,18 @@ def test_workers_share_a_port_are_restarted_and_stop_together(drape_config, tmp_
         )
         assert wait_until(lambda: _safe(recommend) == 3, timeout=30)
         survivors = _children(supervisor)
+
+        # The new worker mapped the saved base too; no second full read.
+        def scrape() -> bytes:
+            url = f"http://127.0.0.1:{ready['metrics_port']}/metrics"
+            return urllib.request.urlopen(url, timeout=5).read()
+
+        assert wait_until(lambda: len(_per_worker(scrape(), full, "full")) == 2, timeout=60)
+        metrics = scrape()
+        reads = _per_worker(metrics, full, "full")
+        maps = _per_worker(metrics, mapped, "shared")
+        assert len(reads) == 2 and sum(reads.values()) <= len(events)
+        assert all(maps[w] == 1 for w, read in reads.items() if read == 0)
         channel.close()
     # Stopping the supervisor stops every worker.
     assert wait_until(lambda: not any(_alive(p) for p in survivors | {supervisor}), timeout=30)
