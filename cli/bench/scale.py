@@ -206,16 +206,10 @@ def _train(config: Any, tune: bool, out: Any) -> None:
 
 def _refreshes(config: Any, n_users: int, garments: np.ndarray, args: Any, out: Any) -> None:
     """The recommend state alone: its full read, then refreshes after new events."""
-    from drape.services.events.store import StoredEvent, open_event_store
-    from drape.services.recommend.state import RecommendState
+    from drape.services.events.store import StoredEvent
 
-    store = open_event_store(config.events_store_url())
-    state = RecommendState(config.catalog_path(), store, config.recommend,
-                           config.recsys_artifacts(), shared=_pod(config))  # fmt: skip
-    started = time.perf_counter()
-    if not state.refresh():
-        raise RuntimeError(state.last_error)
-    result: dict[str, Any] = {"full_read_s": time.perf_counter() - started,
+    store, state = _pod_worker(config)
+    result: dict[str, Any] = {"full_read_s": _refresh_s(state),
                               "state_mb": resident_mb(), "state_peak_mb": peak_resident_mb()}  # fmt: skip
     seconds = []
     first_id = 10**10
@@ -226,10 +220,7 @@ def _refreshes(config: Any, n_users: int, garments: np.ndarray, args: Any, out: 
                                 (now_us - 60_000_000, now_us), seed=1000 + i, first_id=first_id)  # fmt: skip
         first_id += args.new_events
         store.append([StoredEvent(*row) for row in rows])
-        started = time.perf_counter()
-        if not state.refresh():
-            raise RuntimeError(state.last_error)
-        seconds.append(time.perf_counter() - started)
+        seconds.append(_refresh_s(state))
     saved = sum(f.stat().st_size for f in (config.data_dir / "pod").rglob("*") if f.is_file())
     result |= {"refresh_median_ms": 1e3 * statistics.median(seconds),
                "refresh_max_ms": 1e3 * max(seconds),
@@ -238,26 +229,32 @@ def _refreshes(config: Any, n_users: int, garments: np.ndarray, args: Any, out: 
     out.put(result)
 
 
-def _pod(config: Any) -> Any:
+def _pod_worker(config: Any) -> tuple[Any, Any]:
+    """An event store and a recommend state as one of a pod's workers holds them."""
+    from drape.services.events.store import open_event_store
     from drape.services.recommend.shared import SharedBases
+    from drape.services.recommend.state import RecommendState
 
-    return SharedBases(config.data_dir / "pod")
+    store = open_event_store(config.events_store_url())
+    state = RecommendState(config.catalog_path(), store, config.recommend,
+                           config.recsys_artifacts(), shared=SharedBases(config.data_dir / "pod"))  # fmt: skip
+    return store, state
+
+
+def _refresh_s(state: Any) -> float:
+    started = time.perf_counter()
+    if not state.refresh():
+        raise RuntimeError(state.last_error)
+    return time.perf_counter() - started
 
 
 def _mapped_start(config: Any, out: Any) -> None:
     """A worker started after :func:`_refreshes`: it maps the base that one saved and reads
     the events stored since."""
-    from drape.services.events.store import open_event_store
-    from drape.services.recommend.state import RecommendState
-
-    store = open_event_store(config.events_store_url())
-    state = RecommendState(config.catalog_path(), store, config.recommend,
-                           config.recsys_artifacts(), shared=_pod(config))  # fmt: skip
-    started = time.perf_counter()
-    if not state.refresh():
-        raise RuntimeError(state.last_error)
+    store, state = _pod_worker(config)
+    start_s = _refresh_s(state)
     read = state.refresh_seconds.labels("shared")._sum.get()  # the log's part of the start
-    out.put({"mapped_start_s": time.perf_counter() - started, "mapped_read_s": read,
+    out.put({"mapped_start_s": start_s, "mapped_read_s": read,
              "mapped_peak_mb": peak_resident_mb(), "mapped_pss_mb": _pss_mb(os.getpid())})  # fmt: skip
     store.close()
 
