@@ -71,7 +71,8 @@ class SharedBases:
             name = (self.directory / CURRENT).read_text().strip()
             about = LiveLog.saved_about(self.directory / name)
             mark = about["watermark"]
-            assert isinstance(mark, dict)
+            if not isinstance(mark, dict):
+                raise ValueError(f"watermark {mark!r} is not an object")
             return SavedBase(
                 self.directory / name,
                 str(about["key"]),
@@ -80,7 +81,7 @@ class SharedBases:
             )
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError, AssertionError) as exc:
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             log.warning(
                 "shared base unreadable; it will be built again",
                 extra={"directory": str(self.directory), "error": str(exc)},
