@@ -20,6 +20,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -52,43 +53,59 @@ def current_version(root: Path) -> str | None:
     return pointer.read_text().strip() if pointer.exists() else None
 
 
-def save(root: Path, artifacts: ArtifactSet) -> Path:
-    """Writes a version and publishes it as CURRENT."""
+def publish(root: Path, name: str, write: Callable[[Path], None]) -> Path:
+    """Writes folder ``name`` under ``root`` (``write`` fills an empty folder), renames it
+    into place once complete and then points ``root/CURRENT`` at it by an atomic replace:
+    a reader of CURRENT never sees part of a folder."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=root, prefix=".staging-"))
+    final = root / name
     try:
-        artifacts.users.save(staging / "users.txt")
-        artifacts.items.save(staging / "items.txt")
-        artifacts.als.save(staging / "als")
-        if artifacts.embeddings is not None:
-            artifacts.embeddings.save(staging / "embeddings")
-        if artifacts.sequential is not None:
-            artifacts.sequential.save(staging / "sequential")
-        manifest = {
-            **artifacts.manifest,
-            "version": artifacts.version,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "params": asdict(artifacts.params),
-        }
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-        final = root / artifacts.version
+        write(staging)
         if final.exists():
-            raise FileExistsError(f"artifact version {artifacts.version} already exists")
+            raise FileExistsError(f"{final} already exists")
         staging.rename(final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     pointer = root / ".CURRENT.tmp"
-    pointer.write_text(artifacts.version + "\n")
+    pointer.write_text(name + "\n")
     os.replace(pointer, root / "CURRENT")
     return final
+
+
+def save(root: Path, artifacts: ArtifactSet) -> Path:
+    """Writes a version and publishes it as CURRENT."""
+
+    def write(folder: Path) -> None:
+        artifacts.users.save(folder / "users.txt")
+        artifacts.items.save(folder / "items.txt")
+        artifacts.als.save(folder / "als")
+        if artifacts.embeddings is not None:
+            artifacts.embeddings.save(folder / "embeddings")
+        if artifacts.sequential is not None:
+            artifacts.sequential.save(folder / "sequential")
+        about = {
+            **artifacts.manifest,
+            "version": artifacts.version,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "params": asdict(artifacts.params),
+        }
+        (folder / "manifest.json").write_text(json.dumps(about, indent=2, default=str))
+
+    return publish(root, artifacts.version, write)
 
 
 def load_id_maps(root: Path, version: str) -> tuple[IdMap, IdMap]:
     """``version``'s (users, garments) maps."""
     directory = Path(root) / version
     return IdMap.load(directory / "users.txt"), IdMap.load(directory / "items.txt")
+
+
+def manifest(root: Path, version: str) -> dict[str, object]:
+    """What ``version`` was trained on and how (its stages' seconds among it)."""
+    return json.loads((Path(root) / version / "manifest.json").read_text())
 
 
 def load(root: Path, version: str | None = None, id_maps: bool = True) -> ArtifactSet:
@@ -100,8 +117,8 @@ def load(root: Path, version: str | None = None, id_maps: bool = True) -> Artifa
     if not version:
         raise NoArtifacts(f"no trained recommender under {root}; run `drape train recsys`")
     directory = root / version
-    manifest = json.loads((directory / "manifest.json").read_text())
-    raw = manifest["params"]
+    about = manifest(root, version)
+    raw = about["params"]
     params = HybridParams(**{**raw, "weights": BlendWeights(**raw["weights"])})
     embeddings = (
         EmbeddingIndex.load(directory / "embeddings")
@@ -116,7 +133,7 @@ def load(root: Path, version: str | None = None, id_maps: bool = True) -> Artifa
         als=ALSModel.load(directory / "als"),
         embeddings=embeddings,
         params=params,
-        manifest=manifest,
+        manifest=about,
         sequential=(
             SequentialRules.load(directory / "sequential")
             if (directory / "sequential").exists()

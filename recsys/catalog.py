@@ -6,11 +6,13 @@ row order is the garment's dense index everywhere in ``recsys``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import tempfile
 from collections.abc import Iterable
 from contextlib import closing
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +86,13 @@ class Catalog:
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """A digest of the garments and all their fields in order: the same in every process
+        that loads the same catalog, wherever its file came from."""
+        rows = pd.util.hash_pandas_object(self.frame, index=False).to_numpy()
+        return hashlib.sha256(rows.tobytes()).hexdigest()[:16]
 
     def __contains__(self, garment_id: object) -> bool:
         return garment_id in self._index

@@ -244,12 +244,7 @@ class LiveLog:
     ) -> None:
         """A full build over ``events`` (storage order), decayed to ``now_us``; ``users`` and
         ``items`` (a trained version's maps) keep their indexes, and are not changed."""
-        self.catalog = catalog
-        self.weights = dict(weights)
-        self.half_life_days = half_life_days
-        self.exclude_after = tuple(exclude_after)
-        self.late_events = 0
-        self.compactions = 0  # merges of the added entries into a new base so far
+        self._configure(catalog, weights, half_life_days, exclude_after)
         base = InteractionMatrix.build(
             events, self.weights, half_life_days, now_us,
             IdMap(users.ids if users is not None else ()),
@@ -273,6 +268,22 @@ class LiveLog:
         )
         self.repurchase = RepurchaseStats.fit(catalog, events)
         self.events = len(events)
+
+    def _configure(
+        self,
+        catalog: Catalog,
+        weights: Mapping[str, float],
+        half_life_days: float,
+        exclude_after: Sequence[str],
+    ) -> None:
+        """What a built and a loaded log share before their base is set."""
+        self.catalog = catalog
+        self.weights = dict(weights)
+        self.half_life_days = half_life_days
+        self.exclude_after = tuple(exclude_after)
+        self.events = 0  # events read in all
+        self.late_events = 0
+        self.compactions = 0  # merges of the added entries into a new base so far
 
     def _set_base(
         self, base: InteractionMatrix, latest: np.ndarray, popularity: np.ndarray, anchor_us: int
@@ -491,9 +502,8 @@ class LiveLog:
             (array("matrix-data"), array("matrix-indices"), array("matrix-indptr")), shape=shape
         )
         recent = array("recent") if (directory / "recent.npy").exists() else None
-        live = cls.__new__(cls)
-        live.catalog, live.weights = catalog, dict(weights)
-        live.half_life_days, live.exclude_after = half_life_days, tuple(exclude_after)
+        live = cls.__new__(cls)  # not a build: configured as __init__ does, then the base set
+        live._configure(catalog, weights, half_life_days, exclude_after)
         live._set_base(InteractionMatrix(matrix, users, items, recent), array("latest"),
                        array("popularity"), int(manifest["anchor_us"]))  # fmt: skip
         live.base_column_sums = array("column-sums")
@@ -503,7 +513,6 @@ class LiveLog:
         )
         live.repurchase = RepurchaseStats.load(directory, catalog)
         live.events, live.late_events = int(manifest["events"]), int(manifest["late_events"])
-        live.compactions = 0
         return live
 
 

@@ -193,7 +193,9 @@ class RepurchaseStats:
         Path(directory).mkdir(parents=True, exist_ok=True)
         saved = self._saved
         users = [u for u in (saved.users.ids.tolist() if saved else []) if u not in self._habits]
-        users = sorted([*users, *self._habits], key=str.encode)  # the order FrozenIds keeps
+        # Sorted only so that the same statistics always make the same files (FrozenIds
+        # indexes each shopper by its place in this list, whatever the order).
+        users = sorted([*users, *self._habits], key=str.encode)
         positions, user_ptr, all_days, last_us = [], [0], [], []
         for user in users:
             if user in self._habits:

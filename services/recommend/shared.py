@@ -22,18 +22,16 @@ import fcntl
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from drape.recsys import artifacts
 from drape.recsys.live import LiveLog
 from drape.services.events.store import Watermark
 
 log = logging.getLogger("drape.recommend")
-
-CURRENT = "CURRENT"
 
 
 @dataclass(frozen=True)
@@ -68,7 +66,9 @@ class SharedBases:
     def latest(self) -> SavedBase | None:
         """The newest saved base; None when there is none or it cannot be read."""
         try:
-            name = (self.directory / CURRENT).read_text().strip()
+            name = artifacts.current_version(self.directory)
+            if name is None:
+                return None
             about = LiveLog.saved_about(self.directory / name)
             mark = about["watermark"]
             if not isinstance(mark, dict):
@@ -91,17 +91,12 @@ class SharedBases:
     def save(self, live: LiveLog, key: str, mark: Watermark, generation: int) -> SavedBase:
         """Saves ``live``'s base as the newest, and removes the older ones (workers that
         still map them keep their pages until they let go)."""
-        staging = Path(tempfile.mkdtemp(dir=self.directory, prefix=".staging-"))
         name = f"base-{generation}-{os.getpid()}"
-        try:
-            live.save(staging, key=key, watermark=_watermark_json(mark), generation=generation)
-            staging.rename(self.directory / name)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        pointer = self.directory / f".{CURRENT}.tmp"
-        pointer.write_text(name + "\n")
-        os.replace(pointer, self.directory / CURRENT)
+        artifacts.publish(
+            self.directory, name,
+            lambda folder: live.save(folder, key=key, watermark=_watermark_json(mark),
+                                     generation=generation),
+        )  # fmt: skip
         for old in self.directory.iterdir():
             if old.is_dir() and old.name != name:
                 shutil.rmtree(old, ignore_errors=True)

@@ -11,7 +11,6 @@ set and none is dropped during a switch.
 from __future__ import annotations
 
 import calendar
-import hashlib
 import logging
 import threading
 import time
@@ -88,8 +87,7 @@ class _Live:
     where the last read of the store stopped, and which of the pod's shared bases they
     started from (0: none)."""
 
-    built_for: tuple[int, str | None]
-    key: str  # ``built_for`` as the pod's workers all name it
+    key: str  # the catalog's content and the trained version, as the pod's workers name them
     log: LiveLog
     mark: Watermark
     generation: int
@@ -116,8 +114,8 @@ class RecommendState:
         self.storage = storage  # where the catalog and trained versions are pulled from
         self._clock = clock
         self._current: ModelSet | None = None
-        # The catalog file's (mtime, size), its content's digest and what was read from it.
-        self._catalog: tuple[tuple[int, int], str, Catalog] | None = None
+        # The catalog file's (mtime, size) and what was read from it.
+        self._catalog: tuple[tuple[int, int], Catalog] | None = None
         self._artifacts: recsys_artifacts.ArtifactSet | None = None
         self._als_index: tuple[tuple[str, int], EmbeddingIndex | None] | None = None
         # The log's running aggregates, what they were built for (catalog, trained version)
@@ -188,9 +186,8 @@ class RecommendState:
         stat = self.catalog_path.stat()
         stamp = (stat.st_mtime_ns, stat.st_size)
         if self._catalog is None or self._catalog[0] != stamp:
-            digest = hashlib.sha256(self.catalog_path.read_bytes()).hexdigest()[:16]
-            self._catalog = (stamp, digest, Catalog.load(self.catalog_path))
-        return self._catalog[2]
+            self._catalog = (stamp, Catalog.load(self.catalog_path))
+        return self._catalog[1]
 
     def _full_build(
         self, catalog: Catalog, trained: recsys_artifacts.ArtifactSet | None, now_us: int
@@ -255,7 +252,7 @@ class RecommendState:
                 events, mark = self.store.read_new(saved.watermark)
                 live.add(events, held.log.read_us)
                 self.events_read.labels("incremental").inc(len(events))
-                return _Live(held.built_for, held.key, live, mark, saved.generation)
+                return _Live(held.key, live, mark, saved.generation)
             generation = max(held.generation, saved.generation if saved else 0) + 1
             try:
                 saved = shared.save(held.log, held.key, held.mark, generation)
@@ -264,22 +261,21 @@ class RecommendState:
                 return held
         live = self._load_shared(saved.path, catalog)
         release_free_memory()
-        return _Live(held.built_for, held.key, live, held.mark, generation)
+        return _Live(held.key, live, held.mark, generation)
 
     def _read_log(
         self, catalog: Catalog, trained: recsys_artifacts.ArtifactSet | None, now_us: int
     ) -> LiveSnapshot:
         """The log's aggregates at ``now_us``: the events since the last read added, or the
         whole log read when the catalog or the trained version changed."""
-        built_for = (id(catalog), trained.version if trained else None)
+        # Named by content: each worker of a pod may have pulled its own copy of the file.
+        key = f"catalog-{catalog.fingerprint}-version-{trained.version if trained else None}"
         started = time.perf_counter()
         held = self._live
         self._live = None  # a read that fails half way must not be added twice
-        if held is not None and held.built_for == built_for:
+        if held is not None and held.key == key:
             kind = "incremental"
         else:
-            # Named by content: each worker of a pod may have pulled its own copy of the file.
-            key = f"catalog-{self._catalog[1] if self._catalog else ''}-version-{built_for[1]}"
             if self.shared is None:
                 live, mark = self._full_build(catalog, trained, now_us)
                 generation, kind = 0, "full"
@@ -287,7 +283,7 @@ class RecommendState:
                 live, mark, generation, kind = self._shared_build(
                     self.shared, key, catalog, trained, now_us
                 )
-            held = _Live(built_for, key, live, mark, generation)
+            held = _Live(key, live, mark, generation)
         if kind != "full":  # the events stored since the last read, or since the saved base
             events, mark = self.store.read_new(held.mark)
             merges = held.log.compactions
