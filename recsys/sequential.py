@@ -99,23 +99,42 @@ class SequentialRules:
 
         The pairs are summed for one block of earlier items at a time, and each block's rows
         pruned to ``max_rules`` before the next: the pairs of the whole timeline (``window``
-        per step) never exist at once. Each row's sum runs over the gaps in the same order as
-        in one pass, so the rules do not depend on the blocks."""
+        per step) never exist at once. A block visits only its own items' places in the
+        timeline (found once, by one sort), and a place leaves the walk
+        at the first gap that reaches another shopper: the work is about ``window`` per
+        entry in all, not per entry and block. A row's pairs come in the same order whatever
+        the blocks, so the rules do not depend on them."""
         rows, cols = rows.astype(np.int32, copy=False), cols.astype(np.int32, copy=False)
         shape = (n_items, n_items)
         blocks = max(1, -(-params.window * len(rows) // PAIRS_PER_BLOCK))
         bounds = np.linspace(0, n_items, blocks + 1).astype(np.int64)
+        # The timeline's places grouped by the block of their item, in timeline order within
+        # a block (a stable sort of small keys: a radix sort), so each block walks forward.
+        block_of = np.searchsorted(bounds, cols, side="right") - 1
+        by_block = np.argsort(block_of.astype(np.uint16 if blocks < 2**16 else np.int64),
+                              kind="stable")  # fmt: skip
+        starts = np.r_[0, np.cumsum(np.bincount(block_of, minlength=blocks))]
+        del block_of
         kept = []
-        for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            matrix = sp.csr_matrix(shape, dtype=np.float32)
+        for block in range(blocks):
+            lo, hi = int(bounds[block]), int(bounds[block + 1])
+            at = by_block[starts[block] : starts[block + 1]]  # places of this block's items
+            earlier, later, weights = [], [], []
             for gap in range(1, params.window + 1):
-                a = cols[:-gap]
-                pick = (rows[:-gap] == rows[gap:]) & (a != cols[gap:]) & (a >= lo) & (a < hi)
-                a, b = a[pick], cols[gap:][pick]
-                weight = np.full(len(a), 1.0 / gap, dtype=np.float32)
-                # COO -> CSR sums the duplicate pairs.
-                matrix = matrix + sp.csr_matrix((weight, (a, b)), shape=shape, dtype=np.float32)
-            kept.append(_strongest_per_row(matrix.tocsr(), params.max_rules)[lo:hi])
+                at = at[at + gap < len(rows)]
+                at = at[rows[at + gap] == rows[at]]  # timelines are by shopper: none further on
+                a, b = cols[at], cols[at + gap]
+                differ = a != b
+                earlier.append(a[differ] - lo)
+                later.append(b[differ])
+                weights.append(np.full(int(differ.sum()), 1.0 / gap))
+            # COO -> CSR sums the duplicate pairs (in float64: each sum rounded once).
+            matrix = sp.csr_matrix(
+                (np.concatenate(weights), (np.concatenate(earlier), np.concatenate(later))),
+                shape=(hi - lo, n_items),
+            )
+            matrix.data = matrix.data.astype(np.float32)
+            kept.append(_strongest_per_row(matrix, params.max_rules))
         rules = sp.vstack(kept, format="csr") if kept else sp.csr_matrix(shape, dtype=np.float32)
         return cls(rules, params)
 

@@ -1,8 +1,9 @@
 """Training the recommender from the event store: `drape train recsys`.
 
 Builds the interaction matrix, tunes the hybrid's blend weights on the most
-recent tenth of the events (ALS fit on the rest), fits ALS on everything,
-and writes a versioned artifact set (see :mod:`drape.recsys.artifacts`).
+recent tenth of the events (ALS fit on the rest; past ``tuning_events``, on a
+random sample of the shoppers), fits ALS on everything, and writes a versioned
+artifact set (see :mod:`drape.recsys.artifacts`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import faiss
+import numpy as np
 import pandas as pd
 
 from drape.recsys.als import ALSModel, ALSParams
@@ -21,6 +23,7 @@ from drape.recsys.artifacts import ArtifactSet
 from drape.recsys.catalog import Catalog
 from drape.recsys.evaluation import tune_blend
 from drape.recsys.hybrid import HybridModel, HybridParams, als_item_index
+from drape.recsys.idmap import IdMap
 from drape.recsys.index import EmbeddingIndex
 from drape.recsys.interactions import InteractionMatrix
 from drape.recsys.ranking import EXCLUDE_AFTER, excluded_by_user
@@ -42,6 +45,11 @@ class TrainSettings:
     validation_share: float = 0.1
     # Users sampled for tuning (enough for stable NDCG, few enough to be quick).
     tuning_users: int = 500
+    # Events the blend is tuned on, at most: a larger log is tuned on a random sample of its
+    # shoppers, with all their events. The weights balance the channels, and a sample of
+    # hundreds of thousands of shoppers ranks them as the whole log does; fitting ALS and
+    # the rules on the whole log for the tuning cost as much as the training itself.
+    tuning_events: int = 5_000_000
     # The tuning fit only has to rank candidates sensibly: fewer sweeps suffice.
     tuning_iterations: int = 5
     # The repeat policy (see excluded_by_user), as the recommend service applies it.
@@ -59,15 +67,25 @@ class TrainReport:
 
 
 def _relevant_by_user(
-    catalog: Catalog, events: pd.DataFrame, users: set[str], limit: int
+    catalog: Catalog, events: pd.DataFrame, users: IdMap, limit: int
 ) -> dict[str, set[int]]:
+    """The garments carted or bought by the first ``limit`` (by id) of ``users`` that did."""
     positive = events[events["type"].isin(["add_to_cart", "purchase"])]
-    positive = positive[positive["user_id"].isin(users)]
-    positions = catalog.positions(positive["garment_id"])
-    frame = positive.assign(position=positions)
-    frame = frame[frame["position"] >= 0]
-    grouped = {u: set(g.tolist()) for u, g in frame.groupby("user_id")["position"]}
-    return dict(list(grouped.items())[:limit])
+    frame = positive.assign(position=catalog.positions(positive["garment_id"]))
+    frame = frame[(frame["position"] >= 0).to_numpy() & (users.lookup(frame["user_id"]) >= 0)]
+    chosen = sorted(frame["user_id"].unique())[:limit]
+    frame = frame[frame["user_id"].isin(chosen)]
+    return {u: set(g.tolist()) for u, g in frame.groupby("user_id")["position"]}
+
+
+def shopper_sample(events: pd.DataFrame, limit: int, seed: int = 0) -> pd.DataFrame:
+    """All the events of a random share of the shoppers, about ``limit`` events in all; the
+    events themselves when there are no more than ``limit``."""
+    if len(events) <= limit:
+        return events
+    codes, shoppers = pd.factorize(events["user_id"])
+    kept = np.random.default_rng(seed).random(len(shoppers)) < limit / len(events)
+    return events[kept[codes]]
 
 
 def train(
@@ -77,9 +95,12 @@ def train(
     settings: TrainSettings,
     now_us: int | None = None,
     progress: Callable[[str], None] = lambda message: None,
+    timed: Mapping[str, float] | None = None,
 ) -> tuple[ArtifactSet, TrainReport]:
-    """Fits everything the hybrid needs; returns the artifact set (not yet saved)."""
-    timings: dict[str, float] = {}
+    """Fits everything the hybrid needs; returns the artifact set (not yet saved).
+    ``timed``: seconds of stages before this one (the read), kept with its own stages and
+    counted in their total."""
+    timings: dict[str, float] = dict(timed or {})
     started = time.perf_counter()
     now_us = (
         now_us or int(events["occurred_at_us"].max()) if len(events) else int(time.time() * 1e6)
@@ -88,10 +109,14 @@ def train(
     validation_ndcg = None
     if settings.tune and len(events) >= 100:
         cut = events["occurred_at_us"].quantile(1 - settings.validation_share)
+        sample = shopper_sample(events, settings.tuning_events)
         past, recent = (
-            events[events["occurred_at_us"] < cut],
-            events[events["occurred_at_us"] >= cut],
+            sample[sample["occurred_at_us"] < cut],
+            sample[sample["occurred_at_us"] >= cut],
         )
+        del sample
+        if len(events) > settings.tuning_events:
+            progress(f"tuning on {len(past) + len(recent):,} events of a sample of the shoppers")
         matrix = InteractionMatrix.build(
             past, settings.weights, settings.half_life_days, int(cut), keep_timeline=True
         )
@@ -106,7 +131,7 @@ def train(
             sequential=matrix.sequential_rules(settings.sequential),
             repurchase=RepurchaseStats.fit(catalog, past), now_us=int(cut),
         )  # fmt: skip
-        users = _relevant_by_user(catalog, recent, set(matrix.users.ids), settings.tuning_users)
+        users = _relevant_by_user(catalog, recent, matrix.users, settings.tuning_users)
         threads = faiss.omp_get_max_threads()
         faiss.omp_set_num_threads(1)  # one query at a time (see configure_for_serving)
         try:
@@ -129,7 +154,7 @@ def train(
     t = time.perf_counter()
     sequential = matrix.sequential_rules(settings.sequential)
     timings["sequential"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - started
+    timings["total"] = sum((timed or {}).values()) + time.perf_counter() - started
     # Milliseconds and a random tag: two trainings in the same second never collide.
     stamp = time.time()
     version = (

@@ -198,10 +198,13 @@ def _pss_mb(pid: int) -> float:
 
 def _train(config: Any, tune: bool, out: Any) -> None:
     from drape.cli.train.recsys import train_recsys
+    from drape.recsys import artifacts
 
     started = time.perf_counter()
-    train_recsys(config, tune=tune, quiet=True)
-    out.put({"train_s": time.perf_counter() - started, "train_peak_mb": peak_resident_mb()})
+    version = train_recsys(config, tune=tune, quiet=True)
+    stages = artifacts.manifest(config.recsys_artifacts(), version)["seconds"]
+    out.put({"train_s": time.perf_counter() - started, "train_peak_mb": peak_resident_mb(),
+             "train_stages_s": {k: round(v, 3) for k, v in stages.items()}})  # fmt: skip
 
 
 def _refreshes(config: Any, n_users: int, garments: np.ndarray, args: Any, out: Any) -> None:
@@ -340,7 +343,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"{n:,} events stored in {row['store_s']:.0f} s", flush=True)
             row |= _in_child(_train, config, not args.no_tune)
             print(
-                f"  trained in {row['train_s']:.0f} s, peak {row['train_peak_mb']:.0f} MB",
+                f"  trained in {row['train_s']:.0f} s, peak {row['train_peak_mb']:.0f} MB "
+                f"({', '.join(f'{k} {v:.1f} s' for k, v in row['train_stages_s'].items())})",
                 flush=True,
             )
             row |= _in_child(_refreshes, config, n_users, garments, args)

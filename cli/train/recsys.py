@@ -70,6 +70,7 @@ def train_recsys(
     embeddings = (
         EmbeddingIndex.load(embeddings_dir) if (embeddings_dir / "index.json").exists() else None
     )
+    read_s = time.perf_counter() - started
     described = (
         f"{len(embeddings):,} x {embeddings.dim}"
         if embeddings
@@ -85,7 +86,9 @@ def train_recsys(
         tune=tune,
         exclude_after=tuple(config.recommend.exclude_after),
     )
-    artifacts, report = train(events, catalog, embeddings, settings, progress=say)
+    artifacts, report = train(
+        events, catalog, embeddings, settings, progress=say, timed={"read": read_s}
+    )
     path = recsys_artifacts.save(config.recsys_artifacts(), artifacts)
     if remote is not None:
         remote.push_version(report.version)

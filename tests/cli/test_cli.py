@@ -98,6 +98,12 @@ def test_bench_scale_small(tmp_path: Path, store: str):
         assert row["ingest_per_s"] > 0
         assert row["errors"] == 0 and row["workers"] >= 1 and row["qps_8"] > 0
         assert row["train_peak_mb"] > 0 and row["refresh_max_ms"] >= row["refresh_median_ms"] > 0
+        # Each stage of the training timed; with the read, they make up its total.
+        stages = row["train_stages_s"]
+        assert {"read", "matrix", "als", "sequential", "total"} <= set(stages)
+        assert stages["read"] > 0 and sum(v for k, v in stages.items() if k != "total") == (
+            pytest.approx(stages["total"], abs=0.05)
+        )
         assert row["pod_pss_mb"] > 0 and row["worker_rss_mb"] > 0
         assert len(row["worker_peaks_mb"].split("/")) == row["workers"]
         assert row["saved_base_mb"] > 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 
 from drape.recsys.catalog import Catalog
 from drape.recsys.hybrid import BlendWeights, HybridModel, HybridParams
@@ -45,6 +46,31 @@ def test_rules_weigh_successors_by_inverse_gap_within_window_and_user():
     expected[0, 2] = expected[1, 3] = 0.5  # gap 2; 0 -> 3 is beyond the window
     expected[3, 0] = 1.0
     np.testing.assert_allclose(rules, expected)
+
+
+@pytest.mark.parametrize("pairs_per_block", [10**9, 5_000, 701])
+def test_rules_are_every_pair_in_the_window_whatever_the_blocks(monkeypatch, pairs_per_block):
+    # Timelines of 300 shoppers over 60 garments, against the rules summed pair by pair.
+    rng = np.random.default_rng(4)
+    user_rows = rng.integers(0, 300, 6000)
+    rows, cols = timelines(user_rows, rng.zipf(1.5, 6000) % 60, rng.integers(0, 10**6, 6000))
+    params = SequentialParams(window=4, max_rules=60)
+    expected = np.zeros((60, 60))
+    for i in range(len(rows)):
+        for gap in range(1, params.window + 1):
+            j = i + gap
+            if j < len(rows) and rows[j] == rows[i] and cols[j] != cols[i]:
+                expected[cols[i], cols[j]] += 1.0 / gap
+    monkeypatch.setattr("drape.recsys.sequential.PAIRS_PER_BLOCK", pairs_per_block)
+    rules = SequentialRules.fit(rows, cols, 60, params).rules
+    np.testing.assert_allclose(rules.toarray(), expected, rtol=1e-6)
+    # Pruned to the strongest successors per garment, whatever the blocks.
+    pruned = SequentialRules.fit(rows, cols, 60, SequentialParams(window=4, max_rules=3)).rules
+    assert np.diff(pruned.indptr).max() == 3
+    np.testing.assert_array_equal(
+        pruned.toarray(),
+        _strongest_per_row(sp.csr_matrix(expected.astype(np.float32)), 3).toarray(),
+    )
 
 
 def test_pruning_keeps_each_rows_strongest_rules_ties_to_the_lower_column():

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 
 from drape.recsys import artifacts
+from drape.recsys.catalog import Catalog
 from drape.recsys.datasets import attribute_vectors, generated
 from drape.recsys.evaluation import evaluate
 from drape.recsys.index import EmbeddingIndex
-from drape.recsys.training import TrainSettings, train
+from drape.recsys.training import TrainSettings, shopper_sample, train
 from drape.synthetic.catalog import generate_catalog
 from drape.synthetic.shoppers import generate_shoppers
 
@@ -43,6 +44,19 @@ def test_train_save_load_publish(tmp_path):
     assert not list(tmp_path.glob(".staging-*"))
 
 
+def test_a_catalog_is_named_by_its_content(tmp_path):
+    catalog = generate_catalog(300, seed=2)
+    catalog.save(tmp_path / "a.sqlite")
+    catalog.save(tmp_path / "b.sqlite")
+    same = Catalog.load(tmp_path / "a.sqlite").fingerprint
+    assert same == Catalog.load(tmp_path / "b.sqlite").fingerprint == catalog.fingerprint
+    # Any field of any garment, or the garments' order, makes another catalog.
+    frame = catalog.frame.copy()
+    frame.loc[7, "in_stock"] = not frame.loc[7, "in_stock"]
+    assert Catalog(frame).fingerprint != same
+    assert Catalog(catalog.frame.iloc[::-1]).fingerprint != same
+
+
 def test_evaluation_on_generated_data_orders_models_sensibly():
     report = evaluate(
         generated(n_garments=800, n_users=500, n_events=30_000, seed=2),
@@ -57,3 +71,19 @@ def test_evaluation_on_generated_data_orders_models_sensibly():
     # ... and only embedding channels reach garments held out of training.
     assert rows["als"]["cold_recall@20"] == 0.0
     assert rows["hybrid"]["cold_recall@20"] > 0.0
+
+
+def test_a_large_log_is_tuned_on_a_sample_of_whole_shoppers():
+    catalog = generate_catalog(300, seed=3)
+    events = generate_shoppers(catalog, 400, 12000, seed=3).events
+    sample = shopper_sample(events, 4000)
+    kept = set(sample["user_id"])
+    # Every event of a sampled shopper, none of the others; about the share asked for.
+    assert len(sample) == events["user_id"].isin(kept).sum()
+    assert 2000 < len(sample) < 6000 and 0.15 < len(kept) / events["user_id"].nunique() < 0.5
+    assert shopper_sample(events, len(events)) is events
+    # Tuned on the sample; fitted on everything.
+    settings = TrainSettings(weights=W, tuning_events=4000)
+    trained, report = train(events, catalog, None, settings)
+    assert report.validation_ndcg is not None and report.users == events["user_id"].nunique()
+    assert trained.params.weights != TrainSettings(weights=W).params.weights
