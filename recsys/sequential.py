@@ -100,10 +100,10 @@ class SequentialRules:
         The pairs are summed for one block of earlier items at a time, and each block's rows
         pruned to ``max_rules`` before the next: the pairs of the whole timeline (``window``
         per step) never exist at once. A block visits only its own items' places in the
-        timeline (found once, by one sort), and a place leaves the walk
-        at the first gap that reaches another shopper: the work is about ``window`` per
-        entry in all, not per entry and block. A row's pairs come in the same order whatever
-        the blocks, so the rules do not depend on them."""
+        timeline (found once, by one sort), and a place leaves the walk at the first gap that
+        reaches another shopper: the work is about ``window`` per entry in all, not per entry
+        and block. A row's pairs come in the same order whatever the blocks, so the rules do
+        not depend on them."""
         rows, cols = rows.astype(np.int32, copy=False), cols.astype(np.int32, copy=False)
         shape = (n_items, n_items)
         blocks = max(1, -(-params.window * len(rows) // PAIRS_PER_BLOCK))

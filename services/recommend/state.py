@@ -117,7 +117,7 @@ class RecommendState:
         # The catalog file's (mtime, size) and what was read from it.
         self._catalog: tuple[tuple[int, int], Catalog] | None = None
         self._artifacts: recsys_artifacts.ArtifactSet | None = None
-        self._als_index: tuple[tuple[str, int], EmbeddingIndex | None] | None = None
+        self._als_index: tuple[tuple[str, str], EmbeddingIndex | None] | None = None
         # The log's running aggregates, what they were built for (catalog, trained version)
         # and where the last read of the store stopped.
         self._live: _Live | None = None
@@ -299,7 +299,7 @@ class RecommendState:
     def _hybrid(
         self, catalog: Catalog, trained: recsys_artifacts.ArtifactSet, view: LiveSnapshot
     ) -> HybridModel:
-        key = (trained.version, id(catalog))
+        key = (trained.version, catalog.fingerprint)  # as the log's: a same catalog reread keeps it
         cached = self._als_index[1] if self._als_index and self._als_index[0] == key else None
         model = HybridModel(
             catalog, view.interactions, trained.als, trained.embeddings, view.excluded,
