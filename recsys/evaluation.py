@@ -282,6 +282,8 @@ def tune_als(
     best, best_score = ALSParams(), -1.0
     grid = list(itertools.product(*ALS_GRID.values()))
     for factors, reg, alpha in _bar(grid, len(grid), "tuning ALS", progress):
+        # The grid's own sweeps, as its tables were run (see docs/benchmarks.md, Training at
+        # 20M events, for the same evaluation with the trained default of 10).
         params = ALSParams(factors=factors, regularization=reg, alpha=alpha, iterations=15)
         fitted = fit_on(params)
         score = ranking_metrics(_rankings(fitted.model(MODELS["als"]), users, K), K).ndcg

@@ -104,8 +104,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     recsys = sub.add_parser("recsys", help="train from the event store and publish a version")
     add_config_argument(recsys)
     add_event_file_arguments(recsys, items=False)
-    recsys.add_argument("--factors", type=int, default=64, help="ALS factors")
-    recsys.add_argument("--iterations", type=int, default=15, help="ALS iterations")
+    # Defaults: drape.recsys.als.ALSParams (not imported here: it loads scipy for every command).
+    recsys.add_argument("--factors", type=int, help="ALS factors (default: ALSParams's)")
+    recsys.add_argument("--iterations", type=int, help="ALS sweeps (default: ALSParams's)")
     recsys.add_argument("--no-tune", action="store_true", help="keep the configured blend weights")
     recsys.set_defaults(func=run)
 
@@ -114,7 +115,9 @@ def run(args: argparse.Namespace) -> int:
     from drape.recsys.als import ALSParams
 
     config = load_config(args.config)
+    given = {"factors": args.factors, "iterations": args.iterations}
     try:
+        als = ALSParams(**{name: value for name, value in given.items() if value is not None})
         weights = event_weights(args, config.recommend.weights.model_dump())
         events_file = None
         if args.events is not None:
@@ -123,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
             events_file = load_events(args.events, weights, event_columns(args), args.drop_invalid)
         train_recsys(
             config,
-            ALSParams(factors=args.factors, iterations=args.iterations),
+            als,
             tune=not args.no_tune,
             events_file=events_file,
             weights=weights,

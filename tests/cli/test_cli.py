@@ -98,12 +98,14 @@ def test_bench_scale_small(tmp_path: Path, store: str):
         assert row["ingest_per_s"] > 0
         assert row["errors"] == 0 and row["workers"] >= 1 and row["qps_8"] > 0
         assert row["train_peak_mb"] > 0 and row["refresh_max_ms"] >= row["refresh_median_ms"] > 0
-        # Each stage of the training timed; with the read, they make up its total.
+        # Each stage of the training timed: after the read, the matrix and the rules are
+        # built beside the tuning and ALS, so each path fits in the total, not their sum.
         stages = row["train_stages_s"]
-        assert {"read", "matrix", "als", "sequential", "total"} <= set(stages)
-        assert stages["read"] > 0 and sum(v for k, v in stages.items() if k != "total") == (
-            pytest.approx(stages["total"], abs=0.05)
-        )
+        assert set(stages) == {"read", "matrix", "als", "sequential", "total"}  # --no-tune
+        paths = [("read", "matrix", "als"), ("read", "matrix", "sequential")]
+        longest = max(sum(stages[k] for k in path) for path in paths)
+        assert stages["read"] > 0
+        assert longest <= stages["total"] + 0.01 <= sum(stages.values()) - stages["total"] + 0.02
         assert row["pod_pss_mb"] > 0 and row["worker_rss_mb"] > 0
         assert len(row["worker_peaks_mb"].split("/")) == row["workers"]
         assert row["saved_base_mb"] > 0
@@ -267,3 +269,6 @@ def test_train_recsys_without_data_says_what_to_do(tmp_path: Path):
     result = _drape("train", "recsys", "--config", str(config), timeout=120)
     assert result.returncode == 2
     assert "no catalog" in result.stdout
+    result = _drape("train", "recsys", "--config", str(config), "--iterations", "0", timeout=120)
+    assert result.returncode == 2
+    assert "ALS needs factors and iterations >= 1" in result.stdout

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 
@@ -12,6 +13,15 @@ def _matrix(users: int = 120, items: int = 200, seed: int = 1) -> sp.csr_matrix:
     m = sp.random(users, items, density=0.06, format="csr", random_state=seed, dtype=np.float32)
     m.data[:] = rng.integers(1, 5, m.nnz)
     return m
+
+
+@pytest.mark.parametrize(
+    "bad", [{"factors": 0}, {"iterations": 0}, {"regularization": -0.1}, {"alpha": 0.0},
+            {"alpha": float("nan")}],
+)  # fmt: skip
+def test_unusable_params_are_refused(bad):
+    with pytest.raises(ValueError, match="ALS needs"):
+        ALSParams(**bad)
 
 
 def test_factors_have_users_as_rows():

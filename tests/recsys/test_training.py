@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from drape.recsys.catalog import Catalog
 from drape.recsys.datasets import attribute_vectors, generated
 from drape.recsys.evaluation import evaluate
 from drape.recsys.index import EmbeddingIndex
+from drape.recsys.interactions import InteractionMatrix
 from drape.recsys.training import TrainSettings, shopper_sample, train
 from drape.synthetic.catalog import generate_catalog
 from drape.synthetic.shoppers import generate_shoppers
@@ -87,3 +89,26 @@ def test_a_large_log_is_tuned_on_a_sample_of_whole_shoppers():
     trained, report = train(events, catalog, None, settings)
     assert report.validation_ndcg is not None and report.users == events["user_id"].nunique()
     assert trained.params.weights != TrainSettings(weights=W).params.weights
+
+
+def test_the_matrix_and_rules_built_beside_the_tuning_are_those_built_alone():
+    catalog = generate_catalog(300, seed=4)
+    events = generate_shoppers(catalog, 300, 9000, seed=4).events
+    settings = TrainSettings(weights=W)
+    trained, report = train(events, catalog, None, settings)
+    now = int(events["occurred_at_us"].max())
+    alone = InteractionMatrix.build(events, W, settings.half_life_days, now, keep_timeline=True)
+    assert list(trained.users.ids) == list(alone.users.ids)
+    assert list(trained.items.ids) == list(alone.items.ids)
+    rules = alone.sequential_rules(settings.sequential).rules
+    assert trained.sequential is not None and rules.nnz > 0
+    assert (trained.sequential.rules != rules).nnz == 0
+    # Every stage timed; the stages on the two threads overlap, within the total.
+    seconds = report.seconds
+    assert list(seconds) == ["tune", "matrix", "als", "sequential", "total"]
+    assert seconds["tune"] + seconds["als"] <= seconds["total"] + 1e-6
+    assert seconds["matrix"] + seconds["sequential"] <= seconds["total"] + 1e-6
+    # A failure on the side thread is raised, not lost.
+    with pytest.raises(KeyError, match="occurred_at_us"):
+        train(events.drop(columns="occurred_at_us"), catalog, None, replace(settings, tune=False),
+              now_us=now)  # fmt: skip
