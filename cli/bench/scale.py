@@ -7,11 +7,11 @@ time order) in a fresh event store and measures:
 - training: `drape train recsys` (blend tuning on, as by default) in a process of its own,
   its time and peak resident memory;
 - the recommend state in a process of its own: the full read at start (time, memory; the
-  base it builds is saved for the pod's other workers), then refreshes that each find
-  ``--new-events`` new events (time of each, memory after, the saved base's size on
-  disk); then a second state, as a worker started later: it maps the saved base and reads
-  on from it (the time of that read and of the whole start, which also builds the ALS item
-  index; peak, PSS);
+  base it builds and its ALS item index are saved for the pod's other workers), then
+  refreshes that each find ``--new-events`` new events (time of each, memory after, the
+  size on disk of what the pod saved: the base and the index); then a second state, as a
+  worker started later: it maps the saved base, loads the index and reads on from the base
+  (the time of that read and of the whole start; peak, PSS);
 - the recommend service (its configured workers): time from start to serving, each
   worker's peak resident memory, resident memory per worker, the pod's memory
   (proportional: pages its processes share, like the mapped trained factors and the shared

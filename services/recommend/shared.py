@@ -11,6 +11,10 @@ reading, and reads on from the watermark saved with it. When a worker's added en
 merged into a new base (:meth:`LiveLog.compact`), it saves that base the same way unless
 another worker saved a newer one first, which it then maps and reads on from.
 
+The ALS item index (FAISS, over the trained item factors of the garments in the catalog)
+is shared too: the first worker to need it for a trained version and catalog builds and
+saves it, and the others load it instead of building their own.
+
 The directory is private to the pod (``server.shared_dir``, by default the supervisor's
 run directory, on the pod's own disk): a worker that dies leaves nothing locked (the kernel drops its lock), and a base
 that cannot be read is logged and replaced by a fresh full read.
@@ -22,16 +26,18 @@ import fcntl
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from drape.recsys import artifacts
+from drape.recsys.index import EmbeddingIndex
 from drape.recsys.live import LiveLog
 from drape.services.events.store import Watermark
 
 log = logging.getLogger("drape.recommend")
+ALS_INDEXES = "als-index"  # the folder of the shared ALS item indexes, beside the bases
 
 
 @dataclass(frozen=True)
@@ -98,9 +104,34 @@ class SharedBases:
                                      generation=generation),
         )  # fmt: skip
         for old in self.directory.iterdir():
-            if old.is_dir() and old.name != name:
+            if old.is_dir() and old.name not in (name, ALS_INDEXES):
                 shutil.rmtree(old, ignore_errors=True)
         return SavedBase(self.directory / name, key, mark, generation)
+
+    def als_index(self, key: str, build: Callable[[], EmbeddingIndex]) -> EmbeddingIndex:
+        """The ALS item index saved for ``key`` (a trained version and a catalog's
+        fingerprint) by a worker of the pod, or ``build()``'s, then saved for the others.
+        Under the lock: the pod builds it once, the workers that wait then load it."""
+        root = self.directory / ALS_INDEXES
+        with self.locked():
+            if artifacts.current_version(root) == key:
+                try:
+                    return EmbeddingIndex.load(root / key)
+                except (OSError, ValueError, KeyError, RuntimeError) as exc:  # RuntimeError: FAISS
+                    log.warning("shared ALS index unreadable; building it",
+                                extra={"path": str(root / key), "error": str(exc)})  # fmt: skip
+                    shutil.rmtree(root / key, ignore_errors=True)
+            index = build()
+            try:
+                shutil.rmtree(root / key, ignore_errors=True)  # a broken one, or a half-written
+                artifacts.publish(root, key, index.save)
+            except OSError as exc:  # a full disk: this worker keeps its own
+                log.warning("shared ALS index not saved", extra={"error": str(exc)})
+                return index
+            for old in root.iterdir():
+                if old.is_dir() and old.name != key:
+                    shutil.rmtree(old, ignore_errors=True)
+            return index
 
 
 def pod_bases(shared_dir: str) -> SharedBases | None:

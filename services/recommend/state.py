@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from drape.recsys import artifacts as recsys_artifacts
 from drape.recsys.catalog import Catalog
-from drape.recsys.hybrid import BlendWeights, HybridModel
+from drape.recsys.hybrid import BlendWeights, HybridModel, als_item_index
 from drape.recsys.index import EmbeddingIndex
 from drape.recsys.live import LiveLog, LiveSnapshot
 from drape.recsys.popularity import PopularityRanker
@@ -301,6 +301,12 @@ class RecommendState:
     ) -> HybridModel:
         key = (trained.version, catalog.fingerprint)  # as the log's: a same catalog reread keeps it
         cached = self._als_index[1] if self._als_index and self._als_index[0] == key else None
+        if cached is None and self.shared is not None and trained.als is not None:
+            als = trained.als
+            cached = self.shared.als_index(
+                f"{trained.version}-{catalog.fingerprint}",
+                lambda: als_item_index(catalog.positions(view.interactions.items.ids), als),
+            )
         model = HybridModel(
             catalog, view.interactions, trained.als, trained.embeddings, view.excluded,
             trained.params, trained.version, als_index=cached, sequential=trained.sequential,

@@ -10,13 +10,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from drape.recsys import artifacts, live
+from drape.recsys import artifacts, hybrid, live
 from drape.recsys.datasets import attribute_vectors
 from drape.recsys.index import EmbeddingIndex
 from drape.recsys.interactions import US_PER_DAY
 from drape.recsys.ranking import RankRequest
 from drape.recsys.training import TrainSettings, train
 from drape.services.events.store import EventStore, StoredEvent
+from drape.services.recommend import state as state_module
 from drape.services.recommend.shared import SharedBases
 from drape.services.recommend.state import RecommendState
 from drape.services.runtime.config import RecommendConfig
@@ -104,12 +105,18 @@ def test_a_pods_workers_share_one_full_read_and_serve_what_their_own_would(
     events, cut, _, now = _trained_store(tmp_path)
     _append(event_store, events.iloc[:cut])
     pod = tmp_path / "pod"
+    builds = []  # the ALS item indexes built: one for the pod, the others load it
+    monkeypatch.setattr(state_module, "als_item_index",
+                        lambda *a: builds.append(a) or hybrid.als_item_index(*a))  # fmt: skip
     workers = [_state(tmp_path, event_store, now, shared=SharedBases(pod)) for _ in range(2)]
     with ThreadPoolExecutor(2) as pool:
         assert all(pool.map(RecommendState.refresh, workers))
     assert sorted(_reads(w, "full") for w in workers) == [0, cut]  # one read for the pod
     assert sorted(_mapped(w) for w in workers) == [0, 1]
-    assert [p.name for p in pod.iterdir() if p.is_dir()] == ["base-1-" + str(os.getpid())]
+    assert len(builds) == 1
+    assert sorted(p.name for p in pod.iterdir() if p.is_dir()) == [
+        "als-index", "base-1-" + str(os.getpid())
+    ]  # fmt: skip
 
     monkeypatch.setattr(live, "COMPACT_AT", 600)  # new bases on the way
     for part in np.array_split(np.arange(cut, len(events)), 3):
@@ -117,7 +124,8 @@ def test_a_pods_workers_share_one_full_read_and_serve_what_their_own_would(
         assert all(w.refresh() for w in workers)
     generations = [w._live.generation for w in workers]
     assert generations[0] == generations[1] > 1  # the second adopted the first's new base
-    assert len([p for p in pod.iterdir() if p.is_dir()]) == 1  # older bases removed
+    assert len(list(pod.glob("base-*"))) == 1  # older bases removed, the index kept
+    assert len(builds) == 1 and len(list((pod / "als-index").iterdir())) == 2  # and CURRENT
 
     # A worker restarted later maps the newest base. Events stored since make it merge a new
     # base on its first read; it saves that one, and the others map it at their next merge.
@@ -126,6 +134,7 @@ def test_a_pods_workers_share_one_full_read_and_serve_what_their_own_would(
     monkeypatch.setattr(live, "COMPACT_AT", 10)
     late = _state(tmp_path, event_store, now, shared=SharedBases(pod))
     assert late.refresh() and _reads(late, "full") == 0 and _mapped(late) == 1
+    assert len(builds) == 1  # the index loaded, not built
     assert late._live.generation == generations[0] + 1
     assert all(w.refresh() for w in workers)
     assert [w._live.generation for w in workers] == [generations[0] + 1] * 2
@@ -136,15 +145,21 @@ def test_a_pods_workers_share_one_full_read_and_serve_what_their_own_would(
     for served in (*workers, late):
         _assert_serve_the_same(served.current(), fresh.current(), users)
 
-    # A base that cannot be read is built again, with a warning, not served or crashed on.
+    # A base or an index that cannot be read is built again, with a warning, not served or
+    # crashed on.
     current = pod / (pod / "CURRENT").read_text().strip()
     (current / "matrix-data.npy").write_bytes(b"not an array")
+    indexes = pod / "als-index"
+    (indexes / (indexes / "CURRENT").read_text().strip() / "faiss.index").write_bytes(b"junk")
     again = _state(tmp_path, event_store, now, shared=SharedBases(pod))
     with caplog.at_level(logging.WARNING, "drape.recommend"):
         assert again.refresh()
     assert _reads(again, "full") == len(events)
     assert "shared base unreadable" in caplog.text
+    assert "shared ALS index unreadable" in caplog.text and len(builds) == 2
     _assert_serve_the_same(again.current(), fresh.current(), users)
+    late = _state(tmp_path, event_store, now, shared=SharedBases(pod))
+    assert late.refresh() and len(builds) == 2  # the index saved again, and loaded
 
 
 def test_a_new_version_is_read_in_full(event_store: EventStore, tmp_path):
