@@ -143,8 +143,8 @@ def train(
             fitting.cancel()  # not the rules too, when the rest failed before they started
             raise
     timings["total"] = sum((timed or {}).values()) + time.perf_counter() - started
-    stages = ("read", "tune", "matrix", "als", "sequential", "total")
-    timings = {name: timings[name] for name in sorted(timings, key=(stages + tuple(timings)).index)}
+    order = {name: i for i, name in enumerate(("read", "tune", "matrix", "als", "sequential"))}
+    timings = dict(sorted(timings.items(), key=lambda stage: order.get(stage[0], len(order))))
     # Milliseconds and a random tag: two trainings in the same second never collide.
     stamp = time.time()
     version = (
