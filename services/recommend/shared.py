@@ -103,9 +103,7 @@ class SharedBases:
             lambda folder: live.save(folder, key=key, watermark=_watermark_json(mark),
                                      generation=generation),
         )  # fmt: skip
-        for old in self.directory.iterdir():
-            if old.is_dir() and old.name not in (name, ALS_INDEXES):
-                shutil.rmtree(old, ignore_errors=True)
+        _remove_others(self.directory, keep=(name, ALS_INDEXES))
         return SavedBase(self.directory / name, key, mark, generation)
 
     def als_index(self, key: str, build: Callable[[], EmbeddingIndex]) -> EmbeddingIndex:
@@ -120,7 +118,6 @@ class SharedBases:
                 except (OSError, ValueError, KeyError, RuntimeError) as exc:  # RuntimeError: FAISS
                     log.warning("shared ALS index unreadable; building it",
                                 extra={"path": str(root / key), "error": str(exc)})  # fmt: skip
-                    shutil.rmtree(root / key, ignore_errors=True)
             index = build()
             try:
                 shutil.rmtree(root / key, ignore_errors=True)  # a broken one, or a half-written
@@ -128,10 +125,17 @@ class SharedBases:
             except OSError as exc:  # a full disk: this worker keeps its own
                 log.warning("shared ALS index not saved", extra={"error": str(exc)})
                 return index
-            for old in root.iterdir():
-                if old.is_dir() and old.name != key:
-                    shutil.rmtree(old, ignore_errors=True)
+            _remove_others(root, keep=(key,))
             return index
+
+
+def _remove_others(directory: Path, keep: tuple[str, ...]) -> None:
+    """Removes the folders of ``directory`` not named in ``keep``: those replaced, and any a
+    worker that died left half written (workers that still map files in them keep their
+    pages until they let go)."""
+    for folder in directory.iterdir():
+        if folder.is_dir() and folder.name not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def pod_bases(shared_dir: str) -> SharedBases | None:

@@ -81,13 +81,20 @@ def _created(manifest: dict[str, object]) -> float:
         return 0.0
 
 
+def _state_key(catalog: Catalog, trained: recsys_artifacts.ArtifactSet | None) -> str:
+    """What the log's aggregates and the ALS item index are built for, as a file name: the
+    catalog by content (each worker of a pod may have pulled its own copy of the file, and
+    a reread of the same catalog keeps both) and the trained version."""
+    return f"catalog-{catalog.fingerprint}-version-{trained.version if trained else None}"
+
+
 @dataclass(frozen=True)
 class _Live:
     """The log's running aggregates, what they were built for (catalog, trained version),
     where the last read of the store stopped, and which of the pod's shared bases they
     started from (0: none)."""
 
-    key: str  # the catalog's content and the trained version, as the pod's workers name them
+    key: str  # what it was built for (see _state_key)
     log: LiveLog
     mark: Watermark
     generation: int
@@ -117,7 +124,8 @@ class RecommendState:
         # The catalog file's (mtime, size) and what was read from it.
         self._catalog: tuple[tuple[int, int], Catalog] | None = None
         self._artifacts: recsys_artifacts.ArtifactSet | None = None
-        self._als_index: tuple[tuple[str, str], EmbeddingIndex | None] | None = None
+        # The ALS item index and the state key (see _state_key) it was built for.
+        self._als_index: tuple[str, EmbeddingIndex | None] | None = None
         # The log's running aggregates, what they were built for (catalog, trained version)
         # and where the last read of the store stopped.
         self._live: _Live | None = None
@@ -264,12 +272,14 @@ class RecommendState:
         return _Live(held.key, live, held.mark, generation)
 
     def _read_log(
-        self, catalog: Catalog, trained: recsys_artifacts.ArtifactSet | None, now_us: int
+        self,
+        key: str,
+        catalog: Catalog,
+        trained: recsys_artifacts.ArtifactSet | None,
+        now_us: int,
     ) -> LiveSnapshot:
         """The log's aggregates at ``now_us``: the events since the last read added, or the
-        whole log read when the catalog or the trained version changed."""
-        # Named by content: each worker of a pod may have pulled its own copy of the file.
-        key = f"catalog-{catalog.fingerprint}-version-{trained.version if trained else None}"
+        whole log read when the catalog or the trained version (``key``) changed."""
         started = time.perf_counter()
         held = self._live
         self._live = None  # a read that fails half way must not be added twice
@@ -297,14 +307,13 @@ class RecommendState:
         return held.log.snapshot(now_us)
 
     def _hybrid(
-        self, catalog: Catalog, trained: recsys_artifacts.ArtifactSet, view: LiveSnapshot
+        self, key: str, catalog: Catalog, trained: recsys_artifacts.ArtifactSet, view: LiveSnapshot
     ) -> HybridModel:
-        key = (trained.version, catalog.fingerprint)  # as the log's: a same catalog reread keeps it
         cached = self._als_index[1] if self._als_index and self._als_index[0] == key else None
         if cached is None and self.shared is not None and trained.als is not None:
             als = trained.als
             cached = self.shared.als_index(
-                f"{trained.version}-{catalog.fingerprint}",
+                key,
                 lambda: als_item_index(catalog.positions(view.interactions.items.ids), als),
             )
         model = HybridModel(
@@ -324,12 +333,13 @@ class RecommendState:
             catalog = self._load_catalog()
             trained = self._load_artifacts()
             now_us = int(self._clock() * 1_000_000)
-            view = self._read_log(catalog, trained, now_us)
+            key = _state_key(catalog, trained)
+            view = self._read_log(key, catalog, trained, now_us)
             popularity = PopularityRanker(
                 catalog, view.popularity, view.excluded,
                 version=f"pop-{view.events}ev-{now_us // 1_000_000}",
             )  # fmt: skip
-            hybrid = self._hybrid(catalog, trained, view) if trained is not None else None
+            hybrid = self._hybrid(key, catalog, trained, view) if trained is not None else None
         except Exception as exc:
             self.last_error = str(exc)
             self.refreshes.labels("failed").inc()
