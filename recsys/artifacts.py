@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
+
 from drape.recsys.als import ALSModel
 from drape.recsys.hybrid import BlendWeights, HybridParams
 from drape.recsys.idmap import IdMap
@@ -99,8 +101,18 @@ def save(root: Path, artifacts: ArtifactSet) -> Path:
 
 def load_id_maps(root: Path, version: str) -> tuple[IdMap, IdMap]:
     """``version``'s (users, garments) maps."""
+    users, items = load_ids(root, version)
+    return IdMap(users), IdMap(items)
+
+
+def load_ids(root: Path, version: str) -> tuple[np.ndarray, np.ndarray]:
+    """``version``'s user and garment ids in index order, without the maps' lookup tables
+    (a pandas Index of a million ids costs about 100 MB)."""
     directory = Path(root) / version
-    return IdMap.load(directory / "users.txt"), IdMap.load(directory / "items.txt")
+    return tuple(  # type: ignore[return-value]
+        np.array((directory / f"{name}.txt").read_text().splitlines(), dtype=object)
+        for name in ("users", "items")
+    )
 
 
 def manifest(root: Path, version: str) -> dict[str, object]:

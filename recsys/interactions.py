@@ -47,8 +47,21 @@ def anchored_strength(
     type_weight = events["type"].map(weights).fillna(0.0).to_numpy(dtype=np.float64)
     if "strength" in events.columns:
         type_weight = type_weight * events["strength"].to_numpy(dtype=np.float64)
-    at = np.minimum(events["occurred_at_us"].to_numpy(), read_us)
-    return type_weight * np.exp2((at - anchor_us) / US_PER_DAY / half_life_days)
+    return decayed(type_weight, events["occurred_at_us"].to_numpy(), half_life_days, anchor_us,
+                   read_us)  # fmt: skip
+
+
+def decayed(
+    weight: np.ndarray, occurred_at_us: np.ndarray, half_life_days: float, anchor_us: int,
+    read_us: int,
+) -> np.ndarray:  # fmt: skip
+    """:func:`anchored_strength` of events of these undecayed weights and times (worked out
+    in place: one array of temporaries for a log of millions of events, not five)."""
+    days = (np.minimum(occurred_at_us, read_us) - anchor_us) / US_PER_DAY
+    days /= half_life_days
+    np.exp2(days, out=days)
+    days *= weight
+    return days
 
 
 def decay_factor(half_life_days: float, since_us: int, now_us: int) -> float:
@@ -93,14 +106,31 @@ class InteractionMatrix:
         rows = users.extend(events["user_id"])
         cols = items.extend(events["garment_id"])
         strength = interaction_strength(events, weights, half_life_days, now_us)
+        return cls.from_entries(rows, cols, strength, events["occurred_at_us"].to_numpy(),
+                                users, items, keep_timeline)  # fmt: skip
+
+    @classmethod
+    def from_entries(
+        cls,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        strength: np.ndarray,
+        occurred_at_us: np.ndarray,
+        users: IdMap,
+        items: IdMap,
+        keep_timeline: bool = False,
+    ) -> InteractionMatrix:
+        """From each event's row, column, strength and time (see :meth:`build`)."""
         keep = strength > 0
+        if not keep.all():  # copies only where some events give no entry
+            rows, cols = rows[keep], cols[keep]
+            strength, occurred_at_us = strength[keep], occurred_at_us[keep]
         matrix = sp.csr_matrix(
-            (strength[keep].astype(np.float32), (rows[keep], cols[keep])),
+            (strength.astype(np.float32, copy=False), (rows, cols)),
             shape=(len(users), len(items)),
         )
         matrix.sum_duplicates()
-        times = events["occurred_at_us"].to_numpy()
-        timeline = timelines(rows[keep], cols[keep], times[keep])
+        timeline = timelines(rows, cols, occurred_at_us)
         recent = latest_items(*timeline, len(users), RECENT_ITEMS)
         return cls(matrix, users, items, recent, timeline if keep_timeline else None)
 

@@ -40,12 +40,14 @@ import pandas as pd
 import scipy.sparse as sp
 
 from drape.recsys.catalog import Catalog
+from drape.recsys.coded import CodedEvents
 from drape.recsys.idmap import FrozenIds, IdMap, mapped
 from drape.recsys.interactions import (
     RECENT_ITEMS,
     InteractionMatrix,
     anchored_strength,
     decay_factor,
+    decayed,
 )
 from drape.recsys.ranking import excluded_by_user
 from drape.recsys.repurchase import RepurchaseStats
@@ -133,10 +135,14 @@ class RowExclusions(Mapping[str, np.ndarray]):
     ) -> RowExclusions:
         """From (user row, catalog position) pairs: sorted and distinct per row."""
         keep = (rows >= 0) & (positions >= 0)
-        pairs = np.unique(np.stack([rows[keep], positions[keep]]).astype(np.int64), axis=1)
-        counts = np.bincount(pairs[0], minlength=len(users))
+        rows, positions = rows[keep].astype(np.int64), positions[keep].astype(np.int64)
+        # One int64 key per pair: sorted as (row, position), at a fraction of the time
+        # np.unique(axis=1) takes.
+        span = int(positions.max()) + 1 if len(positions) else 1
+        pairs = np.unique(rows * span + positions)
+        counts = np.bincount(pairs // span, minlength=len(users))
         indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return cls(users, indptr, pairs[1].astype(np.int64))
+        return cls(users, indptr, pairs % span)
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray]:
         rows = np.repeat(np.arange(len(self.indptr) - 1), np.diff(self.indptr))
@@ -234,40 +240,40 @@ class LiveLog:
     def __init__(
         self,
         catalog: Catalog,
-        events: pd.DataFrame,
+        events: pd.DataFrame | CodedEvents,
         weights: Mapping[str, float],
         half_life_days: float,
         exclude_after: Sequence[str],
         now_us: int,
-        users: IdMap | None = None,
-        items: IdMap | None = None,
+        users: np.ndarray | None = None,
+        items: np.ndarray | None = None,
     ) -> None:
-        """A full build over ``events`` (storage order), decayed to ``now_us``; ``users`` and
-        ``items`` (a trained version's maps) keep their indexes, and are not changed."""
+        """A full build over ``events`` (storage order; coded, see :mod:`drape.recsys.coded`,
+        for a log too large to hold as strings), decayed to ``now_us``; ``users`` and
+        ``items`` (a trained version's ids, in index order) keep their indexes."""
         self._configure(catalog, weights, half_life_days, exclude_after)
-        base = InteractionMatrix.build(
-            events, self.weights, half_life_days, now_us,
-            IdMap(users.ids if users is not None else ()),
-            IdMap(items.ids if items is not None else ()),
-        )  # fmt: skip
-        kept = events["type"].map(self.weights).fillna(0.0).to_numpy(dtype=np.float64) > 0
-        latest = _latest_by_row(base.users.lookup(events["user_id"]), events, kept, len(base.users))
-        positions = catalog.positions(events["garment_id"])
+        coded = events if isinstance(events, CodedEvents) else CodedEvents.of(events)
+        user_map = IdMap(users if users is not None else ())
+        item_map = IdMap(items if items is not None else ())
+        # As InteractionMatrix.build numbers them: the distinct ids come first seen first.
+        rows = user_map.extend(coded.users).astype(np.int32)[coded.user]
+        cols = item_map.extend(coded.garments).astype(np.int32)[coded.garment]
+        times = coded.occurred_at_us
+        strength = decayed(coded.weights(self.weights), times, half_life_days, now_us, now_us)
+        positions = catalog.positions(coded.garments).astype(np.int32)[coded.garment]
         known = positions >= 0
-        popularity = np.bincount(
-            positions[known],
-            weights=anchored_strength(events, self.weights, half_life_days, now_us, now_us)[known],
-            minlength=len(catalog),
-        )
+        popularity = np.bincount(positions[known], weights=strength[known], minlength=len(catalog))
+        del known
+        strength = strength.astype(np.float32)  # as the matrix holds it
+        base = InteractionMatrix.from_entries(rows, cols, strength, times, user_map, item_map)
+        del cols, strength
+        latest = _latest_by_row(rows, times, coded.type_weights(self.weights) > 0, len(user_map))
         self._set_base(base, latest, popularity, now_us)
-        bought = events[events["type"].isin(list(self.exclude_after)).to_numpy()]
-        self.excluded_base = RowExclusions.build(
-            base.users,
-            base.users.lookup(bought["user_id"]),
-            catalog.positions(bought["garment_id"]),
-        )
-        self.repurchase = RepurchaseStats.fit(catalog, events)
-        self.events = len(events)
+        bought = coded.of_types(self.exclude_after)
+        self.excluded_base = RowExclusions.build(base.users, rows[bought], positions[bought])
+        del rows, positions, bought
+        self.repurchase = RepurchaseStats.fit(catalog, coded.frame(coded.of_types(("purchase",))))
+        self.events = len(coded)
 
     def _configure(
         self,
@@ -517,13 +523,13 @@ class LiveLog:
 
 
 def _latest_by_row(
-    rows: np.ndarray, events: pd.DataFrame, kept: np.ndarray, n_rows: int
+    rows: np.ndarray, times: np.ndarray, kept: np.ndarray, n_rows: int
 ) -> np.ndarray:
-    """Per user row, the time of their newest event that adds strength."""
+    """Per user row, the time of their newest event that adds strength (``kept``)."""
     latest = np.full(n_rows, np.iinfo(np.int64).min, dtype=np.int64)
     keep = kept & (rows >= 0)
-    if keep.any():
-        times = events["occurred_at_us"].to_numpy()[keep]
-        by_row = pd.Series(times).groupby(rows[keep]).max()
-        latest[by_row.index.to_numpy()] = by_row.to_numpy()
+    if keep.all():
+        np.maximum.at(latest, rows, times)
+    elif keep.any():
+        np.maximum.at(latest, rows[keep], times[keep])
     return latest

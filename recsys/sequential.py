@@ -54,7 +54,10 @@ def timelines(
     """(rows, cols) ordered by user, then time (ties keep input order), immediate repeats of
     an item collapsed; entries with a negative row or column are dropped."""
     keep = (user_rows >= 0) & (item_cols >= 0)
-    rows, cols, times = user_rows[keep], item_cols[keep], times[keep]
+    rows, cols = user_rows, item_cols
+    if not keep.all():  # copies only where needed: a log's timeline may be millions long
+        rows, cols, times = rows[keep], cols[keep], times[keep]
+    del keep
     order = np.lexsort((times, rows))
     rows, cols = rows[order], cols[order]
     if len(rows):

@@ -34,6 +34,7 @@ from drape.services.events.retention import (
     Archive,
     Compaction,
     aggregate,
+    as_events,
     merge,
     with_aggregates,
 )
@@ -215,6 +216,17 @@ class EventStore(Protocol):
         watermark to read from next time: each event is returned by exactly one read."""
         ...
 
+    def read_new_chunks(
+        self,
+        after: Watermark | None,
+        consume: Callable[[pd.DataFrame], None],
+        columns: Sequence[str] = RANKING_COLUMNS,
+    ) -> Watermark:
+        """``read_new``'s events handed to ``consume`` a chunk at a time, in storage order,
+        instead of gathered into one frame; returns the watermark. A reader that keeps them in
+        a compact form of its own never holds the whole log as Python strings."""
+        ...
+
     def count(self) -> int: ...
 
     def compact(
@@ -271,7 +283,10 @@ def _chunks(cursor: Any, columns: Sequence[str]) -> Iterator[pd.DataFrame]:
 
 
 def _frame_in_chunks(cursor: Any, columns: Sequence[str]) -> pd.DataFrame:
-    parts = list(_chunks(cursor, columns))
+    return _joined(list(_chunks(cursor, columns)), columns)
+
+
+def _joined(parts: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
     if not parts:
         return _typed_frame([], columns)
     return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
@@ -285,6 +300,11 @@ def _typed_frame(rows: list[tuple[object, ...]], columns: Sequence[str]) -> pd.D
     if "rating" in frame:
         frame["rating"] = frame["rating"].astype("int16")
     return frame
+
+
+def _with_aggregates(columns: Sequence[str] | pd.Index) -> bool:
+    """Whether a full read of ``columns`` takes the compacted events' aggregates in."""
+    return "user_id" in columns and "garment_id" in columns
 
 
 def _select(
@@ -316,9 +336,42 @@ class _Reads:
     def _full(self, events: pd.DataFrame) -> pd.DataFrame:
         """A read of the whole log: the events and, when there are any, the aggregates of
         compacted ones (with a ``strength`` column)."""
-        if "user_id" not in events.columns or "garment_id" not in events.columns:
+        if not _with_aggregates(events.columns):
             return events
         return with_aggregates(events, self.read_aggregates())
+
+    def read_new(
+        self, after: Watermark | None, columns: Sequence[str] = RANKING_COLUMNS
+    ) -> tuple[pd.DataFrame, Watermark]:
+        parts: list[pd.DataFrame] = []
+        mark = self._read_new_rows(after, columns, parts.append)
+        frame = _joined(parts, columns)
+        return (self._full(frame) if after is None else frame), mark
+
+    def read_new_chunks(
+        self,
+        after: Watermark | None,
+        consume: Callable[[pd.DataFrame], None],
+        columns: Sequence[str] = RANKING_COLUMNS,
+    ) -> Watermark:
+        """A read of the whole log (``after`` None) ends with one chunk of the compacted
+        events' aggregates, with a ``strength`` column, when there are any; the chunks of
+        stored events before it have no such column (their strength is 1)."""
+        mark = self._read_new_rows(after, columns, consume)
+        if after is None and _with_aggregates(columns):
+            aggregates = self.read_aggregates()
+            if not aggregates.empty:
+                consume(as_events(aggregates, columns))
+        return mark
+
+    def _read_new_rows(
+        self,
+        after: Watermark | None,
+        columns: Sequence[str],
+        consume: Callable[[pd.DataFrame], None],
+    ) -> Watermark:
+        """The stored events since ``after``, a chunk at a time, and the next watermark."""
+        raise NotImplementedError
 
     def compact(
         self, before_us: int, half_life_days: float, archive: Archive | None = None
@@ -458,9 +511,12 @@ class SqliteEventStore(_Reads):
         self._write(work)
         return 0
 
-    def read_new(
-        self, after: Watermark | None, columns: Sequence[str] = RANKING_COLUMNS
-    ) -> tuple[pd.DataFrame, Watermark]:
+    def _read_new_rows(
+        self,
+        after: Watermark | None,
+        columns: Sequence[str],
+        consume: Callable[[pd.DataFrame], None],
+    ) -> Watermark:
         query, _ = _select(columns, None, "?")
         start = after.position if after is not None else 0
         with self._reading() as db:
@@ -468,9 +524,9 @@ class SqliteEventStore(_Reads):
             end = db.execute("SELECT coalesce(max(rowid), 0) FROM events").fetchone()[0]
             cursor = db.execute(f"{query} WHERE rowid > ? AND rowid <= ? ORDER BY rowid",
                                 (start, end))  # fmt: skip
-            frame = _frame_in_chunks(cursor, columns)
-        frame = self._full(frame) if after is None else frame
-        return frame, Watermark(max(int(end), start))
+            for chunk in _chunks(cursor, columns):
+                consume(chunk)
+        return Watermark(max(int(end), start))
 
     def _reading(self) -> contextlib.closing[sqlite3.Connection]:
         """A read-only connection, closed at the end of the block (sqlite3's own context
@@ -647,13 +703,17 @@ class PostgresEventStore(_Reads):
                 raise RuntimeError(f"compaction read {expected} events but would delete {deleted}")
         return dropped
 
-    def read_new(
-        self, after: Watermark | None, columns: Sequence[str] = RANKING_COLUMNS
-    ) -> tuple[pd.DataFrame, Watermark]:
+    def _read_new_rows(
+        self,
+        after: Watermark | None,
+        columns: Sequence[str],
+        consume: Callable[[pd.DataFrame], None],
+    ) -> Watermark:
         wanted = list(columns)
         _select(wanted, None, "%s")  # checks the columns
         others = [c for c in wanted if c != "event_id"]
-        full, after = after is None, after or Watermark()
+        after = after or Watermark()
+        seen: list[str] = []
         with self._pool.connection() as conn:
             # One snapshot for the horizon and the rows.
             horizon = _snapshot_horizon(conn)
@@ -667,16 +727,17 @@ class PostgresEventStore(_Reads):
                     "CASE WHEN xact >= %s THEN event_id ELSE '' END, xact FROM events "
                     "WHERE xact >= %s ORDER BY xact", (ids_from, after.position),
                 )  # fmt: skip
-                frame = _frame_in_chunks(cursor, (*others, "event_id", "xact"))
-        xact = frame.pop("xact").to_numpy(dtype=np.int64)
-        # Rows at or past the horizon may yet be joined by transactions still open: the next
-        # read starts at the horizon again and skips these (returned now or before).
-        seen = frozenset(frame["event_id"].to_numpy()[xact >= horizon].tolist())
-        if after.seen:
-            frame = frame[~frame["event_id"].isin(after.seen).to_numpy()].reset_index(drop=True)
-        frame = frame[wanted]
-        frame = self._full(frame) if full else frame
-        return frame, Watermark(max(horizon, after.position), seen)
+                for chunk in _chunks(cursor, (*others, "event_id", "xact")):
+                    xact = chunk.pop("xact").to_numpy(dtype=np.int64)
+                    # Rows at or past the horizon may yet be joined by transactions still
+                    # open: the next read starts at the horizon again and skips these
+                    # (returned now or before).
+                    seen.extend(chunk["event_id"].to_numpy()[xact >= horizon].tolist())
+                    if after.seen:
+                        chunk = chunk[~chunk["event_id"].isin(after.seen).to_numpy()]
+                        chunk = chunk.reset_index(drop=True)
+                    consume(chunk[wanted])
+        return Watermark(max(horizon, after.position), frozenset(seen))
 
     def append_exposures(self, exposures: Sequence[StoredExposure]) -> list[bool]:
         if not exposures:

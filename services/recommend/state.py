@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from drape.recsys import artifacts as recsys_artifacts
 from drape.recsys.catalog import Catalog
+from drape.recsys.coded import EventCoder
 from drape.recsys.hybrid import BlendWeights, HybridModel, als_item_index
 from drape.recsys.index import EmbeddingIndex
 from drape.recsys.live import LiveLog, LiveSnapshot
@@ -200,20 +201,25 @@ class RecommendState:
     def _full_build(
         self, catalog: Catalog, trained: recsys_artifacts.ArtifactSet | None, now_us: int
     ) -> tuple[LiveLog, Watermark]:
-        # The trained rows keep their indexes; the maps are loaded for this build only.
+        # The trained rows keep their indexes; their ids are loaded for this build only.
         users, items = (
-            recsys_artifacts.load_id_maps(self.artifacts_root, trained.version)
+            recsys_artifacts.load_ids(self.artifacts_root, trained.version)
             if trained is not None
             else (None, None)
         )
-        events, mark = self.store.read_new(None)
+        # The log coded a chunk at a time: never a frame of its strings (see recsys/coded.py).
+        coder = EventCoder()
+        mark = self.store.read_new_chunks(None, coder.add)
+        events = coder.finish()
+        del coder
+        release_free_memory()  # the chunks' pages, before the build takes more
         live = LiveLog(
             catalog, events, self.config.weights.model_dump(), self.config.half_life_days,
             self.config.exclude_after, now_us, users, items,
         )  # fmt: skip
         del users, items
         self.events_read.labels("full").inc(len(events))
-        del events  # the frame of the whole log: its memory back to the system
+        del events  # the build's inputs and temporaries: their memory back to the system
         release_free_memory()
         return live, mark
 

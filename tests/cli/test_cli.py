@@ -107,6 +107,7 @@ def test_bench_scale_small(tmp_path: Path, store: str):
         assert stages["read"] > 0
         assert longest <= stages["total"] + 0.01 <= sum(stages.values()) - stages["total"] + 0.02
         assert row["pod_pss_mb"] > 0 and row["worker_rss_mb"] > 0
+        assert row["pod_start_peak_mb"] > 0  # sampled while the pod started
         assert len(row["worker_peaks_mb"].split("/")) == row["workers"]
         assert row["saved_base_mb"] > 0
         assert (

@@ -38,7 +38,7 @@ def store():
 
 def _build(data, events, now_us, trained) -> LiveLog:
     return LiveLog(data.catalog, events, data.weights, data.half_life_days, ("purchase",),
-                   now_us, trained.users, trained.items)  # fmt: skip
+                   now_us, trained.users.ids, trained.items.ids)  # fmt: skip
 
 
 def _hybrid(data, view, als, vectors) -> HybridModel:

@@ -220,6 +220,35 @@ def test_incremental_reads_return_each_event_once(store: EventStore, monkeypatch
     assert len(whole) == 11 and list(whole.columns) == list(module.RANKING_COLUMNS)
 
 
+def test_a_read_in_chunks_hands_over_what_a_whole_read_returns(store: EventStore, monkeypatch):
+    # A full read coded as it comes (the recommend service's start) sees the same events as
+    # one frame: the stored events a chunk at a time, then the compacted ones' aggregates.
+    import pandas as pd
+
+    from drape.services.events import store as module
+
+    monkeypatch.setattr(module, "READ_CHUNK_ROWS", 3)
+    store.append([_event(f"e{i}", user=f"u{i % 4}", garment=f"g{i % 3}", at=1_000 + i)
+                  for i in range(10)])  # fmt: skip
+    store.compact(1_004, half_life_days=14.0)  # e0-e3 become aggregates
+    store.append([_event("e10", at=2_000)])
+    chunks: list[pd.DataFrame] = []
+    mark = store.read_new_chunks(None, chunks.append)
+    whole, whole_mark = store.read_new(None)
+    assert mark == whole_mark
+    assert [len(c) for c in chunks] == [3, 3, 1, 4]  # the 7 events left, then 4 aggregates
+    assert all("strength" not in c.columns for c in chunks[:-1])
+    joined = pd.concat(chunks, ignore_index=True).fillna({"strength": 1.0})
+    pd.testing.assert_frame_equal(joined, whole)
+    assert len(whole) == 11 and whole["strength"].notna().all()
+
+    store.append([_event("e11", at=3_000), _event("e12", at=3_001)])
+    chunks = []
+    later = store.read_new_chunks(mark, chunks.append, ("event_id", "occurred_at_us"))
+    assert [c["event_id"].tolist() for c in chunks] == [["e11", "e12"]]  # no aggregates again
+    assert store.read_new(later)[0].empty
+
+
 @pytest.mark.parametrize("event_store", ["postgres"], indirect=True)
 def test_an_event_committed_late_is_not_skipped(event_store: EventStore):
     # On PostgreSQL a transaction that began first can commit after a later one: the event
