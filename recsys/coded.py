@@ -21,6 +21,8 @@ from itertools import repeat
 import numpy as np
 import pandas as pd
 
+from drape.services.runtime.memory import release_free_memory
+
 # The store's columns a coded log keeps (and :meth:`CodedEvents.frame` gives back).
 CODED_COLUMNS = ("type", "user_id", "garment_id", "occurred_at_us")
 
@@ -141,7 +143,10 @@ class EventCoder:
 
         def joined(name: str, dtype: type) -> np.ndarray:
             arrays = parts.pop(name)
-            return np.concatenate(arrays) if arrays else np.empty(0, dtype=dtype)
+            whole = np.concatenate(arrays) if arrays else np.empty(0, dtype=dtype)
+            del arrays
+            release_free_memory()  # the chunks' pages back before the next column's copy
+            return whole
 
         strength = None
         if self._with_strength:  # chunks before the first with a strength: all 1

@@ -57,7 +57,11 @@ def decayed(
 ) -> np.ndarray:  # fmt: skip
     """:func:`anchored_strength` of events of these undecayed weights and times (worked out
     in place: one array of temporaries for a log of millions of events, not five)."""
-    days = (np.minimum(occurred_at_us, read_us) - anchor_us) / US_PER_DAY
+    # As floats from the start: times in microseconds are exact in a float64 (below 2**53),
+    # so their difference is the integer one.
+    days = np.minimum(np.asarray(occurred_at_us, dtype=np.int64), read_us, dtype=np.float64)
+    days -= anchor_us
+    days /= US_PER_DAY
     days /= half_life_days
     np.exp2(days, out=days)
     days *= weight
@@ -125,14 +129,17 @@ class InteractionMatrix:
         if not keep.all():  # copies only where some events give no entry
             rows, cols = rows[keep], cols[keep]
             strength, occurred_at_us = strength[keep], occurred_at_us[keep]
+        # The timeline first: its sort holds the most memory, and the matrix is not made yet.
+        timeline = timelines(rows, cols, occurred_at_us)
+        recent = latest_items(*timeline, len(users), RECENT_ITEMS)
+        kept = timeline if keep_timeline else None
+        del timeline
         matrix = sp.csr_matrix(
             (strength.astype(np.float32, copy=False), (rows, cols)),
             shape=(len(users), len(items)),
         )
         matrix.sum_duplicates()
-        timeline = timelines(rows, cols, occurred_at_us)
-        recent = latest_items(*timeline, len(users), RECENT_ITEMS)
-        return cls(matrix, users, items, recent, timeline if keep_timeline else None)
+        return cls(matrix, users, items, recent, kept)
 
     def sequential_rules(self, params: SequentialParams) -> SequentialRules:
         """Sequential rules over this matrix's columns, from the timeline it was built with."""

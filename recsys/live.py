@@ -259,19 +259,27 @@ class LiveLog:
         rows = user_map.extend(coded.users).astype(np.int32)[coded.user]
         cols = item_map.extend(coded.garments).astype(np.int32)[coded.garment]
         times = coded.occurred_at_us
-        strength = decayed(coded.weights(self.weights), times, half_life_days, now_us, now_us)
+        # Each step's temporaries let go before the next: at 20M events the log's codes alone
+        # are 340 MB, and each array over its events 80-160 MB.
+        adds = [name for name, weight in self.weights.items() if weight > 0]
+        latest = _latest_by_row(rows, times, coded.of_types(adds), len(user_map))
         positions = catalog.positions(coded.garments).astype(np.int32)[coded.garment]
+        bought = coded.of_types(self.exclude_after)
+        excluded = RowExclusions.build(user_map, rows[bought], positions[bought])
+        del bought
+        strength = decayed(coded.weights(self.weights), times, half_life_days, now_us, now_us)
         known = positions >= 0
-        popularity = np.bincount(positions[known], weights=strength[known], minlength=len(catalog))
-        del known
+        if not known.all():  # copies only where some garments left the catalog
+            positions, strength_known = positions[known], strength[known]
+        else:
+            strength_known = strength
+        popularity = np.bincount(positions, weights=strength_known, minlength=len(catalog))
+        del known, positions, strength_known
         strength = strength.astype(np.float32)  # as the matrix holds it
         base = InteractionMatrix.from_entries(rows, cols, strength, times, user_map, item_map)
-        del cols, strength
-        latest = _latest_by_row(rows, times, coded.type_weights(self.weights) > 0, len(user_map))
+        del rows, cols, strength
         self._set_base(base, latest, popularity, now_us)
-        bought = coded.of_types(self.exclude_after)
-        self.excluded_base = RowExclusions.build(base.users, rows[bought], positions[bought])
-        del rows, positions, bought
+        self.excluded_base = excluded
         self.repurchase = RepurchaseStats.fit(catalog, coded.frame(coded.of_types(("purchase",))))
         self.events = len(coded)
 

@@ -2,10 +2,11 @@
 
 Without it, every worker of a pod reads the whole log at start and whenever a new trained
 version is published, and keeps its own copy of what it built: at 20M events that read
-peaks near 4 GB in each worker. With it, the first worker to need a full build takes a file
-lock, reads the log, and saves the result (:meth:`LiveLog.save`: ``.npy`` arrays and a
-manifest, no pickle) into a directory of the pod's; every worker, the builder included,
-then maps those files read-only, so the kernel holds one copy of their pages for the pod.
+peaks near 1.7 GB in each worker (see :mod:`drape.recsys.coded`). With it, the first worker
+to need a full build takes a file lock, reads the log, and saves the result
+(:meth:`LiveLog.save`: ``.npy`` arrays and a manifest, no pickle) into a directory of the
+pod's; every worker, the builder included, then maps those files read-only, so the kernel
+holds one copy of their pages for the pod.
 A worker that finds a saved base for its catalog and trained version maps it instead of
 reading, and reads on from the watermark saved with it. When a worker's added entries are
 merged into a new base (:meth:`LiveLog.compact`), it saves that base the same way unless

@@ -212,7 +212,7 @@ class RecommendState:
         mark = self.store.read_new_chunks(None, coder.add)
         events = coder.finish()
         del coder
-        release_free_memory()  # the chunks' pages, before the build takes more
+        release_free_memory()  # the coder's id tables, before the build takes more
         live = LiveLog(
             catalog, events, self.config.weights.model_dump(), self.config.half_life_days,
             self.config.exclude_after, now_us, users, items,
