@@ -2,7 +2,7 @@
 
 Without it, every worker of a pod reads the whole log at start and whenever a new trained
 version is published, and keeps its own copy of what it built: at 20M events that read
-peaks near 1.7 GB in each worker (see :mod:`drape.recsys.coded`). With it, the first worker
+peaks near 1.6 GB in each worker (see :mod:`drape.recsys.coded`). With it, the first worker
 to need a full build takes a file lock, reads the log, and saves the result
 (:meth:`LiveLog.save`: ``.npy`` arrays and a manifest, no pickle) into a directory of the
 pod's; every worker, the builder included, then maps those files read-only, so the kernel
