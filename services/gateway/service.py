@@ -20,9 +20,11 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -62,6 +64,8 @@ from drape.v1 import (
 )
 
 log = logging.getLogger(__name__)
+K = TypeVar("K")
+V = TypeVar("V")
 MAX_PREVIEWS = 16
 # Errors of a preview that are about its input (the garment, the photo), not the backend.
 _INPUT_ERRORS = (
@@ -91,6 +95,46 @@ class _PreviewPhotos:
 class _PhotoEmbedding:
     use: gateway_pb2.PhotoUse
     values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    """When the parts of one Recommend call must be done (time.monotonic()), set once from
+    the time the caller gave it: the photo's embedding by ``photo_by`` (else the ranking goes
+    without it), the previews by ``reply_by`` (the rest is kept to send the reply)."""
+
+    photo_by: float
+    reply_by: float
+
+
+class _InFlight(Generic[K, V]):
+    """Work being done, by key: a second request for a key in flight joins the first one's
+    future instead of doing it again (single flight). ``on_done`` gets each success, also one
+    that comes after every request that asked for it stopped waiting."""
+
+    def __init__(self, pool: ThreadPoolExecutor, on_done: Callable[[K, V], None]) -> None:
+        self._pool, self._on_done = pool, on_done
+        self._futures: dict[K, Future[V]] = {}
+        self._lock = threading.Lock()
+
+    def start(self, key: K, work: Callable[[], V]) -> tuple[Future[V], bool]:
+        """The future of ``key``'s work, and whether it was already in flight. ``work`` runs
+        in the caller's context (its request id and deadline go along)."""
+        with self._lock:
+            future = self._futures.get(key)
+            if future is not None:
+                return future, True
+            future = self._pool.submit(contextvars.copy_context().run, work)
+            self._futures[key] = future
+        future.add_done_callback(lambda done: self._finished(key, done))
+        return future, False
+
+    def _finished(self, key: K, future: Future[V]) -> None:
+        with self._lock:
+            if self._futures.get(key) is future:
+                del self._futures[key]
+        if not future.cancelled() and future.exception() is None:
+            self._on_done(key, future.result())
 
 
 def exposure(
@@ -143,6 +187,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         )
         self.photo_decoders = threading.BoundedSemaphore(settings.photo_decoders)
         self.pool = ThreadPoolExecutor(settings.preview_workers, thread_name_prefix="preview")
+        # One photo embedding per call at most: as many threads as calls are served at once.
+        self.embedders = ThreadPoolExecutor(settings.server.max_workers,
+                                            thread_name_prefix="photo-embedding")  # fmt: skip
         ttl = settings.preview_cache_ttl_s
         self.preview_cache: TtlCache[common_pb2.Preview] = TtlCache(
             "preview", settings.preview_cache_entries, settings.preview_cache_mb * 2**20, ttl,
@@ -160,9 +207,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         # The try-on model version of the latest preview: part of every cache key, so a new
         # model never serves the old one's previews.
         self.tryon_version = ""
-        # Previews being made, keyed like the cache: identical requests in flight share one.
-        self._making: dict[tuple[str, str, str], Future[common_pb2.Preview]] = {}
-        self._making_lock = threading.RLock()
+        # Previews being made, keyed like the cache, and photos being embedded, by content
+        # hash: identical requests in flight share one, and a late one is cached when done.
+        self._making: _InFlight[tuple[str, str, str], common_pb2.Preview] = _InFlight(
+            self.pool, self._made
+        )
+        self._embedding: _InFlight[str, _PhotoEmbedding] = _InFlight(
+            self.embedders, self.photo_cache.put
+        )
         self.photos = Counter(
             "drape_gateway_photos",
             "Shopper photos sent with recommendation requests, by whether they steered the ranking.",
@@ -206,6 +258,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.embedders.shutdown(wait=False, cancel_futures=True)
         self.exposures.close()
         self.preview_cache.close()
         self.working_photos.close()
@@ -222,6 +275,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.GatewayServiceRecommendRequest, context: grpc.ServicerContext
     ) -> gateway_pb2.GatewayServiceRecommendResponse:
         started = time.perf_counter()
+        schedule = self._schedule()
         self._authorize(context, "recommend")
         self._check_photo(request.photo, "photo")
         if request.preview_limit < 0:
@@ -230,7 +284,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             raise InvalidArgument("user_id", "is required (use a stable anonymous id for guests)")
         photo_hash = hashlib.sha256(request.photo.data).hexdigest() if request.photo.data else ""
         working = self._working_photo(request.photo, photo_hash)
-        photo_use, photo_embedding = self._photo_embedding(request.user_id, working, photo_hash)
+        photo_use, photo_embedding = self._photo_embedding(
+            request.user_id, working, photo_hash, schedule.photo_by
+        )
         ranked = self.recommend.Recommend(
             recommend_pb2.RecommendRequest(
                 user_id=request.user_id,
@@ -247,7 +303,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             photo=photo_use,
             assignments=ranked.assignments,
         )
-        self._attach_previews(request, response, working, photo_hash)
+        self._attach_previews(request, response, working, photo_hash, schedule.reply_by)
         self.exposures.offer(exposure(request.user_id, response, time.perf_counter() - started))
         return response
 
@@ -271,19 +327,27 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         return self.working_photos.get_or_compute(photo_hash, reduce)[0]
 
     def _photo_embedding(
-        self, user_id: str, photo: common_pb2.Image, photo_hash: str
+        self, user_id: str, photo: common_pb2.Image, photo_hash: str, by: float
     ) -> tuple[gateway_pb2.PhotoUse | None, list[float]]:
         """The garment worn in the photo, embedded by the features service (cached by the
-        photo's content hash). A bad photo is the caller's error; a person the photo cannot
-        be used for, or the features service being down, only means ranking without it."""
+        photo's content hash; one call for identical photos in flight). A bad photo is the
+        caller's error; a person the photo cannot be used for, the features service being
+        down, or its answer not ready ``by`` (time.monotonic()), only means ranking without
+        it. An answer that comes late is cached for the next call with the photo."""
         if not photo.data:
             return None, []
         cached = self.photo_cache.get(photo_hash)
         if cached is None:
+            future, _ = self._embedding.start(photo_hash, lambda: self._embed(user_id, photo))
+            waited = max(by - time.monotonic(), 0.0)
             try:
-                reply = self.features.EmbedUser(
-                    features_pb2.EmbedUserRequest(user_id=user_id, photo=photo)
-                )
+                cached = future.result(timeout=waited)
+            except TimeoutError:
+                self.photos.labels("late").inc()
+                return gateway_pb2.PhotoUse(used=False, reason=(
+                    f"the photo's analysis was not ready within {waited * 1000:.0f} ms (its share "
+                    "of the request's deadline): ranked without it; it is kept for the next call"
+                )), []  # fmt: skip
             except grpc.RpcError as exc:
                 if exc.code() in (
                     grpc.StatusCode.INVALID_ARGUMENT,
@@ -294,15 +358,17 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 return gateway_pb2.PhotoUse(
                     used=False, reason=f"the features service is unavailable ({exc.code().name})"
                 ), []
-            embedding = reply.photo_embedding
-            if embedding.values:
-                use = gateway_pb2.PhotoUse(used=True, model_version=embedding.model_version)
-            else:
-                use = gateway_pb2.PhotoUse(used=False, reason=reply.analysis.reason)
-            cached = _PhotoEmbedding(use, tuple(embedding.values))
-            self.photo_cache.put(photo_hash, cached)
         self.photos.labels("used" if cached.use.used else "not_usable").inc()
         return cached.use, list(cached.values)
+
+    def _embed(self, user_id: str, photo: common_pb2.Image) -> _PhotoEmbedding:
+        reply = self.features.EmbedUser(features_pb2.EmbedUserRequest(user_id=user_id, photo=photo))
+        embedding = reply.photo_embedding
+        if embedding.values:
+            use = gateway_pb2.PhotoUse(used=True, model_version=embedding.model_version)
+        else:
+            use = gateway_pb2.PhotoUse(used=False, reason=reply.analysis.reason)
+        return _PhotoEmbedding(use, tuple(embedding.values))
 
     def _attach_previews(
         self,
@@ -310,6 +376,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         response: gateway_pb2.GatewayServiceRecommendResponse,
         working: common_pb2.Image,
         photo_hash: str,
+        reply_by: float,
     ) -> None:
         assignment = response.assignment
         items = response.items[: min(request.preview_limit or MAX_PREVIEWS, MAX_PREVIEWS)]
@@ -328,7 +395,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         else:
             photos = _PreviewPhotos(working, request.photo if request.full_size_previews else working,
                                     photo_hash + ("/full" if request.full_size_previews else ""))  # fmt: skip
-            self._previews(photos, items)
+            self._previews(photos, items, reply_by)
             threshold = request.min_preview_quality or self.settings.min_preview_quality
             for item in items:
                 self._gate(item.preview, threshold)
@@ -339,13 +406,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 self.previews.labels(preview_status_name(item.preview.status), arm.experiment,
                                      arm.variant).inc()  # fmt: skip
 
-    def _previews(self, photos: _PreviewPhotos, items: list[common_pb2.RecommendedGarment]) -> None:
+    def _previews(self, photos: _PreviewPhotos, items: list[common_pb2.RecommendedGarment],
+                  deadline: float) -> None:  # fmt: skip
         """Every item's preview, from the cache or made now, all at once; whatever is not
-        ready when the caller's deadline (less a margin to send the reply) comes is marked
-        TIMED_OUT and, if it finishes before the deadline after all, cached for next time."""
-        time_left = self._time_left()
-        budget = time_left - self._reply_margin(time_left)
-        deadline = time.monotonic() + budget
+        ready by ``deadline`` (the caller's, less a margin to send the reply) is marked
+        TIMED_OUT and, if it finishes before the caller's deadline after all, cached for next
+        time."""
+        budget = deadline - time.monotonic()
         pending: dict[Future[common_pb2.Preview], list[common_pb2.RecommendedGarment]] = {}
         for item in items:
             garment_id = item.garment.garment_id
@@ -446,6 +513,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         remaining = scopes.remaining()
         return self.settings.preview_timeout_s if remaining is None else remaining
 
+    def _schedule(self) -> _Schedule:
+        """The call's schedule, from the time its caller gave it (the reply margin is a share
+        of all of it, so a call whose ranking took long still keeps time to reply)."""
+        now, time_left = time.monotonic(), self._time_left()
+        return _Schedule(
+            photo_by=now + self.settings.photo_embedding_share * time_left,
+            reply_by=now + time_left - self._reply_margin(time_left),
+        )
+
     def _reply_margin(self, time_left: float) -> float:
         """Seconds kept back from the caller's deadline to build and send the reply: a floor,
         or a share of the time left when that is more (several full-size previews take a
@@ -457,25 +533,14 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                    deadline: float) -> Future[common_pb2.Preview]:  # fmt: skip
         """The preview for ``key`` being made: the one already in flight for an identical
         request (single flight, keyed like the cache), or a new one."""
-        with self._making_lock:
-            future = self._making.get(key)
-            if future is not None:
-                self.previews_shared.inc()
-                return future
-            run = contextvars.copy_context().run  # the request's id and deadline go along
-            future = self.pool.submit(run, self._preview, photos, {"garment_id": key[1]},
-                                      deadline, strict=False)  # fmt: skip
-            self._making[key] = future
-            future.add_done_callback(lambda f: self._made(key, f))
-            return future
+        future, shared = self._making.start(
+            key, lambda: self._preview(photos, {"garment_id": key[1]}, deadline, strict=False)
+        )
+        if shared:
+            self.previews_shared.inc()
+        return future
 
-    def _made(self, key: tuple[str, str, str], future: Future[common_pb2.Preview]) -> None:
-        with self._making_lock:
-            if self._making.get(key) is future:
-                del self._making[key]
-        if future.cancelled() or future.exception() is not None:
-            return
-        preview = future.result()
+    def _made(self, key: tuple[str, str, str], preview: common_pb2.Preview) -> None:
         if preview.status == common_pb2.PREVIEW_STATUS_OK:
             self.tryon_version = preview.model_version
             self.preview_cache.put((*key[:2], preview.model_version), preview)

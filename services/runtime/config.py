@@ -268,8 +268,12 @@ class GatewayConfig(_Strict):
     """Least time kept back from the caller's deadline to build and send the reply; previews
     not ready by then come back TIMED_OUT."""
     preview_reply_margin_share: float = Field(0.1, ge=0, le=0.5)
-    """Share of the time left kept back instead, when it is more than the least margin (a
+    """Share of the call's time kept back instead, when it is more than the least margin (a
     reply of several full-size previews takes longer to send on a busy machine)."""
+    photo_embedding_share: float = Field(0.5, gt=0, le=1)
+    """Share of a Recommend call's time (its caller's deadline, or preview_timeout_s) that the
+    photo's embedding may take: past it the call ranks without the photo, and the embedding,
+    when it comes, is cached for the next call with the photo."""
     min_preview_quality: float = Field(0.3, ge=0, le=1)
     """Previews whose quality score (0..1, the weakest of coverage, connectedness, colour,
     pattern and sharpness; see drape.models.tryon.quality) is below this are UNSUPPORTED

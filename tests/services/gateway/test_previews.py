@@ -3,7 +3,9 @@ the variant's choice, the cache and its model-version key, the deadline."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import re
 import threading
 import time
 
@@ -27,6 +29,7 @@ from drape.v1 import (
     splice_pb2,
     tryon_pb2,
 )
+from tests.conftest import wait_until
 
 
 class RpcError(grpc.RpcError):
@@ -77,6 +80,28 @@ class Photos:
     def EmbedUser(self, request, timeout=None):
         self.photos.append(request.photo)
         return Features().EmbedUser(request, timeout)
+
+
+class SlowFeatures:
+    """Features that takes ``seconds`` per photo and counts its calls."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.calls = seconds, 0
+
+    def EmbedUser(self, request, timeout=None):
+        self.calls += 1
+        time.sleep(self.seconds)
+        return Features().EmbedUser(request, timeout)
+
+
+class SlowRecommend(Recommend):
+    def __init__(self, garments: list[str], seconds: float) -> None:
+        super().__init__(garments)
+        self.seconds = seconds
+
+    def Recommend(self, request, timeout=None):
+        time.sleep(self.seconds)
+        return super().Recommend(request, timeout)
 
 
 class TryOn:
@@ -173,6 +198,10 @@ def _ask(gateway: GatewayServicer, timeout: float = 5.0, k: int = 4, previews: b
     )
     with scopes.request_scope("req", timeout=timeout):
         return gateway.Recommend(request, None)
+
+
+def _hash(photo: common_pb2.Image) -> str:
+    return hashlib.sha256(photo.data).hexdigest()
 
 
 def _statuses(reply) -> list[str]:
@@ -321,6 +350,68 @@ def test_the_reply_margin_grows_with_the_time_left():
     try:
         assert gateway._reply_margin(0.5) == pytest.approx(0.1)  # the floor
         assert gateway._reply_margin(4.0) == pytest.approx(0.4)  # a tenth of the time left
+    finally:
+        gateway.close()
+
+
+def test_a_late_photo_embedding_leaves_the_ranking_without_it_and_serves_the_next_call():
+    features = SlowFeatures(0.6)
+    gateway = _gateway(Recommend(["ok-1", "ok-2"]), TryOn(), features=features,
+                       photo_embedding_share=0.1)  # fmt: skip
+    try:
+        late = _ask(gateway, timeout=2.0, k=2)  # 0.2 s for the photo
+        assert not late.photo.used
+        assert re.search(r"not ready within 1\d\d ms \(its share", late.photo.reason)
+        assert _statuses(late) == ["OK", "OK"], "the previews still got their time"
+        assert gateway.photos.labels("late")._value.get() == 1
+        assert wait_until(lambda: gateway.photo_cache.get(_hash(_photo())) is not None, 5, 0.05)
+        kept = _ask(gateway, timeout=2.0, k=2)
+        assert kept.photo.used and kept.photo.model_version == "enc-1"
+        assert features.calls == 1, "the late answer was kept, not asked for again"
+    finally:
+        gateway.close()
+
+
+def test_identical_photos_in_flight_are_embedded_once():
+    features = SlowFeatures(0.3)
+    gateway = _gateway(Recommend(["ok-1"]), TryOn(), features=features)
+    start = threading.Barrier(4)
+    replies = []
+
+    def shopper() -> None:
+        start.wait()
+        replies.append(_ask(gateway, timeout=5.0, k=1))
+
+    try:
+        threads = [threading.Thread(target=shopper) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert len(replies) == 4 and all(reply.photo.used for reply in replies)
+        assert features.calls == 1
+    finally:
+        gateway.close()
+
+
+def test_the_reply_margin_is_a_share_of_the_calls_whole_time():
+    """A ranking that took half the call's time leaves the previews the rest less a tenth of
+    the whole call (0.4 s), not a tenth of what was left when they began."""
+
+    class Timed(TryOn):
+        def Generate(self, request, timeout=None):
+            self.timeouts.append(timeout)
+            return super().Generate(request, timeout)
+
+    tryon = Timed()
+    tryon.timeouts = []
+    gateway = _gateway(SlowRecommend(["ok-1"], 2.0), tryon, preview_reply_margin_ms=100,
+                       preview_reply_margin_share=0.1)  # fmt: skip
+    try:
+        reply = _ask(gateway, timeout=4.0, k=1)
+        assert _statuses(reply) == ["OK"]
+        (given,) = tryon.timeouts
+        assert 1.4 <= given <= 1.65, given  # 4 - 2 - 0.4 s, not 4 - 2 - 0.2 s
     finally:
         gateway.close()
 
