@@ -21,7 +21,8 @@ from itertools import repeat
 import numpy as np
 import pandas as pd
 
-from drape.services.runtime.memory import release_free_memory
+from drape.recsys.interactions import type_weights
+from drape.recsys.memory import release_free_memory
 
 # The store's columns a coded log keeps (and :meth:`CodedEvents.frame` gives back).
 CODED_COLUMNS = ("type", "user_id", "garment_id", "occurred_at_us")
@@ -52,7 +53,7 @@ class CodedEvents:
 
     def type_weights(self, weights: Mapping[str, float]) -> np.ndarray:
         """Each event's type weight (0 for types not in ``weights``), without its strength."""
-        per_type = np.array([float(weights.get(t, 0.0)) for t in self.types], dtype=np.float64)
+        per_type = type_weights(pd.Series(self.types, dtype=object), weights)
         return per_type[self.type] if len(self.types) else np.zeros(len(self))
 
     def weights(self, weights: Mapping[str, float]) -> np.ndarray:
@@ -79,7 +80,10 @@ class CodedEvents:
 
 
 class _Codes:
-    """Distinct values to dense codes, first seen first."""
+    """Distinct values to dense codes, first seen first. Not an
+    :class:`~drape.recsys.idmap.IdMap` extended per chunk: that rebuilds its pandas index on
+    every extend, O(all ids) for each of a full read's hundreds of chunks, where this dict
+    grows by the new ids only (and goes with the coder, so serving never holds it)."""
 
     def __init__(self) -> None:
         self.codes: dict[object, int] = {}

@@ -33,6 +33,11 @@ def interaction_strength(
     return anchored_strength(events, weights, half_life_days, now_us, now_us)
 
 
+def type_weights(types: pd.Series, weights: Mapping[str, float]) -> np.ndarray:
+    """Each event type's weight (0 for a type ``weights`` does not name), as float64."""
+    return types.map(weights).fillna(0.0).to_numpy(dtype=np.float64)
+
+
 def anchored_strength(
     events: pd.DataFrame,
     weights: Mapping[str, float],
@@ -44,7 +49,7 @@ def anchored_strength(
     later than ``read_us`` (the clock when they were read) counting as read then. Strengths
     anchored at one time add up across reads, and ``0.5 ** ((now - anchor) / half_life)``
     turns their sum into :func:`interaction_strength`'s at ``now``."""
-    type_weight = events["type"].map(weights).fillna(0.0).to_numpy(dtype=np.float64)
+    type_weight = type_weights(events["type"], weights)
     if "strength" in events.columns:
         type_weight = type_weight * events["strength"].to_numpy(dtype=np.float64)
     return decayed(type_weight, events["occurred_at_us"].to_numpy(), half_life_days, anchor_us,

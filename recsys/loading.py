@@ -23,6 +23,7 @@ import scipy.sparse as sp
 
 from drape.recsys.catalog import Catalog
 from drape.recsys.idmap import as_id_strings
+from drape.recsys.interactions import type_weights
 
 # Accepted names for each column, compared lower-case with spaces and dashes as "_".
 EVENT_ALIASES: dict[str, tuple[str, ...]] = {
@@ -271,9 +272,9 @@ def load_events(
         notes.append(f"skipped {int(bad.sum()):,} invalid rows of {n:,}")
     out = out[~bad].reset_index(drop=True)
     out.insert(0, "event_id", np.arange(len(out)).astype(str))
-    strength = out["type"].map({**weights, "event": 1.0}).fillna(0.0).to_numpy(
-        dtype=np.float64
-    ) * out.get("strength", pd.Series(1.0, index=out.index)).to_numpy(dtype=np.float64)
+    strength = type_weights(out["type"], {**weights, "event": 1.0}) * out.get(
+        "strength", pd.Series(1.0, index=out.index)
+    ).to_numpy(dtype=np.float64)
     if not (strength > 0).any():
         raise DataError(path, [Problem(None, "type", "every event weighs zero: the interaction "
                                        "matrix would be empty (check --weight)")])  # fmt: skip

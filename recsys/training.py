@@ -28,10 +28,10 @@ from drape.recsys.hybrid import HybridModel, HybridParams, als_item_index
 from drape.recsys.idmap import IdMap
 from drape.recsys.index import EmbeddingIndex
 from drape.recsys.interactions import InteractionMatrix
+from drape.recsys.memory import release_free_memory
 from drape.recsys.ranking import EXCLUDE_AFTER, excluded_by_user
 from drape.recsys.repurchase import RepurchaseStats
 from drape.recsys.sequential import SequentialParams
-from drape.services.runtime.memory import release_free_memory
 
 log = logging.getLogger("drape.train")
 T = TypeVar("T")

@@ -130,3 +130,14 @@ def test_every_imported_module_is_declared():
                         undeclared.setdefault(top, str(path.relative_to(ROOT)))
     assert not undeclared, undeclared
     assert {"pytest", "ruff"} <= extras["dev"] and "pytest" not in runtime
+
+
+@pytest.mark.parametrize("folder", ["recsys", "models"])
+def test_the_model_layers_import_no_service_or_command(folder: str):
+    """recsys and models are the libraries the services and commands are built on: they
+    import neither (a helper both need lives down here)."""
+    upward = re.compile(r"^\s*(from|import)\s+drape\.(services|cli)\b", re.MULTILINE)
+    found = [f"{path.relative_to(ROOT)}: {match.group(0).strip()}"
+             for path in sorted((ROOT / folder).rglob("*.py"))
+             for match in upward.finditer(path.read_text())]  # fmt: skip
+    assert not found, found

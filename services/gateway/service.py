@@ -179,6 +179,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self.splice = splice
         self.settings = settings
         self.preview_store, self.signer = preview_store, signer
+        # With URL delivery by default, each preview is stored as it is made (in parallel and
+        # within its own time), not one after another when the reply is sent.
+        self._store_as_made = (preview_store is not None and signer is not None
+                               and settings.preview_delivery == "url")  # fmt: skip
         self.max_photo_bytes = settings.max_photo_mb * 2**20
         self.photo_limits = ImageLimits(
             max_bytes=self.max_photo_bytes,
@@ -632,10 +636,21 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                 status=common_pb2.PREVIEW_STATUS_TIMED_OUT,
                 reason=f"not ready within the request's deadline ({exc})",
             )
+        if self._store_as_made and preview.status == common_pb2.PREVIEW_STATUS_OK:
+            self._store(preview)
         self.preview_seconds.labels(preview_status_name(preview.status)).observe(
             time.perf_counter() - started
         )
         return preview
+
+    def _store(self, preview: common_pb2.Preview) -> None:
+        """The preview in the preview store ahead of its reply, which then only signs its URL
+        (content-addressed: storing it again is a hash and a lookup). A store that cannot be
+        written now is tried again when the reply is sent."""
+        try:
+            self.preview_store.put(preview.image.data)  # type: ignore[union-attr]
+        except (OSError, StorageError) as exc:
+            log.warning("preview store, ahead of the reply: %s", exc)
 
     def Track(
         self, request: gateway_pb2.TrackRequest, context: grpc.ServicerContext

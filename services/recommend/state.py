@@ -27,13 +27,13 @@ from drape.recsys.coded import EventCoder
 from drape.recsys.hybrid import BlendWeights, HybridModel, als_item_index
 from drape.recsys.index import EmbeddingIndex
 from drape.recsys.live import LiveLog, LiveSnapshot
+from drape.recsys.memory import release_free_memory
 from drape.recsys.popularity import PopularityRanker
 from drape.recsys.ranking import Ranked, RankRequest
 from drape.services.events.store import EventStore, Watermark
 from drape.services.recommend.shared import SharedBases
 from drape.services.runtime import FailedPrecondition
 from drape.services.runtime.config import RecommendConfig
-from drape.services.runtime.memory import release_free_memory
 from drape.services.runtime.storage import ObjectStorage
 
 log = logging.getLogger("drape.recommend")

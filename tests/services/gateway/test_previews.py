@@ -588,6 +588,36 @@ def test_url_delivery_stores_each_preview_once_and_replies_with_a_signed_link(tm
         gateway.close()
 
 
+def test_previews_are_stored_as_they_are_made_not_one_by_one_before_the_reply(tmp_path):
+    """Four previews, each upload to object storage taking 0.4 s: stored one after another
+    when the reply is sent they would take 1.6 s, past the caller's 1.5 s deadline."""
+    from drape.services.runtime.preview_store import PreviewStore, UrlSigner, ensure_key_file
+
+    class SlowRemote:
+        def __init__(self) -> None:
+            self.keys: list[str] = []
+
+        def put_file(self, path, key: str) -> None:
+            time.sleep(0.4)
+            self.keys.append(key)
+
+    remote = SlowRemote()
+    signer = UrlSigner(ensure_key_file(tmp_path / "keys"), "https://cdn.example", 3600)
+    garments = ["busy-1", "busy-2", "busy-3", "busy-4"]
+    gateway = GatewayServicer(Recommend(garments), Events(), Features(), TryOn(), Splice(),
+                              GatewayConfig(preview_reply_margin_ms=50), CollectorRegistry(),
+                              PreviewStore(tmp_path / "previews", remote), signer)  # fmt: skip
+    try:
+        started = time.monotonic()
+        reply = _ask(gateway, timeout=1.5, k=4)
+        assert time.monotonic() - started < 1.5, "answered before the caller's deadline"
+        assert _statuses(reply) == ["OK"] * 4
+        assert all(item.preview.url and not item.preview.image.data for item in reply.items)
+        assert len(remote.keys) == 4, "each uploaded once, not again for the reply"
+    finally:
+        gateway.close()
+
+
 def test_a_preview_store_that_cannot_be_written_makes_previews_unavailable_not_the_call(tmp_path):
     from drape.services.runtime.preview_store import PreviewStore, UrlSigner, ensure_key_file
 
