@@ -49,7 +49,7 @@ COMMAND_MODULES = (
     "events",
 )
 # Commands that run until stopped: SIGTERM stops them like Ctrl-C.
-_INTERRUPTIBLE = ("up", "demo", "bench", "eval")
+_INTERRUPTIBLE = ("up", "web", "demo", "bench", "eval")
 
 
 def _install_sigterm_as_interrupt() -> None:

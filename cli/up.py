@@ -4,10 +4,11 @@ Ctrl-C or SIGTERM drains and stops them all."""
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
+from drape.cli.foreground import run_until_stopped
 from drape.cli.options import add_config_argument
 from drape.services.runtime.config import SERVICE_NAMES, load_config
 
@@ -28,9 +29,10 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     services = args.services.split(",") if args.services else SERVICE_NAMES
-    stack = Stack(config, services, run_dir=args.run_dir, log_to_files=False)
-    prometheus = None
-    try:
+
+    def serve(stops: ExitStack) -> int:
+        stack = Stack(config, services, run_dir=args.run_dir, log_to_files=False)
+        stops.callback(stack.stop)  # also what a start that failed half-way did start
         stack.start()
         for name, endpoint in stack.endpoints.items():
             metrics = f"http://{endpoint.address.rsplit(':', 1)[0]}:{endpoint.metrics_port}/metrics"
@@ -39,23 +41,14 @@ def run(args: argparse.Namespace) -> int:
             from drape.monitoring.prometheus import LocalPrometheus
 
             ports = {name: e.metrics_port for name, e in stack.endpoints.items()}
-            prometheus = LocalPrometheus(ports, port=args.prometheus).start()
+            prometheus = LocalPrometheus(ports, port=args.prometheus)
+            stops.callback(prometheus.stop)
+            prometheus.start()
             print(f"prometheus {prometheus.url} (rules: {prometheus.page('rules')}, alerts: "
                   f"{prometheus.page('alerts')})", flush=True)  # fmt: skip
         print("all services up; Ctrl-C to stop", flush=True)
         exited = stack.wait()
         print(f"drape up: {exited} exited; stopping the others", file=sys.stderr)
         return 1
-    except StackError as exc:
-        print(f"drape up: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("stopping...", flush=True)
-        return 0
-    finally:
-        # A second Ctrl-C must not interrupt the drain and orphan children.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if prometheus is not None:
-            prometheus.stop()
-        stack.stop()
+
+    return run_until_stopped("up", serve, (StackError,))

@@ -5,9 +5,9 @@ gateway already running (--gateway ADDR, or --no-stack for web.gateway_address).
 from __future__ import annotations
 
 import argparse
-import signal
-import sys
+from contextlib import ExitStack
 
+from drape.cli.foreground import run_until_stopped
 from drape.cli.options import add_config_argument
 from drape.services.runtime.config import DrapeConfig, load_config
 
@@ -40,29 +40,20 @@ def run(args: argparse.Namespace) -> int:
         config.web.address = args.address
     host, port = split_address(config.web.address)
     point_previews_here(config, f"http://{host}:{port}")
-    stack = None
-    server = None
-    try:
+
+    def serve(stops: ExitStack) -> int:
         if args.gateway:
             config.web.gateway_address = args.gateway
         elif not args.no_stack:
-            stack = Stack(config, log_to_files=False).start()
-            config.web.gateway_address = stack.address("gateway")
-        server = WebServer(config).start()
+            stack = Stack(config, log_to_files=False)
+            stops.callback(stack.stop)
+            config.web.gateway_address = stack.start().address("gateway")
+        server = WebServer(config)
+        stops.callback(server.stop)
+        server.start()
         print(f"storefront {server.url}/  analyst {server.url}/analyst  "
               f"API {server.url}/openapi.json; Ctrl-C to stop", flush=True)  # fmt: skip
         server.wait()
         return 0
-    except (StackError, RuntimeError, ValueError) as exc:
-        print(f"drape web: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("stopping...", flush=True)
-        return 0
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if server is not None:
-            server.stop()
-        if stack is not None:
-            stack.stop()
+
+    return run_until_stopped("web", serve, (StackError, RuntimeError, ValueError))

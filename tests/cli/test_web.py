@@ -1,5 +1,5 @@
 """`drape web` in front of a gateway: it prints where its pages are, serves them, and stops
-cleanly on SIGINT; a taken address is a clear error."""
+cleanly on SIGINT and SIGTERM; a taken address is a clear error."""
 
 from __future__ import annotations
 
@@ -10,10 +10,14 @@ import subprocess
 import sys
 import urllib.request
 
+import pytest
+
 from drape.cli.stack import free_ports
 
 
-def test_drape_web_serves_its_pages_and_stops_on_sigint(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_drape_web_serves_its_pages_and_stops_cleanly(tmp_path, stop: signal.Signals):
+    """SIGTERM is how Kubernetes stops a web pod: it drains like Ctrl-C, not dies at once."""
     (port,) = free_ports(1)
     env = {**os.environ, "DRAPE_DATA_DIR": str(tmp_path / "data")}
     command = [sys.executable, "-m", "drape.cli", "web", "--gateway", "127.0.0.1:9",
@@ -33,8 +37,9 @@ def test_drape_web_serves_its_pages_and_stops_on_sigint(tmp_path):
         # A second one on the same address says so and exits 1.
         taken = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
         assert taken.returncode == 1 and "did not start" in taken.stderr
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         assert process.wait(timeout=30) == 0
+        assert "stopping..." in process.stdout.read()
     finally:
         if process.poll() is None:
             process.kill()
