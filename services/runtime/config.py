@@ -279,7 +279,8 @@ class GatewayConfig(_Strict):
     pattern and sharpness; see drape.models.tryon.quality) is below this are UNSUPPORTED
     instead of shown; a request may set its own."""
     preview_timeout_s: float = Field(10.0, gt=0, le=600)
-    """Time previews get when the caller sets no deadline."""
+    """A call's time when its caller sets no deadline: a Recommend call's photo embedding and
+    previews are scheduled within it as within a deadline."""
     preview_cache_entries: int = Field(2048, ge=1, le=1_000_000)
     """Previews by (photo hash, garment id, try-on model version), and photo embeddings by
     photo hash: bounded, and gone from memory ttl seconds after they were made."""
