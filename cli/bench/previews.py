@@ -5,25 +5,36 @@ recommend, features, tryon and splice services, Triton serving the shipped gener
 Cold: every call brings a photo never seen before (the demo shopper with its number drawn along the top edge),
 so the photo is analysed and embedded, and 8 previews are generated and spliced. Warm: the
 same photo again, answered from the preview cache. The mean batch size Triton formed for
-``tryon_gan`` comes from Triton's own statistics (its Prometheus metrics)."""
+``tryon_gan`` comes from Triton's own statistics (its Prometheus metrics). Busy machine:
+rounds of 16 new photos at once, each call with a 5 s deadline, while one process per core
+burns it; no call may fail (late previews are TIMED_OUT, a late photo is ranked without)."""
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import multiprocessing
+import os
 import re
 import tempfile
 import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 
-from drape.cli.bench import format_table, peak_resident_mb, timed_phase, write_report
+from drape.cli.bench import (
+    format_table,
+    latency_summary,
+    peak_resident_mb,
+    timed_phase,
+    write_report,
+)
 from drape.cli.stack import Stack, ephemeral
 from drape.services.runtime.config import load_config
 from drape.v1 import common_pb2, gateway_pb2, gateway_pb2_grpc
@@ -37,6 +48,7 @@ COLUMNS = (
     "p99_ms",
     "reply_kb",
     "calls",
+    "failed",
     "previews",
 )
 K = 8
@@ -140,6 +152,7 @@ def run(args: argparse.Namespace) -> int:
             row["reply_kb"] = sum(sizes) / len(sizes) / 1024
             rows.append(row)
         rows.append(_huge_photos_phase(recommend, stack))
+        rows.append(_busy_machine_phase(gateway, new_photo))
         channel.close()
     finally:
         stack.stop()
@@ -186,6 +199,71 @@ def _huge_photos_phase(recommend, stack: Stack, count: int = 4) -> dict[str, Any
     print(f"{count} photos of 6000x6000 at once: {seconds:.1f} s; peak resident MB {peaks}")
     return {"phase": f"{count} photos of 6000x6000 at once", "batch": 1, "clients": count,
             "requests/s": count / seconds, "peak_resident_mb": peaks, "previews": {}}  # fmt: skip
+
+
+def burn(seconds: float) -> None:
+    """Keeps one core busy for ``seconds`` (run in a process of its own)."""
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        sum(i * i for i in range(10_000))
+
+
+def on_a_busy_machine(call: Callable[[bytes], Any], photos: list[bytes],
+                      burners: int | None = None) -> list[tuple[Any, float]]:  # fmt: skip
+    """``call`` on every photo at once while ``burners`` processes (one per core by default)
+    keep the cores busy: each call's reply, or the grpc.RpcError it failed with, and its
+    seconds."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def timed(photo: bytes) -> tuple[Any, float]:
+        started = time.perf_counter()
+        try:
+            reply = call(photo)
+        except grpc.RpcError as exc:
+            reply = exc
+        return reply, time.perf_counter() - started
+
+    spawn = multiprocessing.get_context("spawn")
+    processes = [
+        spawn.Process(target=burn, args=(60.0,)) for _ in range(burners or os.cpu_count() or 1)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        with ThreadPoolExecutor(len(photos)) as pool:
+            return list(pool.map(timed, photos))
+    finally:
+        for process in processes:
+            process.terminate()
+            process.join(timeout=10)
+
+
+def _busy_machine_phase(gateway: gateway_pb2_grpc.GatewayServiceStub,
+                        new_photo: Callable[[], bytes], rounds: int = 3, calls: int = 16,
+                        deadline_s: float = 5.0) -> dict[str, Any]:  # fmt: skip
+    """``rounds`` of ``calls`` new photos at once with a ``deadline_s`` deadline each, every
+    core busy: how many calls failed, their latencies and what came back."""
+    from drape.services.runtime.previews import preview_status_name
+
+    def call(photo: bytes) -> gateway_pb2.GatewayServiceRecommendResponse:
+        return gateway.Recommend(gateway_pb2.GatewayServiceRecommendRequest(
+            user_id="bench-shopper", k=K, photo=common_pb2.Image(data=photo), previews=True,
+            delivery=common_pb2.PREVIEW_DELIVERY_INLINE,
+        ), timeout=deadline_s)  # fmt: skip
+
+    results = [result for _ in range(rounds)
+               for result in on_a_busy_machine(call, [new_photo() for _ in range(calls)])]  # fmt: skip
+    replies = [reply for reply, _ in results if not isinstance(reply, grpc.RpcError)]
+    statuses = Counter(preview_status_name(i.preview.status) for r in replies for i in r.items)
+    used = sum(reply.photo.used for reply in replies)
+    failed = len(results) - len(replies)
+    print(f"{calls} calls at once, {deadline_s:.0f} s deadline, every core busy: {failed} of "
+          f"{len(results)} failed; the photo steered {used} of {len(replies)} rankings; slowest "
+          f"{max(seconds for _, seconds in results):.2f} s")  # fmt: skip
+    return {"phase": f"{calls} at once, {deadline_s:.0f} s deadline, cores busy", "batch": 1,
+            "clients": calls, **latency_summary([seconds for _, seconds in results]),
+            "calls": len(results), "failed": failed, "photo_used": used,
+            "previews": dict(statuses)}  # fmt: skip
 
 
 def _items(gateway: gateway_pb2_grpc.GatewayServiceStub) -> list[common_pb2.RecommendedGarment]:

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from drape.cli.bench import peak_resident_mb
-from drape.cli.bench.previews import huge_photos
+from drape.cli.bench.previews import huge_photos, on_a_busy_machine
 from drape.cli.stack import Stack, ephemeral
 from drape.models.images import encode_jpeg, encode_png
 from drape.services.runtime.config import DrapeConfig
@@ -219,28 +219,12 @@ def test_several_huge_photos_at_once_stay_within_the_memory_bound(stack: Stack, 
 def test_previews_never_fail_whole_calls_on_a_busy_machine(gateway):
     """Sixteen storefront calls at once, each with previews and a 5 s deadline, while two
     processes keep every core busy: some previews may time out, no call may fail."""
-    import multiprocessing as mp
-    from concurrent.futures import ThreadPoolExecutor
-
-    burners = [mp.get_context("spawn").Process(target=_burn, args=(30.0,)) for _ in range(2)]
-    for burner in burners:
-        burner.start()
-    try:
-        photos = [_astronaut(quality=q) for q in range(60, 76)]  # 16 different photos
-        with ThreadPoolExecutor(len(photos)) as pool:
-            replies = list(pool.map(lambda p: _recommend(gateway, p, k=4, timeout=5), photos))
-    finally:
-        for burner in burners:
-            burner.terminate()
-            burner.join(timeout=10)
-    assert len(replies) == 16
-    for reply in replies:
+    photos = [_astronaut(quality=q) for q in range(60, 76)]  # 16 different photos
+    results = on_a_busy_machine(lambda p: _recommend(gateway, p, k=4, timeout=5), photos, 2)
+    failed = [(reply, round(seconds, 2)) for reply, seconds in results
+              if isinstance(reply, grpc.RpcError)]  # fmt: skip
+    assert not failed, failed
+    for reply, _ in results:
         assert len(reply.items) == 4
         assert all(item.preview.status != common_pb2.PREVIEW_STATUS_UNSPECIFIED
                    for item in reply.items)  # fmt: skip
-
-
-def _burn(seconds: float) -> None:
-    stop = time.monotonic() + seconds
-    while time.monotonic() < stop:
-        sum(i * i for i in range(10_000))
