@@ -204,6 +204,22 @@ def _hash(photo: common_pb2.Image) -> str:
     return hashlib.sha256(photo.data).hexdigest()
 
 
+def _at_once(gateway: GatewayServicer, shoppers: int, k: int) -> list:
+    """``shoppers`` identical calls released together (5 s deadline each): their replies."""
+    replies, start = [], threading.Barrier(shoppers)
+
+    def shopper() -> None:
+        start.wait()
+        replies.append(_ask(gateway, timeout=5.0, k=k))
+
+    threads = [threading.Thread(target=shopper) for _ in range(shoppers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return replies
+
+
 def _statuses(reply) -> list[str]:
     return [
         common_pb2.PreviewStatus.Name(i.preview.status).removeprefix("PREVIEW_STATUS_")
@@ -232,18 +248,8 @@ def test_identical_previews_in_flight_are_made_once():
     tryon = TryOn()
     garments = ["busy-1", "busy-2", "busy-3"]
     gateway = _gateway(Recommend(garments), tryon)
-    replies, start = [], threading.Barrier(8)
-
-    def shopper() -> None:
-        start.wait()
-        replies.append(_ask(gateway, timeout=5.0, k=3))
-
     try:
-        threads = [threading.Thread(target=shopper) for _ in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
+        replies = _at_once(gateway, 8, k=3)
         assert len(replies) == 8
         assert sorted(tryon.calls) == garments, "each preview made once for the 8 requests"
         for reply in replies:
@@ -375,19 +381,8 @@ def test_a_late_photo_embedding_leaves_the_ranking_without_it_and_serves_the_nex
 def test_identical_photos_in_flight_are_embedded_once():
     features = SlowFeatures(0.3)
     gateway = _gateway(Recommend(["ok-1"]), TryOn(), features=features)
-    start = threading.Barrier(4)
-    replies = []
-
-    def shopper() -> None:
-        start.wait()
-        replies.append(_ask(gateway, timeout=5.0, k=1))
-
     try:
-        threads = [threading.Thread(target=shopper) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=30)
+        replies = _at_once(gateway, 4, k=1)
         assert len(replies) == 4 and all(reply.photo.used for reply in replies)
         assert features.calls == 1
     finally:
