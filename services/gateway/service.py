@@ -130,11 +130,15 @@ class _InFlight(Generic[K, V]):
         return future, False
 
     def _finished(self, key: K, future: Future[V]) -> None:
-        with self._lock:
-            if self._futures.get(key) is future:
-                del self._futures[key]
-        if not future.cancelled() and future.exception() is None:
-            self._on_done(key, future.result())
+        # Handed on (cached) before the key leaves the flight: a request in between finds
+        # one or the other, never neither, and so never does the work again.
+        try:
+            if not future.cancelled() and future.exception() is None:
+                self._on_done(key, future.result())
+        finally:
+            with self._lock:
+                if self._futures.get(key) is future:
+                    del self._futures[key]
 
 
 def exposure(
